@@ -1,0 +1,1 @@
+export { buildHub, type HubDeps } from './app.js';

@@ -1,0 +1,53 @@
+import { existsSync } from 'node:fs';
+import { ConfigError, createLogger, loadHubConfig } from '@mcp-hub/shared';
+import { buildHub } from './app.js';
+
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+if (existsSync('.env')) process.loadEnvFile('.env');
+
+let config: ReturnType<typeof loadHubConfig>;
+try {
+  config = loadHubConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(`hub: ${error.message}`);
+    process.exit(2);
+  }
+  throw error;
+}
+
+const log = createLogger({ service: 'hub', level: config.logLevel });
+const app = await buildHub({ config, log });
+
+let closing: Promise<void> | undefined;
+function shutdown(signal: string): Promise<void> {
+  closing ??= (async () => {
+    log.info({ event: 'hub.stopping', signal }, 'hub stopping');
+    const deadline = setTimeout(() => {
+      log.error({ event: 'hub.stop_timeout' }, 'shutdown deadline passed; exiting');
+      process.exit(1);
+    }, SHUTDOWN_DEADLINE_MS);
+    deadline.unref();
+    try {
+      await app.close();
+    } catch (err) {
+      log.error({ event: 'hub.stop_failed', err }, 'error while stopping');
+    }
+    log.info({ event: 'hub.stopped' }, 'hub stopped');
+    log.flush();
+    process.exit(0);
+  })();
+  return closing;
+}
+process.on('SIGTERM', () => void shutdown('SIGTERM'));
+process.on('SIGINT', () => void shutdown('SIGINT'));
+
+try {
+  const address = await app.listen({ host: config.host, port: config.port });
+  log.info({ event: 'hub.listening', address, host: config.host, port: config.port }, 'hub listening');
+} catch (err) {
+  log.fatal({ event: 'hub.listen_failed', err }, 'hub could not listen');
+  log.flush();
+  process.exit(1);
+}

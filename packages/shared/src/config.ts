@@ -1,0 +1,229 @@
+import { z } from 'zod';
+import { DEFAULT_KEY_PREFIX } from './keys.js';
+import { describeProblems, zodProblems } from './validation.js';
+
+export type Env = Record<string, string | undefined>;
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export const DEFAULT_HUB_PORT = 8080;
+export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
+export const DEFAULT_WORKER_BASE_PORT = 41_000;
+export const DEFAULT_WORKER_PORT_RANGE = 1_000;
+export const DEFAULT_WORKER_MAX = 100;
+export const DEFAULT_RESYNC_INTERVAL_MS = 5_000;
+export const DEFAULT_HEALTH_INTERVAL_MS = 2_000;
+export const DEFAULT_HEALTH_FAILURES = 3;
+export const DEFAULT_STOP_GRACE_MS = 5_000;
+export const DEFAULT_LEASE_TTL_MS = 10_000;
+export const DEFAULT_BACKOFF_BASE_MS = 500;
+export const DEFAULT_BACKOFF_MAX_MS = 30_000;
+export const DEFAULT_START_TIMEOUT_MS = 30_000;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: { path: string; message: string }[]) {
+    super(`invalid configuration: ${describeProblems(problems)}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const port = z.coerce
+  .number({ error: 'must be a port number' })
+  .int('must be an integer')
+  .min(0, 'must be 0-65535')
+  .max(65_535, 'must be 0-65535');
+const positiveInt = z.coerce.number({ error: 'must be a number' }).int('must be an integer').min(1, 'must be >= 1');
+
+const bool = z.string().transform((value, ctx) => {
+  const v = value.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
+  if (['0', 'false', 'no', 'off'].includes(v)) return false;
+  ctx.addIssue({ code: 'custom', message: 'must be true or false' });
+  return z.NEVER;
+});
+
+const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
+const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
+
+/** A duration in milliseconds, written as a number with unit (`250ms`, `30s`, `5m`, `1h`) or bare `defaultUnit`s. */
+const duration = (defaultUnit: keyof typeof UNIT_MS) =>
+  z.string().transform((value, ctx) => {
+    const match = DURATION_RE.exec(value.trim());
+    if (!match) {
+      ctx.addIssue({ code: 'custom', message: 'must be a duration such as 30s, 5m or 1h' });
+      return z.NEVER;
+    }
+    const unit = (match[2] ?? defaultUnit) as keyof typeof UNIT_MS;
+    return Math.round(Number(match[1]) * UNIT_MS[unit]);
+  });
+
+const redisUrl = z.string().refine((value) => {
+  try {
+    const url = new URL(value);
+    return url.protocol === 'redis:' || url.protocol === 'rediss:' || url.protocol === 'unix:';
+  } catch {
+    return false;
+  }
+}, 'must be a redis:// or rediss:// URL');
+
+const common = {
+  REDIS_URL: redisUrl.default(DEFAULT_REDIS_URL),
+  KEY_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9:{}_.-]{1,64}$/, 'must be 1-64 characters of A-Z, a-z, 0-9, : { } _ . -')
+    .default(DEFAULT_KEY_PREFIX),
+  LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+};
+
+/** Treats empty strings as unset, as docker-compose and `.env` files write `NAME=` for "no value". */
+function clean(env: Env): Env {
+  const out: Env = {};
+  for (const [key, value] of Object.entries(env)) if (value !== undefined && value !== '') out[key] = value;
+  return out;
+}
+
+function load<S extends z.ZodType>(schema: S, env: Env): Readonly<z.output<S>> {
+  const result = schema.safeParse(clean(env));
+  if (!result.success) throw new ConfigError(zodProblems(result.error));
+  return Object.freeze(result.data);
+}
+
+const HubEnvSchema = z.object({
+  ...common,
+  HUB_HOST: z.string().min(1).default('127.0.0.1'),
+  HUB_PORT: port.default(DEFAULT_HUB_PORT),
+  HUB_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+  HUB_BODY_LIMIT_BYTES: positiveInt.default(DEFAULT_BODY_LIMIT_BYTES),
+});
+
+export interface HubConfig {
+  redisUrl: string;
+  keyPrefix: string;
+  logLevel: LogLevel;
+  host: string;
+  port: number;
+  adminToken: string | undefined;
+  bodyLimitBytes: number;
+}
+
+/** Reads the hub's configuration; throws ConfigError naming every bad variable. */
+export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
+  const e = load(HubEnvSchema, env);
+  return Object.freeze({
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.KEY_PREFIX,
+    logLevel: e.LOG_LEVEL,
+    host: e.HUB_HOST,
+    port: e.HUB_PORT,
+    adminToken: e.HUB_ADMIN_TOKEN,
+    bodyLimitBytes: e.HUB_BODY_LIMIT_BYTES,
+  });
+}
+
+const SupervisorEnvSchema = z.object({
+  ...common,
+  MCP_SUPERVISOR_ENABLED: bool.default(true),
+  MCP_SUPERVISOR_ID: z.string().min(1).optional(),
+  MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
+  MCP_WORKER_BASE_PORT: port.default(DEFAULT_WORKER_BASE_PORT),
+  MCP_WORKER_PORT_RANGE: positiveInt.default(DEFAULT_WORKER_PORT_RANGE),
+  MCP_WORKER_MAX: positiveInt.default(DEFAULT_WORKER_MAX),
+  MCP_WORKER_IDLE_TTL: duration('s').default(0),
+  MCP_WORKER_STOP_GRACE: duration('ms').default(DEFAULT_STOP_GRACE_MS),
+  MCP_WORKER_START_TIMEOUT: duration('ms').default(DEFAULT_START_TIMEOUT_MS),
+  MCP_RESYNC_INTERVAL: duration('ms').default(DEFAULT_RESYNC_INTERVAL_MS),
+  MCP_HEALTH_INTERVAL: duration('ms').default(DEFAULT_HEALTH_INTERVAL_MS),
+  MCP_HEALTH_FAILURES: positiveInt.default(DEFAULT_HEALTH_FAILURES),
+  MCP_LEASE_TTL: duration('ms').default(DEFAULT_LEASE_TTL_MS),
+  MCP_BACKOFF_BASE: duration('ms').default(DEFAULT_BACKOFF_BASE_MS),
+  MCP_BACKOFF_MAX: duration('ms').default(DEFAULT_BACKOFF_MAX_MS),
+  MCP_SUPERVISOR_KEEP_WORKERS: bool.default(false),
+  MCP_WORKER_ENTRY: z.string().min(1).optional(),
+});
+
+export interface SupervisorConfig {
+  redisUrl: string;
+  keyPrefix: string;
+  logLevel: LogLevel;
+  enabled: boolean;
+  supervisorId: string | undefined;
+  workerHost: string;
+  workerBasePort: number;
+  workerPortRange: number;
+  workerMax: number;
+  /** 0 = workers are never stopped for idleness. */
+  workerIdleTtlMs: number;
+  stopGraceMs: number;
+  startTimeoutMs: number;
+  resyncIntervalMs: number;
+  healthIntervalMs: number;
+  healthFailures: number;
+  leaseTtlMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** Leave workers running on shutdown, for adoption by the next supervisor. */
+  keepWorkersOnExit: boolean;
+  /** Path of the worker's entry script; default: the built worker app. */
+  workerEntry: string | undefined;
+}
+
+/** Reads the supervisor's configuration; throws ConfigError naming every bad variable. */
+export function loadSupervisorConfig(env: Env = process.env): Readonly<SupervisorConfig> {
+  const e = load(SupervisorEnvSchema, env);
+  return Object.freeze({
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.KEY_PREFIX,
+    logLevel: e.LOG_LEVEL,
+    enabled: e.MCP_SUPERVISOR_ENABLED,
+    supervisorId: e.MCP_SUPERVISOR_ID,
+    workerHost: e.MCP_WORKER_HOST,
+    workerBasePort: e.MCP_WORKER_BASE_PORT,
+    workerPortRange: e.MCP_WORKER_PORT_RANGE,
+    workerMax: e.MCP_WORKER_MAX,
+    workerIdleTtlMs: e.MCP_WORKER_IDLE_TTL,
+    stopGraceMs: e.MCP_WORKER_STOP_GRACE,
+    startTimeoutMs: e.MCP_WORKER_START_TIMEOUT,
+    resyncIntervalMs: e.MCP_RESYNC_INTERVAL,
+    healthIntervalMs: e.MCP_HEALTH_INTERVAL,
+    healthFailures: e.MCP_HEALTH_FAILURES,
+    leaseTtlMs: e.MCP_LEASE_TTL,
+    backoffBaseMs: e.MCP_BACKOFF_BASE,
+    backoffMaxMs: e.MCP_BACKOFF_MAX,
+    keepWorkersOnExit: e.MCP_SUPERVISOR_KEEP_WORKERS,
+    workerEntry: e.MCP_WORKER_ENTRY,
+  });
+}
+
+const WorkerEnvSchema = z.object({
+  ...common,
+  MCP_SERVER_ID: z.string().min(1, 'must name the server'),
+  MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
+  MCP_WORKER_PORT: port,
+  MCP_WORKER_INSTANCE: z.string().min(1),
+});
+
+export interface WorkerConfig {
+  redisUrl: string;
+  keyPrefix: string;
+  logLevel: LogLevel;
+  serverId: string;
+  host: string;
+  port: number;
+  instance: string;
+}
+
+/** Reads a worker's configuration (set by its supervisor); throws ConfigError naming every bad variable. */
+export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig> {
+  const e = load(WorkerEnvSchema, env);
+  return Object.freeze({
+    redisUrl: e.REDIS_URL,
+    keyPrefix: e.KEY_PREFIX,
+    logLevel: e.LOG_LEVEL,
+    serverId: e.MCP_SERVER_ID,
+    host: e.MCP_WORKER_HOST,
+    port: e.MCP_WORKER_PORT,
+    instance: e.MCP_WORKER_INSTANCE,
+  });
+}

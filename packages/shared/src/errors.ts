@@ -1,0 +1,60 @@
+/**
+ * The one error type of the project. Every failure a client can see has a stable string code, and each
+ * code maps to exactly one HTTP status here; `docs/errors.md` lists them all (a test keeps the two in step).
+ */
+export const ERROR_STATUS = {
+  invalid_request: 400,
+  invalid_json: 400,
+  invalid_arguments: 400,
+  unauthorized: 401,
+  forbidden: 403,
+  server_not_found: 404,
+  tool_not_found: 404,
+  route_not_found: 404,
+  method_not_allowed: 405,
+  server_exists: 409,
+  revision_conflict: 409,
+  payload_too_large: 413,
+  unsupported_media_type: 415,
+  rate_limited: 429,
+  internal_error: 500,
+  upstream_error: 502,
+  redis_unavailable: 503,
+  worker_unavailable: 503,
+  tool_timeout: 504,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof ERROR_STATUS;
+
+export const ERROR_CODES = Object.keys(ERROR_STATUS) as ErrorCode[];
+
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly details: unknown;
+  /** The HTTP status of `code`; a plain field, since Fastify may write it on errors it handles. */
+  statusCode: number;
+
+  constructor(code: ErrorCode, message: string, details?: unknown, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'AppError';
+    this.code = code;
+    this.details = details;
+    this.statusCode = ERROR_STATUS[code];
+  }
+}
+
+/** The wire shape of every error answer. */
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; details?: unknown };
+  request_id: string;
+}
+
+export function errorBody(err: AppError, requestId: string): ErrorBody {
+  const error: ErrorBody['error'] = { code: err.code, message: err.message };
+  if (err.details !== undefined) error.details = err.details;
+  return { error, request_id: requestId };
+}
+
+export function isAppError(err: unknown): err is AppError {
+  return err instanceof AppError;
+}

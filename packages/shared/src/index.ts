@@ -1,0 +1,67 @@
+export { canonicalJson } from './canonical-json.js';
+export {
+  ConfigError,
+  DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_HUB_PORT,
+  DEFAULT_REDIS_URL,
+  type Env,
+  type HubConfig,
+  LOG_LEVELS,
+  type LogLevel,
+  loadHubConfig,
+  loadSupervisorConfig,
+  loadWorkerConfig,
+  type SupervisorConfig,
+  type WorkerConfig,
+} from './config.js';
+export {
+  AppError,
+  ERROR_CODES,
+  ERROR_STATUS,
+  type ErrorBody,
+  type ErrorCode,
+  errorBody,
+  isAppError,
+} from './errors.js';
+export { createKeys, DEFAULT_KEY_PREFIX, type RedisKeys } from './keys.js';
+export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS, type ServiceName } from './logger.js';
+export { closeRedis, createRedis, type RedisRole } from './redis.js';
+export {
+  type InvalidRecordHandler,
+  parseEvent,
+  Registry,
+  type UpsertMode,
+  type UpsertResult,
+} from './registry.js';
+export {
+  ARG_LOCATIONS,
+  DEFAULT_TOOL_TIMEOUT_MS,
+  HTTP_METHODS,
+  type HubEvent,
+  HubEventSchema,
+  JsonObjectSchema,
+  RemoteConfigSchema,
+  RestConfigSchema,
+  type RestTool,
+  RestToolSchema,
+  RUNTIME_STATUSES,
+  type RuntimeRecord,
+  RuntimeRecordSchema,
+  type RuntimeStatus,
+  runtimeFromHash,
+  runtimeToHash,
+  type ServerInput,
+  ServerInputSchema,
+  type ServerSpec,
+  type ServerSpecBody,
+  ServerSpecSchema,
+  StdioConfigSchema,
+  specBodyFromInput,
+  type Tool,
+  type ToolInput,
+  ToolInputSchema,
+  ToolSchema,
+  TRANSPORTS,
+  type Transport,
+} from './schemas.js';
+export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';

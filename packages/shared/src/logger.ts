@@ -1,0 +1,57 @@
+import { type DestinationStream, type Logger, pino } from 'pino';
+import type { LogLevel } from './config.js';
+
+export type { Logger } from 'pino';
+export type ServiceName = 'hub' | 'supervisor' | 'worker';
+
+/**
+ * Paths whose values never reach a log line: credentials in requests, and the `env` and `headers` of
+ * server specs, wherever a spec or its config is logged.
+ */
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+  'req.headers.cookie',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'authorization',
+  'env',
+  'headers',
+  'config.env',
+  'config.headers',
+  'spec.config.env',
+  'spec.config.headers',
+  'body.config.env',
+  'body.config.headers',
+  '*.config.env',
+  '*.config.headers',
+];
+
+export interface LoggerOptions {
+  service: ServiceName;
+  level?: LogLevel;
+  /** Extra base fields (e.g. `server` for a worker). */
+  base?: Record<string, unknown>;
+  /** Where lines go; default stdout. Tests pass a stream to read the lines back. */
+  destination?: DestinationStream;
+}
+
+/**
+ * The root logger of a process: one JSON object per line with ISO `time`, `level` as a word, `service`,
+ * and `event` on every line that marks something (`log.info({ event: 'worker.spawned', pid }, '…')`).
+ */
+export function createLogger(options: LoggerOptions): Logger {
+  return pino(
+    {
+      level: options.level ?? 'info',
+      base: { service: options.service, ...options.base },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      messageKey: 'msg',
+      formatters: { level: (label) => ({ level: label }) },
+      // Lines from libraries (Fastify's own messages) get a generic event so every line has one.
+      mixin: () => ({ event: 'log' }),
+      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+    },
+    options.destination ?? pino.destination({ dest: 1, sync: false }),
+  );
+}

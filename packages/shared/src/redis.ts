@@ -1,0 +1,50 @@
+import { Redis, type RedisOptions } from 'ioredis';
+import type { Logger } from 'pino';
+
+/**
+ * How a connection behaves while Redis is away:
+ * - `request`: fail fast (request paths answer 503 rather than hang);
+ * - `loop`: retry forever (reconcile loops, workers' background writes);
+ * - `subscriber`: a dedicated pub/sub connection that resubscribes after reconnecting.
+ */
+export type RedisRole = 'request' | 'loop' | 'subscriber';
+
+const RECONNECT_MAX_DELAY_MS = 2_000;
+const REQUEST_COMMAND_TIMEOUT_MS = 2_000;
+const CONNECT_TIMEOUT_MS = 2_000;
+
+/** Opens an ioredis client for `role`, with an `error` listener that logs each distinct failure once. */
+export function createRedis(url: string, role: RedisRole, log?: Logger, extra: RedisOptions = {}): Redis {
+  const options: RedisOptions = {
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), RECONNECT_MAX_DELAY_MS),
+    connectionName: `mcp-hub:${role}`,
+    lazyConnect: false,
+    ...(role === 'request'
+      ? { maxRetriesPerRequest: 1, commandTimeout: REQUEST_COMMAND_TIMEOUT_MS }
+      : { maxRetriesPerRequest: null }),
+    ...extra,
+  };
+  const redis = new Redis(url, options);
+  let lastError = '';
+  redis.on('error', (err: Error) => {
+    if (err.message === lastError) return;
+    lastError = err.message;
+    log?.warn({ event: 'redis.error', role, err }, 'redis connection error');
+  });
+  redis.on('ready', () => {
+    if (lastError !== '') log?.info({ event: 'redis.ready', role }, 'redis connection restored');
+    lastError = '';
+  });
+  return redis;
+}
+
+/** Closes a client politely, falling back to disconnect when QUIT cannot be sent. */
+export async function closeRedis(redis: Redis): Promise<void> {
+  if (redis.status === 'end') return;
+  try {
+    await redis.quit();
+  } catch {
+    redis.disconnect();
+  }
+}
