@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadHubConfig, loadSupervisorConfig, loadWorkerConfig } from './config.js';
+import { readFileSync } from 'node:fs';
+import { ConfigError, loadHubConfig, loadSupervisorConfig, loadWorkerConfig, OPERATOR_ENV_VARS } from './config.js';
 
 describe('config loaders', () => {
   it('applies defaults for the hub', () => {
@@ -72,5 +73,11 @@ describe('config loaders', () => {
     expect(loadWorkerConfig({ MCP_SERVER_ID: 'a', MCP_WORKER_PORT: '41000', MCP_WORKER_INSTANCE: 'i1' })).toMatchObject(
       { serverId: 'a', port: 41_000, host: '127.0.0.1' },
     );
+  });
+
+  it('has every operator variable in .env.example, and nothing else', () => {
+    const example = readFileSync(new URL('../../../.env.example', import.meta.url), 'utf8');
+    const listed = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);
+    expect([...listed].sort()).toEqual([...OPERATOR_ENV_VARS].sort());
   });
 });

@@ -21,6 +21,7 @@ export const DEFAULT_LEASE_TTL_MS = 10_000;
 export const DEFAULT_BACKOFF_BASE_MS = 500;
 export const DEFAULT_BACKOFF_MAX_MS = 30_000;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
+export const DEFAULT_STABLE_AFTER_MS = 10_000;
 
 export class ConfigError extends Error {
   constructor(readonly problems: { path: string; message: string }[]) {
@@ -127,6 +128,7 @@ const SupervisorEnvSchema = z.object({
   MCP_SUPERVISOR_ENABLED: bool.default(true),
   MCP_SUPERVISOR_ID: z.string().min(1).optional(),
   MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
+  MCP_WORKER_ADVERTISE_HOST: z.string().min(1).optional(),
   MCP_WORKER_BASE_PORT: port.default(DEFAULT_WORKER_BASE_PORT),
   MCP_WORKER_PORT_RANGE: positiveInt.default(DEFAULT_WORKER_PORT_RANGE),
   MCP_WORKER_MAX: positiveInt.default(DEFAULT_WORKER_MAX),
@@ -139,6 +141,7 @@ const SupervisorEnvSchema = z.object({
   MCP_LEASE_TTL: duration('ms').default(DEFAULT_LEASE_TTL_MS),
   MCP_BACKOFF_BASE: duration('ms').default(DEFAULT_BACKOFF_BASE_MS),
   MCP_BACKOFF_MAX: duration('ms').default(DEFAULT_BACKOFF_MAX_MS),
+  MCP_WORKER_STABLE_AFTER: duration('ms').default(DEFAULT_STABLE_AFTER_MS),
   MCP_SUPERVISOR_KEEP_WORKERS: bool.default(false),
   MCP_WORKER_ENTRY: z.string().min(1).optional(),
 });
@@ -150,6 +153,8 @@ export interface SupervisorConfig {
   enabled: boolean;
   supervisorId: string | undefined;
   workerHost: string;
+  /** The host written to runtime records, where the hub reaches workers (default: workerHost, or 127.0.0.1 for a wildcard). */
+  workerAdvertiseHost: string;
   workerBasePort: number;
   workerPortRange: number;
   workerMax: number;
@@ -163,6 +168,8 @@ export interface SupervisorConfig {
   leaseTtlMs: number;
   backoffBaseMs: number;
   backoffMaxMs: number;
+  /** A worker that ran this long before exiting was stable: it restarts at once instead of backing off. */
+  stableAfterMs: number;
   /** Leave workers running on shutdown, for adoption by the next supervisor. */
   keepWorkersOnExit: boolean;
   /** Path of the worker's entry script; default: the built worker app. */
@@ -179,6 +186,8 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     enabled: e.MCP_SUPERVISOR_ENABLED,
     supervisorId: e.MCP_SUPERVISOR_ID,
     workerHost: e.MCP_WORKER_HOST,
+    workerAdvertiseHost:
+      e.MCP_WORKER_ADVERTISE_HOST ?? (['0.0.0.0', '::'].includes(e.MCP_WORKER_HOST) ? '127.0.0.1' : e.MCP_WORKER_HOST),
     workerBasePort: e.MCP_WORKER_BASE_PORT,
     workerPortRange: e.MCP_WORKER_PORT_RANGE,
     workerMax: e.MCP_WORKER_MAX,
@@ -191,6 +200,7 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     leaseTtlMs: e.MCP_LEASE_TTL,
     backoffBaseMs: e.MCP_BACKOFF_BASE,
     backoffMaxMs: e.MCP_BACKOFF_MAX,
+    stableAfterMs: e.MCP_WORKER_STABLE_AFTER,
     keepWorkersOnExit: e.MCP_SUPERVISOR_KEEP_WORKERS,
     workerEntry: e.MCP_WORKER_ENTRY,
   });
@@ -227,3 +237,8 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     instance: e.MCP_WORKER_INSTANCE,
   });
 }
+
+/** Every variable an operator may set (the worker's own are set by its supervisor); `.env.example` lists them all. */
+export const OPERATOR_ENV_VARS: readonly string[] = Object.freeze([
+  ...new Set([...Object.keys(HubEnvSchema.shape), ...Object.keys(SupervisorEnvSchema.shape)]),
+]);

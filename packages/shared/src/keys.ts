@@ -18,6 +18,8 @@ export interface RedisKeys {
   readonly events: string;
   /** hash: the runtime record of one server's worker */
   runtime(serverId: string): string;
+  /** SCAN MATCH pattern of every runtime record key */
+  readonly runtimePattern: string;
   /** set: ports held by live workers */
   readonly runtimePorts: string;
   /** string with PX: short lock taken while a port is being claimed */
@@ -35,8 +37,14 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     restarts: `${prefix}restarts`,
     events: `${prefix}events`,
     runtime: (serverId: string) => `${prefix}server_runtime:${serverId}`,
+    runtimePattern: `${escapeGlob(prefix)}server_runtime:*`,
     runtimePorts: `${prefix}runtime_ports`,
     portLock: (port: number) => `${prefix}port_lock:${port}`,
     lease: (serverId: string) => `${prefix}lease:${serverId}`,
   });
+}
+
+/** Escapes Redis glob characters so a prefix is matched literally by SCAN MATCH. */
+function escapeGlob(value: string): string {
+  return value.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
 }

@@ -1,0 +1,127 @@
+// Supervisor figures: registration → healthy, kill -9 → healthy again, RSS of idle workers.
+// Usage: pnpm bench supervisor   (BENCH_N sets the sample count, default 20)
+import { createKeys, parseEvent, Registry } from '@mcp-hub/shared';
+import { Redis } from 'ioredis';
+import { childrenOf, median, percentile, ROOT, rssMiB, sleep, startApp, startRedis, table } from './lib.mjs';
+
+const N = Number(process.env.BENCH_N ?? 20);
+const ECHO = `${ROOT}test/fixtures/echo-server.mjs`;
+const EVERYTHING = `${ROOT}node_modules/@modelcontextprotocol/server-everything/dist/index.js`;
+
+const redisServer = await startRedis();
+const prefix = 'bench:';
+const keys = createKeys(prefix);
+const redis = new Redis(redisServer.url);
+const sub = new Redis(redisServer.url);
+const registry = new Registry(redis, keys);
+const waiters = new Map();
+await sub.subscribe(keys.events);
+sub.on('message', (_c, message) => {
+  const event = parseEvent(message);
+  if (event?.type !== 'runtime.update' || event.status !== 'running') return;
+  const resolve = waiters.get(event.id);
+  if (resolve) {
+    waiters.delete(event.id);
+    resolve(performance.now());
+  }
+});
+const runningAt = (id) => new Promise((resolve) => waiters.set(id, resolve));
+
+const supervisor = startApp('supervisor', {
+  REDIS_URL: redisServer.url,
+  KEY_PREFIX: prefix,
+  MCP_HEALTH_INTERVAL: '250ms',
+  MCP_WORKER_BASE_PORT: '46000',
+  // Kills below are 1.2 s apart: each one is a fresh failure, not a crash loop to back off from.
+  MCP_WORKER_STABLE_AFTER: '1s',
+});
+await sleep(500);
+
+const spec = (id, args) => ({
+  id,
+  name: id,
+  namespace: id,
+  transport: 'stdio',
+  config: { command: process.execPath, args, env: {} },
+  tags: [],
+  enabled: true,
+  timeoutMs: 60_000,
+});
+
+async function registrationToHealthy(label, args) {
+  const samples = [];
+  for (let i = 0; i < N; i++) {
+    const id = `${label}-${i}`;
+    const ready = runningAt(id);
+    const t0 = performance.now();
+    await registry.upsertServer(spec(id, args), 'create');
+    samples.push((await ready) - t0);
+    await registry.deleteServer(id);
+    await sleep(50);
+  }
+  return samples;
+}
+
+async function killToHealthy(label, args) {
+  const id = `${label}-kill`;
+  let ready = runningAt(id);
+  await registry.upsertServer(spec(id, args), 'create');
+  await ready;
+  const samples = [];
+  for (let i = 0; i < N; i++) {
+    const { pid } = await registry.getRuntime(id);
+    ready = runningAt(id);
+    const t0 = performance.now();
+    process.kill(pid, 'SIGKILL');
+    samples.push((await ready) - t0);
+    await sleep(1_200);
+  }
+  const { pid } = await registry.getRuntime(id);
+  const rss = { worker: rssMiB(pid), upstream: childrenOf(pid).reduce((s, c) => s + rssMiB(c), 0) };
+  await registry.deleteServer(id);
+  return { samples, rss };
+}
+
+async function twenty(label, args) {
+  const ids = Array.from({ length: 20 }, (_, i) => `${label}-many-${i}`);
+  const ready = ids.map(runningAt);
+  const t0 = performance.now();
+  for (const id of ids) await registry.upsertServer(spec(id, args), 'create');
+  const done = await Promise.all(ready);
+  const allMs = Math.max(...done) - t0;
+  await sleep(1_000);
+  let worker = 0;
+  let upstream = 0;
+  for (const id of ids) {
+    const { pid } = await registry.getRuntime(id);
+    worker += rssMiB(pid);
+    upstream += childrenOf(pid).reduce((s, c) => s + rssMiB(c), 0);
+  }
+  for (const id of ids) await registry.deleteServer(id);
+  return { allMs, worker, upstream };
+}
+
+const rows = [['upstream', 'measure', 'median', 'p95', 'n']];
+const memory = [['upstream', 'workers', 'worker RSS MiB', 'upstream RSS MiB', 'all 20 running after']];
+for (const [label, args] of [
+  ['echo-fixture', [ECHO]],
+  ['server-everything', [EVERYTHING, 'stdio']],
+]) {
+  const reg = await registrationToHealthy(label, args);
+  rows.push([label, 'registration → running (ms)', median(reg).toFixed(0), percentile(reg, 95).toFixed(0), reg.length]);
+  const kill = await killToHealthy(label, args);
+  rows.push([label, 'kill -9 → running again (ms)', median(kill.samples).toFixed(0), percentile(kill.samples, 95).toFixed(0), kill.samples.length]);
+  memory.push([label, 1, kill.rss.worker.toFixed(1), kill.rss.upstream.toFixed(1), '']);
+  const many = await twenty(label, args);
+  memory.push([label, 20, many.worker.toFixed(1), many.upstream.toFixed(1), `${many.allMs.toFixed(0)} ms`]);
+}
+
+console.log(`\nSupervisor (Node ${process.version}, ${N} samples each)\n`);
+console.log(table(rows));
+console.log('');
+console.log(table(memory));
+
+await supervisor.stop();
+sub.disconnect();
+redis.disconnect();
+await redisServer.stop();
