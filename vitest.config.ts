@@ -1,8 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
-// Workspace packages resolve to their TypeScript sources through the "source" export condition, so tests
-// never run against a stale build.
-const conditions = ['source', 'module', 'node', 'development|production'];
+// Workspace packages resolve to their TypeScript sources through a project-specific export condition, so
+// tests never run against a stale build. (Not plain "source": some dependencies, e.g. eventsource, publish
+// TypeScript under that name, and Vitest hands the conditions to Node.)
+const conditions = ['@mcp-hub/source', 'module', 'node', 'development|production'];
 
 export default defineConfig({
   resolve: { conditions },

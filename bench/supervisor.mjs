@@ -110,7 +110,13 @@ for (const [label, args] of [
   const reg = await registrationToHealthy(label, args);
   rows.push([label, 'registration → running (ms)', median(reg).toFixed(0), percentile(reg, 95).toFixed(0), reg.length]);
   const kill = await killToHealthy(label, args);
-  rows.push([label, 'kill -9 → running again (ms)', median(kill.samples).toFixed(0), percentile(kill.samples, 95).toFixed(0), kill.samples.length]);
+  rows.push([
+    label,
+    'kill -9 → running again (ms)',
+    median(kill.samples).toFixed(0),
+    percentile(kill.samples, 95).toFixed(0),
+    kill.samples.length,
+  ]);
   memory.push([label, 1, kill.rss.worker.toFixed(1), kill.rss.upstream.toFixed(1), '']);
   const many = await twenty(label, args);
   memory.push([label, 20, many.worker.toFixed(1), many.upstream.toFixed(1), `${many.allMs.toFixed(0)} ms`]);

@@ -96,8 +96,10 @@ async function waitGone(pid: number, exited: Promise<unknown> | undefined, timeo
 }
 
 /**
- * Stops a worker's whole process group: SIGTERM, then SIGKILL after `graceMs`. Returns how it ended.
- * `exited` is the exit promise when this supervisor started the process; adopted ones are polled.
+ * Stops a worker and everything in its process group: SIGTERM to the worker alone (it closes its stdio
+ * server in order: stdin, SIGTERM, SIGKILL), SIGKILL to the whole group after `graceMs`, and SIGKILL to
+ * whatever is left of the group once the worker is gone. Returns how it ended. `exited` is the exit promise
+ * when this supervisor started the process; adopted ones are polled.
  */
 export async function stopProcessGroup(
   pid: number,
@@ -108,7 +110,11 @@ export async function stopProcessGroup(
     signalGroup(pid, 'SIGKILL'); // the worker may be gone while its children linger
     return 'gone';
   }
-  signalGroup(pid, 'SIGTERM');
+  try {
+    process.kill(pid, 'SIGTERM');
+  } catch {
+    // gone between the check and the signal
+  }
   if (await waitGone(pid, exited, graceMs)) {
     signalGroup(pid, 'SIGKILL');
     return 'terminated';

@@ -1,5 +1,5 @@
-import type { Redis } from 'ioredis';
 import { type RedisKeys, type RuntimeRecord, type RuntimeStatus, runtimeToHash } from '@mcp-hub/shared';
+import type { Redis } from 'ioredis';
 
 /**
  * KEYS[1] lease of the server
@@ -113,7 +113,8 @@ export class RuntimeStore {
   async renewLeases(ids: readonly string[], ttlMs: number): Promise<string[]> {
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
-    for (const id of ids) (pipeline as unknown as RuntimeCommands).mcpAcquireLease(this.keys.lease(id), this.supervisorId, ttlMs);
+    for (const id of ids)
+      (pipeline as unknown as RuntimeCommands).mcpAcquireLease(this.keys.lease(id), this.supervisorId, ttlMs);
     const results = (await pipeline.exec()) ?? [];
     return ids.filter((_, i) => results[i]?.[1] !== 1);
   }

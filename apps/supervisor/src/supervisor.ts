@@ -20,6 +20,7 @@ import { backoffDelayMs, hasProcess, type LifecycleEvent, nextStatus } from './l
 import { NoFreePortError, PortAllocator } from './port-allocator.js';
 import { type ExitInfo, isAlive, isWorkerInstance, spawnWorker, stopProcessGroup } from './process-manager.js';
 import { RuntimeStore } from './runtime-store.js';
+import { Semaphore } from './semaphore.js';
 
 const STARTUP_POLL_MS = 25;
 const HEALTH_TIMEOUT_MS = 1_500;
@@ -90,6 +91,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   const health = new HealthChecker(HEALTH_TIMEOUT_MS);
   const entry = config.workerEntry ?? DEFAULT_WORKER_ENTRY;
   const managed = new Map<string, ManagedWorker>();
+  const startSlots = new Semaphore(config.startConcurrency);
   const queue = new KeyedSerialQueue(reconcileOne, (id, err) =>
     log.error({ event: 'reconcile.failed', server: id, err }, 'reconcile failed'),
   );
@@ -168,7 +170,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     const idleStopped =
       runtime?.status === 'stopped' && runtime.reason === 'idle' && restartRequests <= (runtime.restartRequests ?? 0);
 
-    if (!spec || !spec.enabled || idleStopped) {
+    if (!spec?.enabled || idleStopped) {
       const reason = !spec ? 'deleted' : !spec.enabled ? 'disabled' : 'idle';
       if (w) await stopWorker(w, reason, reason === 'idle');
       else if (runtime && !idleStopped) await cleanupOrphan(id, runtime, reason);
@@ -221,12 +223,20 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     // Leave the lease free afterwards so that a supervisor with room can take the server.
     if (!(await store.acquireLease(id, config.leaseTtlMs))) return;
     const reason = `capacity: MCP_WORKER_MAX=${config.workerMax} workers are running`;
-    await store.writeRecord(id, { status: 'pending', restarts: runtime?.restarts ?? 0, reason, supervisor: supervisorId });
+    await store.writeRecord(id, {
+      status: 'pending',
+      restarts: runtime?.restarts ?? 0,
+      reason,
+      supervisor: supervisorId,
+    });
     await store.releaseLease(id);
     log.warn({ event: 'worker.pending', server: id, reason }, 'server waits for a free worker slot');
   }
 
-  /** Takes over a live worker from a previous supervisor when /healthz proves it is the one on record. */
+  /**
+   * Takes over a live worker from a previous supervisor. On this host its environment proves who it is
+   * (so even a worker still starting is kept); elsewhere /healthz must answer with its server and instance.
+   */
   async function adopt(
     id: string,
     runtime: RuntimeRecord,
@@ -235,10 +245,14 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   ): Promise<boolean> {
     const { pid, port, instance } = runtime as Required<Pick<RuntimeRecord, 'pid' | 'port' | 'instance'>>;
     const host = runtime.host ?? config.workerAdvertiseHost;
-    if (!isAlive(pid) || !(await health.isSameWorker(host, port, id, instance))) return false;
+    if (!isAlive(pid)) return false;
+    const local = isWorkerInstance(pid, instance);
+    if (local === false) return false;
+    const healthy = await health.isSameWorker(host, port, id, instance);
+    if (!healthy && local !== true) return false;
     const w: ManagedWorker = {
       id,
-      status: 'running',
+      status: healthy ? 'running' : 'starting',
       host,
       port,
       pid,
@@ -255,7 +269,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     };
     managed.set(id, w);
     await persist(w);
-    log.info({ event: 'worker.adopted', ...fields(w), reason: 'adopted' }, 'adopted a live worker');
+    log.info({ event: 'worker.adopted', ...fields(w), reason: 'adopted', status: w.status }, 'adopted a live worker');
+    if (w.status === 'starting') void watchStartup(w, instance);
     // A spec change or restart request made while no supervisor watched is acted on now.
     if (w.specRev !== spec.rev || restartRequests > w.restartRequests) void queue.enqueue(id);
     return true;
@@ -267,7 +282,10 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       const mine = isWorkerInstance(runtime.pid, runtime.instance);
       if (mine) {
         await stopProcessGroup(runtime.pid, config.stopGraceMs);
-        log.warn({ event: 'worker.ghost_killed', server: id, pid: runtime.pid, port: runtime.port }, 'killed a ghost worker');
+        log.warn(
+          { event: 'worker.ghost_killed', server: id, pid: runtime.pid, port: runtime.port },
+          'killed a ghost worker',
+        );
       }
     }
     if (runtime.port !== undefined) await ports.release(runtime.port);
@@ -278,15 +296,21 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     if (!(await store.acquireLease(id, config.leaseTtlMs))) return; // its owner is alive and will stop it
     await killGhost(id, runtime);
     await store.deleteRecord(id, runtime.port);
-    log.info({ event: 'runtime.cleaned', server: id, pid: runtime.pid, port: runtime.port, reason }, 'removed a stale runtime record');
+    log.info(
+      { event: 'runtime.cleaned', server: id, pid: runtime.pid, port: runtime.port, reason },
+      'removed a stale runtime record',
+    );
   }
 
   /** Starts a process for `w` and watches it become healthy. */
   async function launch(w: ManagedWorker, spec: ServerSpec, restartRequests: number, reason: string): Promise<void> {
+    const release = await startSlots.acquire();
+    if (closed || managed.get(w.id) !== w) return release();
     let port: number;
     try {
       port = await ports.claim();
     } catch (err) {
+      release();
       if (!(err instanceof NoFreePortError)) throw err;
       w.lastError = err.message;
       w.nextAttemptAt = Date.now() + config.backoffMaxMs;
@@ -307,6 +331,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
         LOG_LEVEL: config.logLevel,
       });
     } catch (err) {
+      release();
       await ports.release(port);
       throw err;
     }
@@ -326,12 +351,14 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     await transition(w, 'spawn', reason);
     log.info({ event: 'worker.spawned', ...fields(w), reason }, 'worker spawned');
     void spawned.exited.then((info) => onExit(w, instance, info));
-    void watchStartup(w, instance);
+    void watchStartup(w, instance).finally(release);
   }
 
+  /** Polls a starting worker's /healthz until it answers as itself, it goes away, or the start times out. */
   async function watchStartup(w: ManagedWorker, instance: string): Promise<void> {
     const deadline = Date.now() + config.startTimeoutMs;
     while (!closed && w.instance === instance && w.status === 'starting' && Date.now() < deadline) {
+      if (!w.own && w.pid !== undefined && !isAlive(w.pid)) return onExit(w, instance, { code: null, signal: null });
       const result = await health.check(w.host, w.port as number);
       if (w.instance !== instance || w.status !== 'starting') return;
       if (result.ok && result.health?.instance === instance) {
@@ -341,12 +368,14 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
         log.info({ event: 'worker.ready', ...fields(w), startup_ms: Date.now() - w.startedAtMs }, 'worker healthy');
         return;
       }
-      await new Promise((r) => setTimeout(r, STARTUP_POLL_MS));
+      // Poll fast at first (a healthy start takes a few hundred ms), then back off to spare a busy host.
+      const elapsed = Date.now() - w.startedAtMs;
+      await new Promise((r) => setTimeout(r, elapsed < 2_000 ? STARTUP_POLL_MS : STARTUP_POLL_MS * 8));
     }
     if (closed || w.instance !== instance || w.status !== 'starting') return;
     w.lastError = `not healthy within ${config.startTimeoutMs} ms`;
     await stopProcess(w, 'start_timeout');
-    await failedRun(w, 'start_failed');
+    if (managed.get(w.id) === w) await failedRun(w, 'start_failed');
   }
 
   /** A process of ours went away. Stale notices (an older instance) are ignored. */
@@ -357,14 +386,19 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       { event: 'worker.terminated', ...fields(w), reason: 'exited', code: info.code, signal: info.signal },
       'worker exited',
     );
+    // The worker is gone, but its stdio server may linger in its process group: end it.
+    if (w.pid !== undefined) await stopProcessGroup(w.pid, 0);
     if (w.port !== undefined) await ports.release(w.port).catch(() => {});
     const note = await store.readLastError(w.id).catch(() => null);
     w.lastError = note ?? `exited with ${info.signal ?? `code ${info.code}`}`;
+    if (managed.get(w.id) !== w || w.instance !== instance) return; // stopped or replaced meanwhile
     await failedRun(w, 'exited');
   }
 
   /** Counts a failed run and restarts at once (first failure) or after an exponential backoff. */
   async function failedRun(w: ManagedWorker, event: 'exited' | 'start_failed'): Promise<void> {
+    // Only a live run can fail; a stop that raced with the exit has already settled the state.
+    if (w.status !== 'starting' && w.status !== 'running' && w.status !== 'unhealthy') return;
     const ranMs = Date.now() - w.startedAtMs;
     w.crashes = w.status === 'starting' || ranMs < config.stableAfterMs ? w.crashes + 1 : 1;
     w.restarts += 1;
@@ -381,7 +415,13 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       }
     }
     log.info(
-      { event: 'worker.restart', ...fields(w), reason, crashes: w.crashes, delay_ms: w.nextAttemptAt ? w.nextAttemptAt - Date.now() : 0 },
+      {
+        event: 'worker.restart',
+        ...fields(w),
+        reason,
+        crashes: w.crashes,
+        delay_ms: w.nextAttemptAt ? w.nextAttemptAt - Date.now() : 0,
+      },
       'worker will be restarted',
     );
     if (w.nextAttemptAt !== undefined) schedule(w, w.nextAttemptAt);
@@ -454,7 +494,14 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     }
     w.healthFailures += 1;
     log.warn(
-      { event: 'worker.health.fail', server: w.id, port: w.port, response_code: result.status, failures: w.healthFailures, error: result.error },
+      {
+        event: 'worker.health.fail',
+        server: w.id,
+        port: w.port,
+        response_code: result.status,
+        failures: w.healthFailures,
+        error: result.error,
+      },
       'worker health check failed',
     );
     if (w.status === 'running') await transition(w, 'health_failed', 'health');
@@ -469,7 +516,11 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     if (healthRunning || closed) return;
     healthRunning = true;
     try {
-      await Promise.all([...managed.values()].map((w) => checkHealth(w).catch((err) => log.error({ event: 'health.error', server: w.id, err }, 'health round failed'))));
+      await Promise.all(
+        [...managed.values()].map((w) =>
+          checkHealth(w).catch((err) => log.error({ event: 'health.error', server: w.id, err }, 'health round failed')),
+        ),
+      );
     } finally {
       healthRunning = false;
     }
@@ -539,10 +590,11 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     });
     // Subscribe before the full sync, so that nothing written in between is missed.
     await subscriber.subscribe(keys.events);
+    // Leases are renewed from the start: the first sync may take longer than a lease lives.
+    assign('lease', loop(renewLeases, Math.max(100, Math.floor(config.leaseTtlMs / 3)), 'lease')());
+    assign('health', loop(healthRound, config.healthIntervalMs, 'health')());
     await resync();
     assign('resync', loop(resync, config.resyncIntervalMs, 'resync')());
-    assign('health', loop(healthRound, config.healthIntervalMs, 'health')());
-    assign('lease', loop(renewLeases, Math.max(100, Math.floor(config.leaseTtlMs / 3)), 'lease')());
     log.info({ event: 'supervisor.started', workers: managed.size }, 'supervisor started');
   }
 
@@ -582,7 +634,13 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     start,
     reconcile: (id) => queue.enqueue(id),
     workers: () =>
-      [...managed.values()].map((w) => ({ id: w.id, status: w.status, pid: w.pid, port: w.port, instance: w.instance })),
+      [...managed.values()].map((w) => ({
+        id: w.id,
+        status: w.status,
+        pid: w.pid,
+        port: w.port,
+        instance: w.instance,
+      })),
     close() {
       closing ??= Promise.race([
         closeOnce(),

@@ -12,7 +12,16 @@ import {
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { EVERYTHING_ENTRY, fixture, isAlive, killGroup, ROOT, waitFor, workerPids } from '../../../test/processes.js';
+import {
+  childPids,
+  EVERYTHING_ENTRY,
+  fixture,
+  isAlive,
+  killGroup,
+  ROOT,
+  waitFor,
+  workerPids,
+} from '../../../test/processes.js';
 import { captureLogger, redisUrl, testPrefix } from '../../../test/support.js';
 import { createSupervisor, type Supervisor } from '../src/index.js';
 
@@ -108,15 +117,19 @@ async function runtime(h: Harness, id: string): Promise<RuntimeRecord | null> {
   return h.registry.getRuntime(id);
 }
 
-async function running(h: Harness, id: string, notPid?: number): Promise<RuntimeRecord> {
-  return waitFor(`${id} running`, async () => {
-    const r = await runtime(h, id);
-    if (r?.status === 'running' && r.pid !== undefined && r.pid !== notPid) {
-      h.pids.add(r.pid);
-      return r;
-    }
-    return null;
-  });
+async function running(h: Harness, id: string, notPid?: number, timeoutMs = 15_000): Promise<RuntimeRecord> {
+  return waitFor(
+    `${id} running`,
+    async () => {
+      const r = await runtime(h, id);
+      if (r?.status === 'running' && r.pid !== undefined && r.pid !== notPid) {
+        h.pids.add(r.pid);
+        return r;
+      }
+      return null;
+    },
+    timeoutMs,
+  );
 }
 
 async function callEcho(r: RuntimeRecord, message: string): Promise<string> {
@@ -234,24 +247,21 @@ describe('supervisor', () => {
   it('kills a stdio server that ignores SIGTERM, after the grace period, leaving nothing behind', async () => {
     const h = harness({ MCP_WORKER_STOP_GRACE: '500ms' });
     await startSupervisor(h);
-    const events = `${ROOT}.data/test-stubborn-${process.pid}-${Date.now()}.log`;
     await h.registry.upsertServer(
       echoServer('stubborn', {
-        config: { command: process.execPath, args: [fixture('stubborn-server.mjs')], env: { FIXTURE_EVENTS_FILE: events } },
+        config: { command: process.execPath, args: [fixture('stubborn-server.mjs')], env: {} },
       }),
       'create',
     );
     const r = await running(h, 'stubborn');
-    const upstream = await waitFor('upstream pid', async () => {
-      const { readFile } = await import('node:fs/promises');
-      const text = await readFile(events, 'utf8').catch(() => '');
-      const line = text.split('\n').find((l) => l.includes('"started"') || l.includes('"pid"'));
-      return line ? (JSON.parse(line) as { pid: number }).pid : null;
+    const [upstream] = await waitFor('the stdio child', () => {
+      const children = childPids(r.pid as number);
+      return children.length > 0 ? children : null;
     });
     await h.registry.deleteServer('stubborn');
     await waitFor('record removed', async () => (await runtime(h, 'stubborn')) === null, 10_000);
     expect(isAlive(r.pid as number)).toBe(false);
-    await waitFor('stubborn upstream gone', () => !isAlive(upstream), 3_000);
+    await waitFor('stubborn upstream gone', () => !isAlive(upstream as number), 3_000);
   });
 
   it('backs off a crash loop, saying so in the status with the last error', async () => {
@@ -261,10 +271,14 @@ describe('supervisor', () => {
       echoServer('crashy', { config: { command: process.execPath, args: [fixture('crash-server.mjs')], env: {} } }),
       'create',
     );
-    const r = await waitFor('backoff after several crashes', async () => {
-      const rec = await runtime(h, 'crashy');
-      return rec?.status === 'backoff' && rec.restarts >= 3 ? rec : null;
-    }, 15_000);
+    const r = await waitFor(
+      'backoff after several crashes',
+      async () => {
+        const rec = await runtime(h, 'crashy');
+        return rec?.status === 'backoff' && rec.restarts >= 3 ? rec : null;
+      },
+      15_000,
+    );
     expect(r.nextAttemptAt).toBeDefined();
     expect(Date.parse(r.nextAttemptAt as string)).toBeGreaterThan(Date.now() - 5_000);
     expect(r.lastError).toMatch(/.+/);
@@ -278,10 +292,14 @@ describe('supervisor', () => {
       echoServer('hang', { config: { command: process.execPath, args: [fixture('hang-server.mjs')], env: {} } }),
       'create',
     );
-    const r = await waitFor('backoff', async () => {
-      const rec = await runtime(h, 'hang');
-      return rec?.status === 'backoff' ? rec : null;
-    }, 15_000);
+    const r = await waitFor(
+      'backoff',
+      async () => {
+        const rec = await runtime(h, 'hang');
+        return rec?.status === 'backoff' ? rec : null;
+      },
+      15_000,
+    );
     expect(r.restarts).toBeGreaterThanOrEqual(1);
   });
 
@@ -352,11 +370,11 @@ describe('supervisor', () => {
   });
 
   it('with two supervisors and twenty servers, runs each exactly once on distinct ports; the survivor takes over', async () => {
-    const h = harness({ MCP_LEASE_TTL: '1s' });
+    const h = harness({ MCP_LEASE_TTL: '3s' });
     const one = await startSupervisor(h);
     const twoProcess = spawnSupervisorProcess(h);
     for (let i = 0; i < 20; i++) await h.registry.upsertServer(echoServer(`s${i}`), 'create');
-    const records = await Promise.all(Array.from({ length: 20 }, (_, i) => running(h, `s${i}`)));
+    const records = await Promise.all(Array.from({ length: 20 }, (_, i) => running(h, `s${i}`, undefined, 60_000)));
     await new Promise((resolve) => setTimeout(resolve, 1_000)); // a few resyncs: nothing doubles
     const settled = await Promise.all(Array.from({ length: 20 }, (_, i) => runtime(h, `s${i}`)));
     expect(settled.map((r) => r?.pid)).toEqual(records.map((r) => r.pid));
@@ -370,10 +388,10 @@ describe('supervisor', () => {
     twoProcess.kill('SIGKILL');
     await once(twoProcess, 'exit');
     // The survivor ends up running all twenty (adopting the other's live workers).
-    await waitFor('survivor runs all', () => one.workers().length === 20, 15_000);
+    await waitFor('survivor runs all', () => one.workers().length === 20, 30_000);
     const after = await Promise.all(Array.from({ length: 20 }, (_, i) => runtime(h, `s${i}`)));
     expect(after.every((r) => r?.status === 'running' && r.supervisor === one.id)).toBe(true);
     expect(new Set(after.map((r) => r?.port)).size).toBe(20);
     expect(ownedByOne.length).toBeLessThanOrEqual(20);
-  });
+  }, 150_000);
 });

@@ -1,1 +1,10 @@
-export {};
+export { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
+export type { ToolProgress, ToolResult, Upstream, UpstreamState } from './upstream/upstream.js';
+export {
+  DEFAULT_WORKER_OPTIONS,
+  startWorker,
+  type Worker,
+  type WorkerDeps,
+  WorkerExitError,
+  type WorkerOptions,
+} from './worker.js';

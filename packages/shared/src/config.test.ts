@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
 import { ConfigError, loadHubConfig, loadSupervisorConfig, loadWorkerConfig, OPERATOR_ENV_VARS } from './config.js';
 
 describe('config loaders', () => {

@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX } from './keys.js';
 import { describeProblems, zodProblems } from './validation.js';
@@ -10,6 +11,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
 export const DEFAULT_HUB_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
+export const DEFAULT_WAKE_TIMEOUT_MS = 15_000;
+export const DEFAULT_CACHE_MAX_AGE_MS = 30_000;
 export const DEFAULT_WORKER_BASE_PORT = 41_000;
 export const DEFAULT_WORKER_PORT_RANGE = 1_000;
 export const DEFAULT_WORKER_MAX = 100;
@@ -22,6 +25,8 @@ export const DEFAULT_BACKOFF_BASE_MS = 500;
 export const DEFAULT_BACKOFF_MAX_MS = 30_000;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STABLE_AFTER_MS = 10_000;
+/** Workers started at once: booting Node processes are CPU-bound, and twenty at once on two cores take longer than in turns. */
+export const DEFAULT_START_CONCURRENCY = Math.max(2, availableParallelism() * 2);
 
 export class ConfigError extends Error {
   constructor(readonly problems: { path: string; message: string }[]) {
@@ -97,6 +102,8 @@ const HubEnvSchema = z.object({
   HUB_PORT: port.default(DEFAULT_HUB_PORT),
   HUB_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   HUB_BODY_LIMIT_BYTES: positiveInt.default(DEFAULT_BODY_LIMIT_BYTES),
+  HUB_WAKE_TIMEOUT: duration('ms').default(DEFAULT_WAKE_TIMEOUT_MS),
+  HUB_CACHE_MAX_AGE: duration('ms').default(DEFAULT_CACHE_MAX_AGE_MS),
 });
 
 export interface HubConfig {
@@ -107,6 +114,10 @@ export interface HubConfig {
   port: number;
   adminToken: string | undefined;
   bodyLimitBytes: number;
+  /** How long a call waits for a worker stopped for idleness to start again. */
+  wakeTimeoutMs: number;
+  /** Registry data cached in the hub is re-read at least this often, even if an event was missed. */
+  cacheMaxAgeMs: number;
 }
 
 /** Reads the hub's configuration; throws ConfigError naming every bad variable. */
@@ -120,6 +131,8 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     port: e.HUB_PORT,
     adminToken: e.HUB_ADMIN_TOKEN,
     bodyLimitBytes: e.HUB_BODY_LIMIT_BYTES,
+    wakeTimeoutMs: e.HUB_WAKE_TIMEOUT,
+    cacheMaxAgeMs: e.HUB_CACHE_MAX_AGE,
   });
 }
 
@@ -142,6 +155,7 @@ const SupervisorEnvSchema = z.object({
   MCP_BACKOFF_BASE: duration('ms').default(DEFAULT_BACKOFF_BASE_MS),
   MCP_BACKOFF_MAX: duration('ms').default(DEFAULT_BACKOFF_MAX_MS),
   MCP_WORKER_STABLE_AFTER: duration('ms').default(DEFAULT_STABLE_AFTER_MS),
+  MCP_WORKER_START_CONCURRENCY: positiveInt.default(DEFAULT_START_CONCURRENCY),
   MCP_SUPERVISOR_KEEP_WORKERS: bool.default(false),
   MCP_WORKER_ENTRY: z.string().min(1).optional(),
 });
@@ -170,6 +184,8 @@ export interface SupervisorConfig {
   backoffMaxMs: number;
   /** A worker that ran this long before exiting was stable: it restarts at once instead of backing off. */
   stableAfterMs: number;
+  /** How many workers may be starting at the same time. */
+  startConcurrency: number;
   /** Leave workers running on shutdown, for adoption by the next supervisor. */
   keepWorkersOnExit: boolean;
   /** Path of the worker's entry script; default: the built worker app. */
@@ -201,6 +217,7 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     backoffBaseMs: e.MCP_BACKOFF_BASE,
     backoffMaxMs: e.MCP_BACKOFF_MAX,
     stableAfterMs: e.MCP_WORKER_STABLE_AFTER,
+    startConcurrency: e.MCP_WORKER_START_CONCURRENCY,
     keepWorkersOnExit: e.MCP_SUPERVISOR_KEEP_WORKERS,
     workerEntry: e.MCP_WORKER_ENTRY,
   });

@@ -11,6 +11,7 @@ export {
   loadHubConfig,
   loadSupervisorConfig,
   loadWorkerConfig,
+  OPERATOR_ENV_VARS,
   type SupervisorConfig,
   type WorkerConfig,
 } from './config.js';
@@ -65,3 +66,11 @@ export {
   type Transport,
 } from './schemas.js';
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
+export {
+  UPSTREAM_STATUSES,
+  type UpstreamStatus,
+  WORKER_EXIT_CODES,
+  type WorkerExitCode,
+  type WorkerHealth,
+  WorkerHealthSchema,
+} from './worker-contract.js';

@@ -42,6 +42,11 @@ export function createRedis(url: string, role: RedisRole, log?: Logger, extra: R
 /** Closes a client politely, falling back to disconnect when QUIT cannot be sent. */
 export async function closeRedis(redis: Redis): Promise<void> {
   if (redis.status === 'end') return;
+  // QUIT would wait in the offline queue for a connection that may never come.
+  if (redis.status !== 'ready') {
+    redis.disconnect();
+    return;
+  }
   try {
     await redis.quit();
   } catch {

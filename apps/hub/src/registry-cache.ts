@@ -1,0 +1,122 @@
+import type { HubEvent, Registry, RuntimeRecord, ServerSpec, Tool } from '@mcp-hub/shared';
+import type { ArgumentsValidator, ToolValidatorFactory } from './tool-validator.js';
+
+export interface CachedTool {
+  tool: Tool;
+  validate: ArgumentsValidator;
+}
+
+interface Entry<T> {
+  at: number;
+  value: Promise<T>;
+}
+
+/**
+ * The hub's in-process view of the registry, so that the call path reads no Redis: server specs, tools
+ * (with compiled argument validators) and runtime records, each dropped when an event says it changed, and
+ * re-read after `maxAgeMs` in any case so that a missed event heals on its own.
+ */
+export class RegistryCache {
+  private readonly servers = new Map<string, Entry<ServerSpec | null>>();
+  private readonly tools = new Map<string, Entry<Map<string, CachedTool>>>();
+  private readonly runtimes = new Map<string, Entry<RuntimeRecord | null>>();
+  private readonly runningWaiters = new Map<string, Set<() => void>>();
+
+  constructor(
+    private readonly registry: Registry,
+    private readonly validators: ToolValidatorFactory,
+    private readonly maxAgeMs: number,
+  ) {}
+
+  server(id: string): Promise<ServerSpec | null> {
+    return this.read(this.servers, id, () => this.registry.getServer(id));
+  }
+
+  async tool(serverId: string, name: string): Promise<CachedTool | undefined> {
+    return (await this.toolMap(serverId)).get(name);
+  }
+
+  async toolCount(serverId: string): Promise<number> {
+    return (await this.toolMap(serverId)).size;
+  }
+
+  private toolMap(serverId: string): Promise<Map<string, CachedTool>> {
+    return this.read(this.tools, serverId, async () => {
+      const map = new Map<string, CachedTool>();
+      for (const tool of await this.registry.listTools(serverId)) {
+        // Compiled on first use: a server may list many tools and a call uses one.
+        let compiled: ArgumentsValidator | undefined;
+        const validate: ArgumentsValidator = (args) => {
+          compiled ??= this.validators.compile(serverId, tool.name, tool.inputSchema);
+          return compiled(args);
+        };
+        map.set(tool.name, { tool, validate });
+      }
+      return map;
+    });
+  }
+
+  runtime(id: string): Promise<RuntimeRecord | null> {
+    return this.read(this.runtimes, id, () => this.registry.getRuntime(id));
+  }
+
+  /** Resolves true when a `runtime.update` says the server's worker runs, false after `timeoutMs`. */
+  waitForRunning(id: string, timeoutMs: number): Promise<boolean> {
+    return new Promise((resolve) => {
+      const waiters = this.runningWaiters.get(id) ?? new Set();
+      this.runningWaiters.set(id, waiters);
+      const done = (ok: boolean) => {
+        clearTimeout(timer);
+        waiters.delete(wake);
+        resolve(ok);
+      };
+      const wake = () => done(true);
+      const timer = setTimeout(() => done(false), timeoutMs);
+      waiters.add(wake);
+    });
+  }
+
+  /** Applies one event from `mcp:events`. */
+  onEvent(event: HubEvent): void {
+    switch (event.type) {
+      case 'server.upsert':
+      case 'server.restart':
+        this.servers.delete(event.id);
+        break;
+      case 'server.delete':
+        this.servers.delete(event.id);
+        this.tools.delete(event.id);
+        this.runtimes.delete(event.id);
+        break;
+      case 'tool.upsert':
+      case 'tool.delete':
+        this.tools.delete(event.id);
+        break;
+      case 'runtime.update':
+        this.runtimes.delete(event.id);
+        if (event.status === 'running') for (const wake of this.runningWaiters.get(event.id) ?? []) wake();
+        break;
+    }
+  }
+
+  /** Forgets everything (after the event subscription was interrupted, events may have been missed). */
+  clear(): void {
+    this.servers.clear();
+    this.tools.clear();
+    this.runtimes.clear();
+  }
+
+  private read<T>(map: Map<string, Entry<T>>, key: string, load: () => Promise<T>): Promise<T> {
+    const now = Date.now();
+    const hit = map.get(key);
+    if (hit && now - hit.at < this.maxAgeMs) return hit.value;
+    const value = load();
+    const entry = { at: now, value };
+    map.set(key, entry);
+    // A failed read is not cached: the next call tries Redis again.
+    value.catch(() => {
+      if (map.get(key) === entry) map.delete(key);
+    });
+    return value;
+  }
+}

@@ -1,0 +1,53 @@
+import type { FieldProblem, Logger } from '@mcp-hub/shared';
+import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+
+export type ArgumentsValidator = (args: unknown) => FieldProblem[] | null;
+
+const DRAFT_07_RE = /draft-0[4-7]/;
+
+function problemsOf(errors: ErrorObject[] | null | undefined): FieldProblem[] {
+  return (errors ?? []).map((e) => {
+    const missing =
+      e.keyword === 'required' ? `/${String((e.params as { missingProperty?: string }).missingProperty)}` : '';
+    const extra =
+      e.keyword === 'additionalProperties'
+        ? `/${String((e.params as { additionalProperty?: string }).additionalProperty)}`
+        : '';
+    const path = `${e.instancePath}${missing || extra}`.replace(/^\//, '').replaceAll('/', '.');
+    return { path: path === '' ? '(arguments)' : path, message: e.message ?? e.keyword };
+  });
+}
+
+/**
+ * Compiles tools' input schemas (JSON Schema 2020-12 by default, as MCP says; draft-07 when the schema
+ * names it). A schema that does not compile is logged once and not enforced: the upstream server still
+ * validates, and a bad schema must not make its tool uncallable.
+ */
+export class ToolValidatorFactory {
+  private readonly modern = new Ajv2020({ allErrors: true, strict: false, validateSchema: false });
+  private readonly legacy = new Ajv({ allErrors: true, strict: false, validateSchema: false });
+
+  constructor(private readonly log: Logger) {
+    const formats = addFormats as unknown as (ajv: Ajv | Ajv2020) => void;
+    formats(this.modern);
+    formats(this.legacy);
+  }
+
+  compile(serverId: string, toolName: string, schema: Record<string, unknown>): ArgumentsValidator {
+    const ajv = typeof schema.$schema === 'string' && DRAFT_07_RE.test(schema.$schema) ? this.legacy : this.modern;
+    let validate: ValidateFunction;
+    try {
+      const { $id: _id, ...rest } = schema; // ids would collide across servers in one Ajv instance
+      validate = ajv.compile(rest);
+    } catch (err) {
+      this.log.warn(
+        { event: 'tool.schema.invalid', server: serverId, tool: toolName, err },
+        'tool input schema does not compile; arguments are passed on unchecked',
+      );
+      return () => null;
+    }
+    return (args) => (validate(args) ? null : problemsOf(validate.errors));
+  }
+}

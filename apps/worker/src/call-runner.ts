@@ -1,0 +1,134 @@
+import { performance } from 'node:perf_hooks';
+import { AppError, type Logger } from '@mcp-hub/shared';
+import type { ToolProgress, ToolResult, Upstream } from './upstream/upstream.js';
+
+export interface CallRequest {
+  tool: string;
+  args: Record<string, unknown>;
+  requestId: string;
+  /** Aborted when the client goes away: the upstream call is cancelled. */
+  clientSignal?: AbortSignal;
+  onProgress?: (progress: ToolProgress) => void;
+}
+
+export type CallOutcome =
+  | { kind: 'result'; result: ToolResult }
+  | { kind: 'error'; error: AppError }
+  /** The client went away; there is nobody to answer. */
+  | { kind: 'cancelled' };
+
+export interface CallRunnerDeps {
+  upstream: Upstream;
+  log: Logger;
+  /** The server's per-call deadline, in milliseconds. */
+  timeoutMs: number;
+}
+
+/** The abort reason of a call whose client went away. */
+class ClientGoneError extends Error {
+  constructor() {
+    super('the client went away');
+    this.name = 'ClientGoneError';
+  }
+}
+
+/**
+ * Runs tool calls against the upstream: enforces the deadline, cancels on client disconnect or shutdown,
+ * maps failures to AppError, logs each call, and counts calls in flight for `/healthz`.
+ */
+export class CallRunner {
+  private readonly inflight = new Map<AbortController, Promise<CallOutcome>>();
+  private lastCallEndedAt = performance.now();
+
+  constructor(private readonly deps: CallRunnerDeps) {}
+
+  get activeCalls(): number {
+    return this.inflight.size;
+  }
+
+  /** Milliseconds since the last call ended (or since the runner was made, when none has). */
+  idleMs(): number {
+    return Math.max(0, Math.round(performance.now() - this.lastCallEndedAt));
+  }
+
+  /** Runs one call; never rejects: the outcome says how it ended. */
+  run(request: CallRequest): Promise<CallOutcome> {
+    const controller = new AbortController();
+    const outcome = this.execute(request, controller);
+    this.inflight.set(controller, outcome);
+    // Registered before the caller's own continuation, so a finished call no longer counts when it answers.
+    void outcome.finally(() => this.inflight.delete(controller));
+    return outcome;
+  }
+
+  /** Ends every call in flight with `error` (e.g. worker_unavailable on shutdown) and waits for them to settle. */
+  async abortAll(error: AppError): Promise<void> {
+    for (const controller of this.inflight.keys()) controller.abort(error);
+    await Promise.allSettled(this.inflight.values());
+  }
+
+  private async execute(request: CallRequest, controller: AbortController): Promise<CallOutcome> {
+    const { log, upstream, timeoutMs } = this.deps;
+    const { tool, requestId, clientSignal } = request;
+    const started = performance.now();
+    const timer = setTimeout(() => {
+      controller.abort(new AppError('tool_timeout', `tool "${tool}" did not answer within ${timeoutMs} ms`));
+    }, timeoutMs);
+    const onClientGone = () => controller.abort(new ClientGoneError());
+    if (clientSignal?.aborted) onClientGone();
+    else clientSignal?.addEventListener('abort', onClientGone, { once: true });
+    log.info({ event: 'tool.call.start', request_id: requestId, tool }, 'tool call started');
+
+    let outcome: CallOutcome;
+    let failure: unknown;
+    try {
+      if (controller.signal.aborted) throw controller.signal.reason;
+      const result = await upstream.callTool(tool, request.args, {
+        signal: controller.signal,
+        onProgress: request.onProgress,
+        timeoutMs,
+        requestId,
+      });
+      outcome = { kind: 'result', result };
+    } catch (error) {
+      failure = error;
+      // Once aborted, the reason is the truth, whatever the upstream threw while unwinding.
+      const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
+      if (reason instanceof ClientGoneError) outcome = { kind: 'cancelled' };
+      else if (reason instanceof AppError) outcome = { kind: 'error', error: reason };
+      else outcome = { kind: 'error', error: new AppError('internal_error', 'the call failed unexpectedly') };
+    } finally {
+      clearTimeout(timer);
+      clientSignal?.removeEventListener('abort', onClientGone);
+      this.lastCallEndedAt = performance.now();
+    }
+
+    const latency = Math.round((performance.now() - started) * 100) / 100;
+    const status =
+      outcome.kind === 'result'
+        ? outcome.result.isError
+          ? 'tool_error'
+          : 'ok'
+        : outcome.kind === 'cancelled'
+          ? 'cancelled'
+          : outcome.error.code;
+    if (outcome.kind === 'error') {
+      const { error } = outcome;
+      const cause = error.cause ?? failure ?? error;
+      const level = error.code === 'tool_timeout' || error.code === 'worker_unavailable' ? 'warn' : 'error';
+      log[level](
+        {
+          event: 'tool.call.failed',
+          request_id: requestId,
+          tool,
+          error: error.message,
+          code: error.code,
+          traceback: cause instanceof Error ? cause.stack : String(cause),
+        },
+        'tool call failed',
+      );
+    }
+    log.info({ event: 'tool.call.done', request_id: requestId, tool, latency, status }, 'tool call done');
+    return outcome;
+  }
+}

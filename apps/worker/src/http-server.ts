@@ -1,0 +1,110 @@
+import { AppError, type Logger, type ToolInput, type WorkerHealth } from '@mcp-hub/shared';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { CallRunner } from './call-runner.js';
+import { registerErrorHandling, requestIdFrom } from './http-errors.js';
+import { SseStream } from './sse.js';
+import type { ToolResult } from './upstream/upstream.js';
+
+/** Tool arguments can be large (documents, images as base64); the hub applies its own, smaller limit first. */
+export const MAX_ARGUMENTS_BYTES = 16 * 1024 * 1024;
+
+/** What the HTTP layer asks of the worker. */
+export interface WorkerGate {
+  /** The `/healthz` body; `ok` says whether it answers 200. */
+  health(): { ok: boolean; body: WorkerHealth };
+  tools(): readonly ToolInput[];
+  /** Throws AppError `tool_not_found` or `worker_unavailable` when this call cannot start. */
+  admit(tool: string): void;
+}
+
+export interface HttpServerDeps {
+  log: Logger;
+  gate: WorkerGate;
+  runner: CallRunner;
+  /** Interval of SSE keep-alive comments, in milliseconds. */
+  keepAliveIntervalMs: number;
+}
+
+/** Builds the worker's Fastify app (not listening): `/healthz`, `GET /tools` and `POST /tools/:tool`. */
+export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
+  const { log, gate, runner } = deps;
+  const app = Fastify({
+    loggerInstance: log as FastifyBaseLogger,
+    // The call path logs its own lines; one per request from Fastify would double them on the hot path.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    genReqId: requestIdFrom,
+    bodyLimit: MAX_ARGUMENTS_BYTES,
+    return503OnClosing: true,
+  });
+
+  app.removeContentTypeParser('text/plain');
+  // An empty body is an empty argument object: tools without arguments are called with no body at all.
+  const parseJson = app.getDefaultJsonParser('error', 'ignore');
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, {});
+    return parseJson(req, text, done);
+  });
+  registerErrorHandling(app, log);
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+  });
+
+  app.get('/healthz', async (_req, reply) => {
+    const { ok, body } = gate.health();
+    return reply.code(ok ? 200 : 503).send(body);
+  });
+
+  app.get('/tools', async () => ({ tools: gate.tools() }));
+
+  app.post<{ Params: { tool: string } }>('/tools/:tool', async (req, reply) => {
+    const tool = req.params.tool;
+    const args = req.body ?? {};
+    if (typeof args !== 'object' || args === null || Array.isArray(args)) {
+      throw new AppError('invalid_arguments', 'the body must be a JSON object of arguments');
+    }
+    gate.admit(tool);
+    const requestId = req.id;
+    const client = new AbortController();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) client.abort();
+    });
+    const call = { tool, args: args as Record<string, unknown>, requestId, clientSignal: client.signal };
+
+    if (wantsJson(req.headers.accept)) {
+      const outcome = await runner.run(call);
+      if (outcome.kind === 'error') throw outcome.error;
+      if (outcome.kind === 'cancelled') return reply.hijack();
+      return resultBody(requestId, outcome.result);
+    }
+
+    reply.hijack();
+    const stream = new SseStream(reply.raw, { 'x-request-id': requestId }, deps.keepAliveIntervalMs);
+    const outcome = await runner.run({
+      ...call,
+      onProgress: (p) =>
+        stream.send('progress', { request_id: requestId, progress: p.progress, total: p.total, message: p.message }),
+    });
+    if (outcome.kind === 'result') stream.send('result', resultBody(requestId, outcome.result));
+    else if (outcome.kind === 'error') {
+      stream.send('error', { request_id: requestId, code: outcome.error.code, message: outcome.error.message });
+    }
+    stream.end();
+  });
+
+  return app;
+}
+
+/** JSON mode only when the client accepts JSON and not an event stream (the hub sends one or the other). */
+function wantsJson(accept: string | undefined): boolean {
+  return accept?.includes('application/json') === true && !accept.includes('text/event-stream');
+}
+
+function resultBody(requestId: string, result: ToolResult): Record<string, unknown> {
+  const body: Record<string, unknown> = { request_id: requestId, content: result.content };
+  if (result.structuredContent !== undefined) body.structuredContent = result.structuredContent;
+  body.isError = result.isError === true;
+  return body;
+}

@@ -1,0 +1,80 @@
+import { ConfigError, createLogger, loadWorkerConfig, WORKER_EXIT_CODES, type WorkerConfig } from '@mcp-hub/shared';
+import { startWorker, type Worker, WorkerExitError } from './worker.js';
+
+/** Past this, shutdown gives up waiting and exits; the stdio child's own escalation takes at most ~5 s. */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+/** How long a final log flush may delay the exit. */
+const FLUSH_TIMEOUT_MS = 500;
+
+// The supervisor passes the whole environment: no .env file is read here.
+let config: Readonly<WorkerConfig>;
+try {
+  config = loadWorkerConfig();
+} catch (error) {
+  if (error instanceof ConfigError) {
+    console.error(`worker: ${error.message}`);
+    process.exit(WORKER_EXIT_CODES.badConfig);
+  }
+  throw error;
+}
+
+const log = createLogger({
+  service: 'worker',
+  level: config.logLevel,
+  base: { server: config.serverId, instance: config.instance },
+});
+
+function exit(code: number): void {
+  const timer = setTimeout(() => process.exit(code), FLUSH_TIMEOUT_MS);
+  timer.unref();
+  log.flush(() => process.exit(code));
+}
+
+const started: Promise<Worker> = startWorker({
+  config,
+  log,
+  onFatal: (error) => void shutdown('fatal', error.exitCode),
+});
+
+let stopping: Promise<void> | undefined;
+function shutdown(reason: string, code: number): Promise<void> {
+  stopping ??= (async () => {
+    log.info({ event: 'worker.shutdown', reason, exit_code: code }, 'worker shutting down');
+    const deadline = setTimeout(() => {
+      log.error({ event: 'worker.stop_timeout', deadline_ms: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline passed');
+      exit(code === WORKER_EXIT_CODES.ok ? WORKER_EXIT_CODES.upstreamFailed : code);
+    }, SHUTDOWN_DEADLINE_MS);
+    deadline.unref();
+    try {
+      const worker = await started.catch(() => undefined);
+      await worker?.close();
+    } catch (error) {
+      log.error({ event: 'worker.stop_failed', err: error }, 'error while stopping');
+    }
+    exit(code);
+  })();
+  return stopping;
+}
+
+process.on('SIGTERM', () => void shutdown('SIGTERM', WORKER_EXIT_CODES.ok));
+process.on('SIGINT', () => void shutdown('SIGINT', WORKER_EXIT_CODES.ok));
+process.on('uncaughtException', (error) => {
+  log.fatal({ event: 'worker.crashed', err: error }, 'uncaught exception');
+  void shutdown('uncaughtException', WORKER_EXIT_CODES.upstreamFailed);
+});
+process.on('unhandledRejection', (error) => {
+  log.fatal({ event: 'worker.crashed', err: error }, 'unhandled rejection');
+  void shutdown('unhandledRejection', WORKER_EXIT_CODES.upstreamFailed);
+});
+
+try {
+  await started;
+} catch (error) {
+  if (error instanceof WorkerExitError) {
+    log.error({ event: 'worker.not_started', reason: error.message, exit_code: error.exitCode }, 'worker not started');
+    exit(error.exitCode);
+  } else {
+    log.fatal({ event: 'worker.start_failed', err: error }, 'worker could not start');
+    exit(WORKER_EXIT_CODES.upstreamFailed);
+  }
+}

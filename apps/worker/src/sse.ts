@@ -1,0 +1,59 @@
+import type { ServerResponse } from 'node:http';
+
+/** How often a comment line keeps an idle stream alive through proxies, in milliseconds. */
+export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
+
+export type SseEventName = 'progress' | 'result' | 'error';
+
+const KEEP_ALIVE = ': keep-alive\n\n';
+
+/**
+ * One Server-Sent Events answer: headers flushed at once (proxies must not buffer it), one JSON object per
+ * `data:` line, and a keep-alive comment while nothing else is sent.
+ */
+export class SseStream {
+  private readonly keepAlive: NodeJS.Timeout;
+  private ended = false;
+
+  constructor(
+    private readonly res: ServerResponse,
+    headers: Record<string, string>,
+    keepAliveIntervalMs: number = SSE_KEEP_ALIVE_INTERVAL_MS,
+  ) {
+    res.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+      connection: 'keep-alive',
+    });
+    res.flushHeaders();
+    this.keepAlive = setInterval(() => this.write(KEEP_ALIVE), keepAliveIntervalMs);
+    this.keepAlive.unref();
+    res.once('close', () => this.stop());
+  }
+
+  /** Whether the stream can still be written (not ended by us, not closed by the client). */
+  get open(): boolean {
+    return !this.ended && !this.res.destroyed;
+  }
+
+  send(event: SseEventName, data: object): void {
+    this.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+  }
+
+  end(): void {
+    if (this.ended) return;
+    this.stop();
+    this.res.end();
+  }
+
+  private write(chunk: string): void {
+    if (this.open) this.res.write(chunk);
+  }
+
+  private stop(): void {
+    this.ended = true;
+    clearInterval(this.keepAlive);
+  }
+}

@@ -1,0 +1,20 @@
+import type { Logger, ServerSpec } from '@mcp-hub/shared';
+import { createMcpUpstream } from './mcp-upstream.js';
+import { createRestUpstream } from './rest-upstream.js';
+import type { Upstream } from './upstream.js';
+
+export interface UpstreamTimings {
+  /** How long `initialize` may take, per attempt, in milliseconds. */
+  connectTimeoutMs: number;
+  /** How often a remote session is pinged to notice a silent drop, in milliseconds. */
+  pingIntervalMs: number;
+  /** First and largest delay between reconnection attempts of a remote upstream, in milliseconds. */
+  reconnectBaseDelayMs: number;
+  reconnectMaxDelayMs: number;
+}
+
+/** The upstream adapter for a server's transport (not connected yet). */
+export function createUpstream(spec: ServerSpec, log: Logger, timings: UpstreamTimings): Upstream {
+  if (spec.transport === 'rest') return createRestUpstream({ spec, log });
+  return createMcpUpstream({ spec, log, ...timings });
+}

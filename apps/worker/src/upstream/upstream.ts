@@ -1,0 +1,100 @@
+import type { Logger, ToolInput } from '@mcp-hub/shared';
+
+/** A tool call's answer, as MCP's `CallToolResult` (the fields the worker passes on). */
+export interface ToolResult {
+  content: unknown[];
+  structuredContent?: unknown;
+  isError?: boolean;
+}
+
+/** One progress notification of a running call. */
+export interface ToolProgress {
+  progress: number;
+  total?: number;
+  message?: string;
+}
+
+export interface CallToolOptions {
+  /** Aborts the call; an MCP upstream then sends `notifications/cancelled`. */
+  signal: AbortSignal;
+  onProgress?: (progress: ToolProgress) => void;
+  /** The call's deadline in milliseconds; the caller enforces it, adapters only use it to size their own timers. */
+  timeoutMs: number;
+  requestId: string;
+}
+
+/**
+ * The life of an upstream session: `connecting` → `connected`, `down` while it is lost (remote upstreams
+ * reconnect from there; a stdio one never comes back), `closed` once `close()` ran.
+ */
+export type UpstreamState = 'connecting' | 'connected' | 'down' | 'closed';
+
+const ALLOWED_TRANSITIONS: Record<UpstreamState, readonly UpstreamState[]> = {
+  connecting: ['connected', 'down', 'closed'],
+  connected: ['down', 'closed'],
+  down: ['connecting', 'closed'],
+  closed: [],
+};
+
+export class IllegalTransitionError extends Error {
+  constructor(from: UpstreamState, to: UpstreamState) {
+    super(`illegal upstream transition ${from} → ${to}`);
+    this.name = 'IllegalTransitionError';
+  }
+}
+
+/**
+ * The one place that assigns an upstream's state: checks the transition, logs `upstream.state`, and
+ * tells the listener. Re-entering the current state is a no-op.
+ */
+export class UpstreamStateMachine {
+  private current: UpstreamState = 'connecting';
+  private listener: ((state: UpstreamState) => void) | undefined;
+
+  constructor(private readonly log: Logger) {}
+
+  get state(): UpstreamState {
+    return this.current;
+  }
+
+  onChange(listener: (state: UpstreamState) => void): void {
+    this.listener = listener;
+  }
+
+  transition(to: UpstreamState, reason?: string): void {
+    const from = this.current;
+    if (from === to) return;
+    if (!ALLOWED_TRANSITIONS[from].includes(to)) throw new IllegalTransitionError(from, to);
+    this.current = to;
+    const level = to === 'down' ? 'warn' : 'info';
+    this.log[level]({ event: 'upstream.state', from, to, reason }, 'upstream state changed');
+    this.listener?.(to);
+  }
+}
+
+/**
+ * One upstream session (a stdio child, a remote MCP server, or a REST API) behind the calls of a worker.
+ * Listeners are single slots: the worker is the only consumer.
+ */
+export interface Upstream {
+  readonly state: UpstreamState;
+  /** The stdio child's pid while it runs; undefined for other transports. */
+  readonly pid: number | undefined;
+  /**
+   * Opens the session. stdio: rejects when the server cannot start or answer `initialize` in time (fatal).
+   * Remote: keeps retrying with backoff and resolves on the first success (rejects only if closed first).
+   */
+  connect(): Promise<void>;
+  /** The upstream's current `tools/list`. */
+  listTools(): Promise<ToolInput[]>;
+  /** Runs one call; throws AppError (`upstream_error`, `worker_unavailable`, `invalid_arguments`) on failure. */
+  callTool(name: string, args: Record<string, unknown>, options: CallToolOptions): Promise<ToolResult>;
+  /** Called after each state change (e.g. `connected` again after a remote reconnect). */
+  onStateChange(listener: (state: UpstreamState) => void): void;
+  /** Called when the upstream says its tool list changed (`notifications/tools/list_changed`). */
+  onToolsChanged(listener: () => void): void;
+  /** Called once when the upstream is gone for good without `close()` (a stdio child that exited). */
+  onClose(listener: (error: Error) => void): void;
+  /** Ends the session and releases everything; a stdio child is gone when this resolves. Idempotent. */
+  close(): Promise<void>;
+}

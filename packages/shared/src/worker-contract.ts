@@ -1,0 +1,36 @@
+import { z } from 'zod';
+
+/**
+ * What the supervisor and a worker agree on (docs/adr/0001-supervisor-worker-contract.md), as code: the
+ * exit codes of a worker process and the body of its `GET /healthz`.
+ */
+export const WORKER_EXIT_CODES = Object.freeze({
+  /** Stopped on request (SIGTERM / SIGINT). */
+  ok: 0,
+  /** The upstream failed (a stdio server exited or could not start); `last_error` says why. */
+  upstreamFailed: 1,
+  /** The worker's environment is invalid. */
+  badConfig: 2,
+  /** The server's spec is missing or disabled: restarting will not help. */
+  specUnavailable: 3,
+});
+export type WorkerExitCode = (typeof WORKER_EXIT_CODES)[keyof typeof WORKER_EXIT_CODES];
+
+export const UPSTREAM_STATUSES = ['connecting', 'connected', 'down'] as const;
+export type UpstreamStatus = (typeof UPSTREAM_STATUSES)[number];
+
+/** The body of a worker's `GET /healthz` (200 when `upstream` is `connected`, else 503). */
+export const WorkerHealthSchema = z.object({
+  serverId: z.string(),
+  instance: z.string(),
+  pid: z.number().int(),
+  specRev: z.number().int().nonnegative(),
+  upstream: z.enum(UPSTREAM_STATUSES),
+  /** How many tools the worker serves. */
+  tools: z.number().int().nonnegative(),
+  /** Calls in flight. */
+  activeCalls: z.number().int().nonnegative(),
+  /** Milliseconds since the last call ended, or since start when there was none. */
+  idleMs: z.number().int().nonnegative(),
+});
+export type WorkerHealth = z.output<typeof WorkerHealthSchema>;

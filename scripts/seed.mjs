@@ -1,0 +1,83 @@
+#!/usr/bin/env node
+// `pnpm seed`: registers two demo servers on a running hub, so a newcomer can call a tool at once:
+// - "everything": the official MCP test server over stdio (echo, add, a long-running operation with progress…);
+// - "hub": a REST API described as tools — the hub's own admin API — to show REST-backed tools.
+// Idempotent (PUT). Reads HUB_URL (default from HUB_HOST/HUB_PORT) and HUB_ADMIN_TOKEN from the environment or .env.
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+process.chdir(root);
+if (existsSync('.env')) process.loadEnvFile('.env');
+
+const hub = process.env.HUB_URL ?? `http://${process.env.HUB_HOST || '127.0.0.1'}:${process.env.HUB_PORT || '8080'}`;
+const token = process.env.HUB_ADMIN_TOKEN;
+const auth = token ? { authorization: `Bearer ${token}` } : {};
+const everythingEntry = join(root, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
+
+const servers = [
+  {
+    id: 'everything',
+    name: 'MCP server-everything',
+    description: 'The MCP reference test server (stdio)',
+    transport: 'stdio',
+    tags: ['demo'],
+    config: existsSync(everythingEntry)
+      ? { command: process.execPath, args: [everythingEntry, 'stdio'] }
+      : { command: 'npx', args: ['-y', '@modelcontextprotocol/server-everything', 'stdio'] },
+  },
+  {
+    id: 'hub',
+    name: 'MCP Hub admin API',
+    description: "The hub's own REST API, described as tools",
+    transport: 'rest',
+    tags: ['demo'],
+    config: {
+      baseUrl: hub,
+      headers: auth,
+      tools: [
+        {
+          name: 'list_servers',
+          description: 'Lists the servers registered on the hub, with their runtime status',
+          method: 'GET',
+          path: '/api/servers',
+          inputSchema: { type: 'object', properties: {} },
+        },
+        {
+          name: 'get_server',
+          description: 'Shows one server spec and its runtime record',
+          method: 'GET',
+          path: '/api/servers/{id}',
+          inputSchema: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+        },
+      ],
+    },
+  },
+];
+
+for (const server of servers) {
+  const { id, ...body } = server;
+  let res;
+  try {
+    res = await fetch(`${hub}/api/servers/${id}`, {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json', ...auth },
+      body: JSON.stringify(body),
+    });
+  } catch (err) {
+    console.error(
+      `seed: the hub does not answer at ${hub} (${err.cause?.code ?? err.message}); start it with pnpm start`,
+    );
+    process.exit(1);
+  }
+  const answer = await res.json();
+  if (!res.ok) {
+    console.error(`seed: ${id}: ${res.status} ${answer.error?.message ?? JSON.stringify(answer)}`);
+    process.exit(1);
+  }
+  console.log(`seed: ${id} ${res.status === 201 ? 'registered' : 'up to date'} (rev ${answer.rev})`);
+}
+console.log(
+  `\nTry: curl -N -X POST ${hub}/mcp/everything/echo -H 'content-type: application/json' -d '{"message":"hi"}'`,
+);
