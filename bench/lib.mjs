@@ -51,11 +51,14 @@ export async function startRedis() {
   };
 }
 
-/** Runs an app's built main.js as a child process with `env`; stop() sends SIGTERM and waits. */
-export function startApp(app, env) {
+/**
+ * Runs an app's built main.js as a child process with `env`; stop() sends SIGTERM and waits.
+ * `stdout` (a file descriptor) receives its JSON log lines; by default they are dropped.
+ */
+export function startApp(app, env, { stdout = 'ignore' } = {}) {
   const child = spawn(process.execPath, [`${ROOT}apps/${app}/dist/main.js`], {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
+    stdio: ['ignore', stdout, 'inherit'],
   });
   return {
     child,
@@ -90,22 +93,75 @@ export function rssMiB(pid) {
   }
 }
 
+/** Fields of /proc/<pid>/stat after the command name (index 0 is field 3, the state), or null when it is gone. */
+function procStat(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return null;
+  }
+}
+
 /** Pids of the direct children of `pid`. */
 export function childrenOf(pid) {
   const out = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) out.push(Number(entry));
-    } catch {}
+    if (Number(procStat(entry)?.[1]) === pid) out.push(Number(entry));
   }
   return out;
+}
+
+/** Pids of every descendant of `pid` (children, their children, …). */
+export function descendantsOf(pid) {
+  const parentOf = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = procStat(entry);
+    if (fields) parentOf.set(Number(entry), Number(fields[1]));
+  }
+  const out = [];
+  const frontier = [pid];
+  while (frontier.length > 0) {
+    const parent = frontier.pop();
+    for (const [child, ppid] of parentOf) {
+      if (ppid === parent) {
+        out.push(child);
+        frontier.push(child);
+      }
+    }
+  }
+  return out;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times; 100 on every Linux this runs on (USER_HZ). */
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU time (user + system) a process has used, in seconds; 0 when it is gone. */
+export function cpuSeconds(pid) {
+  const fields = procStat(pid);
+  return fields ? (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S : 0;
+}
+
+/** Whether a process exists (and is not a zombie). */
+export function alive(pid) {
+  const state = procStat(pid)?.[0];
+  return state !== undefined && state !== 'Z';
 }
 
 export function table(rows) {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
   const line = (r) => `| ${r.map((v, c) => String(v).padEnd(widths[c])).join(' | ')} |`;
   return [line(rows[0]), `| ${widths.map((w) => '-'.repeat(w)).join(' | ')} |`, ...rows.slice(1).map(line)].join('\n');
+}
+
+/** Sends SIGTERM to a child process and waits for its exit; SIGKILL after `graceMs` (default 10 s). */
+export async function stopProcess(child, graceMs = 10_000) {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(timer);
 }

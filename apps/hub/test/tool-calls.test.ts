@@ -278,7 +278,7 @@ describe('POST /mcp/:id/:tool through hub, supervisor and worker', () => {
     expect(res.status).toBe(503);
     expect(res.headers['retry-after']).toBeDefined();
     expect(JSON.parse(res.text)).toMatchObject({ error: { code: 'worker_unavailable' } });
-    expect(hubLogs.lines.some((l) => l.event === 'tool.call.failed' && l.error === 'worker_unavailable')).toBe(true);
+    expect(hubLogs.lines.some((l) => l.event === 'tool.call.failed' && l.code === 'worker_unavailable')).toBe(true);
   });
 
   it('reports a tool timeout as an error event tool_timeout', async () => {

@@ -114,10 +114,11 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
               request_id: requestId,
               server: id,
               tool,
-              error: err.code,
-              traceback: err.message,
+              error: err.message,
+              code: err.code,
+              traceback: err.cause instanceof Error ? err.cause.stack : err.stack,
             },
-            'tool call refused',
+            'tool call failed',
           );
         }
         throw err;
@@ -170,25 +171,13 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         bodyTimeout: 0, // a long call streams nothing for minutes but keep-alive comments
       });
     } catch (err) {
-      const latency = performance.now() - started;
-      log.warn(
-        {
-          event: 'tool.call.failed',
-          request_id: requestId,
-          server: id,
-          tool,
-          target_url: targetUrl,
-          error: 'worker_unavailable',
-          traceback: (err as Error).stack,
-          latency,
-        },
-        'worker unreachable',
-      );
       if (abort.signal.aborted) return reply.hijack();
       const timedOut = err instanceof undiciErrors.HeadersTimeoutError;
       throw new AppError(
         timedOut ? 'tool_timeout' : 'worker_unavailable',
         timedOut ? `${id}/${tool} did not answer within ${timeoutMs} ms` : `the worker of "${id}" is unreachable`,
+        undefined,
+        { cause: err },
       );
     }
 
@@ -215,7 +204,8 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
             request_id: requestId,
             server: id,
             tool,
-            error: 'worker_unavailable',
+            error: (err as Error).message,
+            code: 'worker_unavailable',
             traceback: (err as Error).stack,
           },
           'worker went away mid-call',
