@@ -28,8 +28,11 @@ export class RegistryCache {
     private readonly maxAgeMs: number,
   ) {}
 
-  server(id: string): Promise<ServerSpec | null> {
-    return this.read(this.servers, id, () => this.registry.getServer(id));
+  /** The spec of a server; unknown ids are not cached, so random ids cannot grow the cache. */
+  async server(id: string): Promise<ServerSpec | null> {
+    const spec = await this.read(this.servers, id, () => this.registry.getServer(id));
+    if (spec === null) this.servers.delete(id);
+    return spec;
   }
 
   async tool(serverId: string, name: string): Promise<CachedTool | undefined> {
@@ -47,7 +50,7 @@ export class RegistryCache {
         // Compiled on first use: a server may list many tools and a call uses one.
         let compiled: ArgumentsValidator | undefined;
         const validate: ArgumentsValidator = (args) => {
-          compiled ??= this.validators.compile(serverId, tool.name, tool.inputSchema);
+          compiled ??= this.validators.compile(serverId, tool.name, tool.digest, tool.inputSchema);
           return compiled(args);
         };
         map.set(tool.name, { tool, validate });
@@ -87,6 +90,7 @@ export class RegistryCache {
         this.servers.delete(event.id);
         this.tools.delete(event.id);
         this.runtimes.delete(event.id);
+        this.validators.forget(event.id);
         break;
       case 'tool.upsert':
       case 'tool.delete':

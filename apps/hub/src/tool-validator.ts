@@ -28,6 +28,8 @@ function problemsOf(errors: ErrorObject[] | null | undefined): FieldProblem[] {
 export class ToolValidatorFactory {
   private readonly modern = new Ajv2020({ allErrors: true, strict: false, validateSchema: false });
   private readonly legacy = new Ajv({ allErrors: true, strict: false, validateSchema: false });
+  /** Compiled once per tool revision (its digest), however often the cache reloads the tool list. */
+  private readonly compiled = new Map<string, ArgumentsValidator>();
 
   constructor(private readonly log: Logger) {
     const formats = addFormats as unknown as (ajv: Ajv | Ajv2020) => void;
@@ -35,12 +37,28 @@ export class ToolValidatorFactory {
     formats(this.legacy);
   }
 
-  compile(serverId: string, toolName: string, schema: Record<string, unknown>): ArgumentsValidator {
+  compile(serverId: string, toolName: string, digest: string, schema: Record<string, unknown>): ArgumentsValidator {
+    const key = `${serverId}\u0000${toolName}\u0000${digest}`;
+    let validator = this.compiled.get(key);
+    if (!validator) {
+      validator = this.build(serverId, toolName, schema);
+      this.compiled.set(key, validator);
+    }
+    return validator;
+  }
+
+  /** Drops the validators of a deleted server. */
+  forget(serverId: string): void {
+    for (const key of this.compiled.keys()) if (key.startsWith(`${serverId}\u0000`)) this.compiled.delete(key);
+  }
+
+  private build(serverId: string, toolName: string, schema: Record<string, unknown>): ArgumentsValidator {
     const ajv = typeof schema.$schema === 'string' && DRAFT_07_RE.test(schema.$schema) ? this.legacy : this.modern;
     let validate: ValidateFunction;
     try {
       const { $id: _id, ...rest } = schema; // ids would collide across servers in one Ajv instance
       validate = ajv.compile(rest);
+      ajv.removeSchema(rest); // Ajv caches by schema object; our own map is the cache
     } catch (err) {
       this.log.warn(
         { event: 'tool.schema.invalid', server: serverId, tool: toolName, err },

@@ -358,6 +358,8 @@ describe('admin token', () => {
       headers: { authorization: 'Bearer nope' },
     });
     expect(wrong.statusCode).toBe(401);
+    const escaped = await guarded.inject({ method: 'GET', url: '/%61pi/servers' });
+    expect(escaped.statusCode).toBe(401);
     const write = await guarded.inject({ method: 'POST', url: '/api/servers', payload: everything });
     expect(write.statusCode).toBe(401);
     expect(await t.redis.hexists(t.keys.servers, 'everything')).toBe(0);

@@ -65,15 +65,13 @@ export function isWorkerInstance(pid: number, instance: string): boolean | undef
   }
 }
 
+/** Signals a worker's process group. Workers lead their group, so no fallback to the bare pid: once the
+ * group is gone, that pid may belong to someone else. */
 function signalGroup(pid: number, signal: NodeJS.Signals): void {
   try {
     process.kill(-pid, signal);
   } catch {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
+    // the group is gone
   }
 }
 

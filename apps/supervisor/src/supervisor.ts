@@ -102,6 +102,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   let healthTimer: NodeJS.Timeout | undefined;
   let leaseTimer: NodeJS.Timeout | undefined;
   let healthRunning = false;
+  let leasesDone = false;
 
   function fields(w: ManagedWorker) {
     return { server: w.id, pid: w.pid, port: w.port };
@@ -168,7 +169,10 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     ]);
     const w = managed.get(id);
     const idleStopped =
-      runtime?.status === 'stopped' && runtime.reason === 'idle' && restartRequests <= (runtime.restartRequests ?? 0);
+      spec !== null &&
+      runtime?.status === 'stopped' &&
+      runtime.reason === 'idle' &&
+      restartRequests <= (runtime.restartRequests ?? 0);
 
     if (!spec?.enabled || idleStopped) {
       const reason = !spec ? 'deleted' : !spec.enabled ? 'disabled' : 'idle';
@@ -195,12 +199,13 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       return;
     }
 
-    if (managed.size >= config.workerMax) return waitForCapacity(id, runtime);
     if (!(await store.acquireLease(id, config.leaseTtlMs))) return; // another supervisor runs it
+    // Adopting comes before the capacity check: a live worker is kept, never replaced by a pending record.
     if (runtime?.pid !== undefined && runtime.port !== undefined && runtime.instance !== undefined) {
       if (await adopt(id, runtime, spec, restartRequests)) return;
       await killGhost(id, runtime);
     }
+    if (managed.size >= config.workerMax) return waitForCapacity(id, runtime);
     const fresh: ManagedWorker = {
       id,
       status: 'pending',
@@ -218,10 +223,9 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     await launch(fresh, spec, restartRequests, runtime ? 'takeover' : 'start');
   }
 
+  /** Called holding the lease; frees it afterwards so that a supervisor with room can take the server. */
   async function waitForCapacity(id: string, runtime: RuntimeRecord | null): Promise<void> {
-    if (runtime?.status === 'pending') return;
-    // Leave the lease free afterwards so that a supervisor with room can take the server.
-    if (!(await store.acquireLease(id, config.leaseTtlMs))) return;
+    if (runtime?.status === 'pending') return store.releaseLease(id);
     const reason = `capacity: MCP_WORKER_MAX=${config.workerMax} workers are running`;
     await store.writeRecord(id, {
       status: 'pending',
@@ -270,7 +274,11 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     managed.set(id, w);
     await persist(w);
     log.info({ event: 'worker.adopted', ...fields(w), reason: 'adopted', status: w.status }, 'adopted a live worker');
-    if (w.status === 'starting') void watchStartup(w, instance);
+    if (w.status === 'starting') {
+      void watchStartup(w, instance).catch((err: unknown) =>
+        log.error({ event: 'supervisor.watch_failed', server: id, what: 'startup', err }, 'watching a worker failed'),
+      );
+    }
     // A spec change or restart request made while no supervisor watched is acted on now.
     if (w.specRev !== spec.rev || restartRequests > w.restartRequests) void queue.enqueue(id);
     return true;
@@ -348,10 +356,27 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       healthFailures: 0,
       nextAttemptAt: undefined,
     });
-    await transition(w, 'spawn', reason);
+    // Watchers first: whatever happens to the record, the process is followed and the slot is freed.
+    const report = (what: string) => (err: unknown) =>
+      log.error({ event: 'supervisor.watch_failed', server: w.id, what, err }, 'watching a worker failed');
+    void spawned.exited.then((info) => onExit(w, instance, info)).catch(report('exit'));
     log.info({ event: 'worker.spawned', ...fields(w), reason }, 'worker spawned');
-    void spawned.exited.then((info) => onExit(w, instance, info));
-    void watchStartup(w, instance).finally(release);
+    try {
+      await transition(w, 'spawn', reason);
+    } catch (err) {
+      release();
+      await stopProcessGroup(spawned.pid, config.stopGraceMs, spawned.exited);
+      await ports.release(port).catch(() => {});
+      throw err;
+    }
+    if (managed.get(w.id) !== w) {
+      // The lease was lost while starting: the process was never recorded, so it must not live on.
+      release();
+      await stopProcessGroup(spawned.pid, config.stopGraceMs, spawned.exited);
+      await ports.release(port).catch(() => {});
+      return;
+    }
+    void watchStartup(w, instance).catch(report('startup')).finally(release);
   }
 
   /** Polls a starting worker's /healthz until it answers as itself, it goes away, or the start times out. */
@@ -375,7 +400,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     if (closed || w.instance !== instance || w.status !== 'starting') return;
     w.lastError = `not healthy within ${config.startTimeoutMs} ms`;
     await stopProcess(w, 'start_timeout');
-    if (managed.get(w.id) === w) await failedRun(w, 'start_failed');
+    // A restart may have launched a new run while the old one was being stopped: leave that one alone.
+    if (managed.get(w.id) === w && w.instance === `${instance}:stopped`) await failedRun(w, 'start_failed');
   }
 
   /** A process of ours went away. Stale notices (an older instance) are ignored. */
@@ -442,9 +468,11 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
 
   /** Ends the current process of `w` (group SIGTERM, then SIGKILL) and frees its port. */
   async function stopProcess(w: ManagedWorker, reason: string): Promise<void> {
-    const { pid, port } = w;
+    const { pid, port, instance } = w;
     w.instance = `${w.instance}:stopped`; // makes pending exit and startup notices stale
-    if (pid !== undefined) {
+    // An adopted worker is not our child: make sure the pid is still that worker before signalling it.
+    const stillOurs = w.own || (pid !== undefined && isWorkerInstance(pid, instance) !== false);
+    if (pid !== undefined && stillOurs) {
       const how = await stopProcessGroup(pid, config.stopGraceMs, w.own ? w.exited : undefined);
       log.info({ event: 'worker.terminated', server: w.id, pid, port, reason, how }, 'worker stopped');
     }
@@ -473,8 +501,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   async function checkHealth(w: ManagedWorker): Promise<void> {
     if (w.status !== 'running' && w.status !== 'unhealthy') return;
     const instance = w.instance;
-    if (!w.own && w.pid !== undefined && !isAlive(w.pid)) {
-      // An adopted worker is not our child, so no exit event comes: notice its death here.
+    if (!w.own && w.pid !== undefined && (!isAlive(w.pid) || isWorkerInstance(w.pid, instance) === false)) {
+      // An adopted worker is not our child, so no exit event comes: notice its death (or a reused pid) here.
       return onExit(w, instance, { code: null, signal: null });
     }
     const result = await health.check(w.host, w.port as number);
@@ -559,7 +587,12 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     }
   }
 
-  function loop(fn: () => Promise<void>, everyMs: number, name: string): () => NodeJS.Timeout {
+  function loop(
+    fn: () => Promise<void>,
+    everyMs: number,
+    name: string,
+    keepGoing: () => boolean = () => !closed,
+  ): () => NodeJS.Timeout {
     const tick = (): NodeJS.Timeout => {
       const timer = setTimeout(async () => {
         try {
@@ -567,7 +600,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
         } catch (err) {
           log.error({ event: `${name}.failed`, err }, `${name} failed`);
         }
-        if (!closed) assign(name, tick());
+        if (keepGoing()) assign(name, tick());
       }, everyMs);
       return timer;
     };
@@ -591,7 +624,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     // Subscribe before the full sync, so that nothing written in between is missed.
     await subscriber.subscribe(keys.events);
     // Leases are renewed from the start: the first sync may take longer than a lease lives.
-    assign('lease', loop(renewLeases, Math.max(100, Math.floor(config.leaseTtlMs / 3)), 'lease')());
+    const leaseEveryMs = Math.max(100, Math.floor(config.leaseTtlMs / 3));
+    assign('lease', loop(renewLeases, leaseEveryMs, 'lease', () => !leasesDone)());
     assign('health', loop(healthRound, config.healthIntervalMs, 'health')());
     await resync();
     assign('resync', loop(resync, config.resyncIntervalMs, 'resync')());
@@ -601,7 +635,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   async function closeOnce(): Promise<void> {
     closed = true;
     log.info({ event: 'supervisor.stopping', keep_workers: config.keepWorkersOnExit }, 'supervisor stopping');
-    for (const timer of [resyncTimer, healthTimer, leaseTimer]) clearTimeout(timer);
+    // Leases are renewed until the workers are stopped: stopping them may outlast a lease.
+    for (const timer of [resyncTimer, healthTimer]) clearTimeout(timer);
     const steps: [string, () => Promise<unknown>][] = [
       ['unsubscribe', async () => subscriber && (await closeRedis(subscriber))],
       ['drain', () => queue.idle()],
@@ -615,6 +650,13 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
               return stopWorker(w, 'shutdown', false);
             }),
           ),
+      ],
+      [
+        'leases',
+        async () => {
+          leasesDone = true;
+          clearTimeout(leaseTimer);
+        },
       ],
       ['health', () => health.close()],
       ['redis', async () => ownsRedis && (await closeRedis(redis))],

@@ -81,6 +81,26 @@ return {n, rev}
 `;
 
 /**
+ * KEYS[1] servers hash, KEYS[2] restart counters hash, KEYS[3] the server's runtime record, KEYS[4] registry
+ * revision, KEYS[5] events channel
+ * ARGV[1] server id, ARGV[2] now (ISO)
+ * A restart request made only if none is pending yet (the counter is not ahead of the one the worker was
+ * stopped with), so that a burst of calls to an idle server starts it once. Returns the counter, or -1
+ * when the server does not exist.
+ */
+const REQUEST_WAKE = `
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return -1 end
+local n = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+local seen = tonumber(redis.call('HGET', KEYS[3], 'restart_requests') or '0')
+if n > seen then return n end
+n = redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+local rev = redis.call('INCR', KEYS[4])
+redis.call('PUBLISH', KEYS[5], '{"type":"server.restart","id":' .. cjson.encode(ARGV[1]) .. ',"rev":' .. rev
+  .. ',"ts":' .. cjson.encode(ARGV[2]) .. '}')
+return n
+`;
+
+/**
  * KEYS[1] the server's tools hash, KEYS[2] registry revision, KEYS[3] events channel, KEYS[4] servers hash
  * ARGV[1] server id, ARGV[2] now (ISO), then triples: tool name, digest, tool JSON body (without rev)
  * Writes changed tools, removes vanished ones, one revision and one event per change.
@@ -125,6 +145,7 @@ interface RegistryCommands {
   mcpDeleteServer(...args: string[]): Promise<number>;
   mcpRequestRestart(...args: string[]): Promise<[number, number]>;
   mcpReplaceTools(...args: string[]): Promise<number>;
+  mcpRequestWake(...args: string[]): Promise<number>;
 }
 
 export interface UpsertResult {
@@ -204,6 +225,21 @@ export class Registry {
     );
     if (count < 0) throw notFound(id);
     return { restartRequests: count, rev };
+  }
+
+  /** Asks for a worker stopped for idleness to start, once however many callers ask; throws server_not_found. */
+  async requestWake(id: string): Promise<number> {
+    const count = await this.redis.mcpRequestWake(
+      this.keys.servers,
+      this.keys.restarts,
+      this.keys.runtime(id),
+      this.keys.registryRev,
+      this.keys.events,
+      id,
+      this.now().toISOString(),
+    );
+    if (count < 0) throw notFound(id);
+    return count;
   }
 
   /** Replaces the tool list of a server; returns how many tools changed, or -1 if the server is gone. */
@@ -304,6 +340,7 @@ function defineRegistryCommands(redis: Redis): Redis & RegistryCommands {
     redis.defineCommand('mcpDeleteServer', { numberOfKeys: 5, lua: DELETE_SERVER });
     redis.defineCommand('mcpRequestRestart', { numberOfKeys: 4, lua: REQUEST_RESTART });
     redis.defineCommand('mcpReplaceTools', { numberOfKeys: 4, lua: REPLACE_TOOLS });
+    redis.defineCommand('mcpRequestWake', { numberOfKeys: 5, lua: REQUEST_WAKE });
   }
   return redis as Redis & RegistryCommands;
 }

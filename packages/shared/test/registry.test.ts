@@ -125,6 +125,14 @@ describe('Registry', () => {
     await expect(registry.requestRestart('nope')).rejects.toMatchObject({ code: 'server_not_found' });
   });
 
+  it('wakes an idle server once, however many callers ask', async () => {
+    await registry.upsertServer(stdio('alpha'), 'create');
+    await t.redis.hset(t.keys.runtime('alpha'), { status: 'stopped', reason: 'idle', restart_requests: '0' });
+    expect(await Promise.all([1, 2, 3, 4].map(() => registry.requestWake('alpha')))).toEqual([1, 1, 1, 1]);
+    expect(await registry.getRestartRequests('alpha')).toBe(1);
+    await expect(registry.requestWake('ghost')).rejects.toMatchObject({ code: 'server_not_found' });
+  });
+
   it('replaces tools: writes changes only, deletes vanished tools, and removes them with the server', async () => {
     await registry.upsertServer(stdio('alpha'), 'create');
     const echo = { name: 'echo', description: 'echoes', inputSchema: { type: 'object' as const } };

@@ -14,7 +14,9 @@ export function registerAdminAuth(app: FastifyInstance, adminToken: string | und
   if (adminToken === undefined) return;
   const expected = digest(adminToken);
   app.addHook('onRequest', async (req: FastifyRequest) => {
-    if (!req.url.startsWith('/api/') && req.url !== '/api') return;
+    // The matched route, not the raw URL: the router decodes escapes, so /%61pi/… is an /api route too.
+    const route = req.routeOptions.url;
+    if (route === undefined || !(route === '/api' || route.startsWith('/api/'))) return;
     const header = req.headers.authorization;
     const match = typeof header === 'string' ? /^Bearer\s+(.+)$/i.exec(header.trim()) : null;
     if (!match?.[1]) throw new AppError('unauthorized', 'missing bearer token: send Authorization: Bearer <token>');

@@ -14,6 +14,7 @@ export interface ToolCallRoutesOptions {
 /** Extra time the hub waits for a worker's headers beyond the tool's own timeout (the worker enforces that one). */
 const HEADERS_GRACE_MS = 5_000;
 const RETRY_AFTER_S = '2';
+const SERVER_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 function sseEvent(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
@@ -58,7 +59,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
   async function findWorker(id: string, runtime: RuntimeRecord | null): Promise<RuntimeRecord> {
     if (runtime?.status === 'stopped' && runtime.reason === 'idle') {
       const woke = cache.waitForRunning(id, wakeTimeoutMs);
-      await registry.requestRestart(id);
+      await registry.requestWake(id);
       log.info({ event: 'worker.wake', server: id }, 'starting an idle worker for a call');
       if (await woke) runtime = await cache.runtime(id);
     }
@@ -87,7 +88,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         if (typeof args !== 'object' || Array.isArray(args) || args === null) {
           throw new AppError('invalid_arguments', 'the body must be a JSON object of tool arguments');
         }
-        const spec = await cache.server(id);
+        const spec = SERVER_ID_RE.test(id) ? await cache.server(id) : null;
         if (!spec) throw new AppError('server_not_found', `server "${id}" not found`);
         const [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
         if (!cached) {
@@ -145,6 +146,8 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       if (!reply.raw.writableEnded) abort.abort();
     };
     reply.raw.once('close', onClientGone);
+    // A client that left during validation or a wake already fired 'close': do not run the call for nobody.
+    if (reply.raw.destroyed || req.raw.socket.destroyed) abort.abort();
     log.info(
       { event: 'tool.call.proxy.start', request_id: requestId, server: id, tool, target_url: targetUrl },
       'proxying',
