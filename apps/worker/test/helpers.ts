@@ -10,8 +10,11 @@ import {
   specBodyFromInput,
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
+import { isAlive, waitFor } from '../../../test/processes.js';
 import { redisUrl } from '../../../test/support.js';
 import { startWorker, type Worker, type WorkerDeps, type WorkerOptions } from '../src/index.js';
+
+export { isAlive, waitFor };
 
 const root = (path: string) => fileURLToPath(new URL(`../../../${path}`, import.meta.url));
 
@@ -134,36 +137,6 @@ export async function callJson(
 export async function getHealth(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}/healthz`);
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
-}
-
-/** Polls `probe` until it returns a truthy value (returned) or `timeoutMs` passes (throws, naming `what`). */
-export async function waitFor<T>(
-  what: string,
-  probe: () => T | Promise<T>,
-  timeoutMs = 10_000,
-): Promise<NonNullable<T>> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const value = await probe();
-      if (value) return value as NonNullable<T>;
-    } catch (error) {
-      last = error;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
-
-/** Whether a process with this pid exists. */
-export function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** A child process started by a test, killed (whole group) by `stop()`. */
