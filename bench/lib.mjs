@@ -18,7 +18,10 @@ export function freePort() {
   });
 }
 
-/** Starts a throwaway redis-server; returns { url, stop }. */
+/**
+ * Starts a throwaway redis-server; returns { url, stop }. It runs in its own process group, so that a
+ * Ctrl-C in the terminal stops it only when the bench does, after the processes that need it.
+ */
 export async function startRedis() {
   const port = await freePort();
   const child = spawn(
@@ -26,6 +29,7 @@ export async function startRedis() {
     ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
     {
       stdio: 'ignore',
+      detached: true,
     },
   );
   const { Redis } = await import('ioredis');
@@ -60,14 +64,7 @@ export function startApp(app, env, { stdout = 'ignore' } = {}) {
     env: { ...process.env, LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', stdout, 'inherit'],
   });
-  return {
-    child,
-    async stop() {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      await once(child, 'exit');
-    },
-  };
+  return { child, stop: () => stopProcess(child, 30_000) };
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));

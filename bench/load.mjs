@@ -6,11 +6,13 @@
 //   kind: 'http' | 'mcp-stdio' | 'mcp-sse' | 'mcp-streamable-http',
 //   http:  origin, paths[] (calls go round-robin over them), accept ('application/json' | 'text/event-stream')
 //   mcp:   url (sse, streamable-http) or command + args (stdio: the server becomes this process's child)
-//   sequential: { warmup, calls } | null, levels: [concurrency…], seconds,
+//   warmupSeconds (8 callers, before anything is measured), sequential: { warmup, calls } | null,
+//   levels: [concurrency…], seconds,
 //   watch: [{ label, pids?: [pid…], descendantsOf?: [pid…] }]   processes whose CPU and RSS are reported
 // }
 // MCP concurrency is N calls in flight on ONE client session (one upstream connection), as an
 // application sharing one MCP client would do; HTTP concurrency is N keep-alive connections of one Pool.
+import { Pool } from 'undici';
 // The v2 MCP client is a dependency of the worker, not of the root: imported from there, so that the bench
 // drives the same client the worker uses upstream.
 import {
@@ -19,13 +21,23 @@ import {
   StreamableHTTPClientTransport,
 } from '../apps/worker/node_modules/@modelcontextprotocol/client/dist/index.mjs';
 import { StdioClientTransport } from '../apps/worker/node_modules/@modelcontextprotocol/client/dist/stdio.mjs';
-import { Pool } from 'undici';
 import { cpuSeconds, descendantsOf, percentile, rssMiB } from './lib.mjs';
 
 const CALL_TIMEOUT_MS = 10_000;
 const MESSAGE = 'hi';
 const BODY = JSON.stringify({ message: MESSAGE });
 const MAX_ERROR_SAMPLES = 5;
+const WARMUP_CALLERS = 8;
+
+// Started with --no-warnings: each distinct warning is printed once, not once per call (the SDK's HTTP client
+// transports, SSE and Streamable HTTP, add an abort listener per POST to one long-lived signal, which trips
+// MaxListenersExceededWarning on every call past 1,500 on a session).
+const warned = new Set();
+process.on('warning', (warning) => {
+  if (warned.has(warning.name)) return;
+  warned.add(warning.name);
+  process.stderr.write(`load: ${warning.name}: ${warning.message} (printed once)\n`);
+});
 
 const target = JSON.parse(await readStdin());
 
@@ -41,7 +53,7 @@ async function connect(t) {
   const client = new Client({ name: 'mcp-hub-bench', version: '1.0.0' });
   let transport;
   if (t.kind === 'mcp-stdio') {
-    transport = new StdioClientTransport({ command: t.command, args: t.args, stderr: 'inherit' });
+    transport = new StdioClientTransport({ command: t.command, args: t.args, stderr: 'ignore' });
   } else if (t.kind === 'mcp-sse') {
     transport = new SSEClientTransport(new URL(t.url));
   } else if (t.kind === 'mcp-streamable-http') {
@@ -193,8 +205,14 @@ async function phase(conn, name, { callers, calls = Infinity, seconds = Infinity
 const conn = await connect(target);
 const phases = [];
 try {
+  // Every process on the path is JIT-cold at first: a short burst of concurrent calls warms them all the
+  // same way for every target, so that no target profits from one measured before it.
+  if (target.warmupSeconds > 0) {
+    conn.setConcurrency?.(WARMUP_CALLERS);
+    await phase(conn, 'warmup', { callers: WARMUP_CALLERS, seconds: target.warmupSeconds });
+  }
   if (target.sequential) {
-    conn.setConcurrency?.(1);
+    await conn.setConcurrency?.(1);
     await phase(conn, 'warmup', { callers: 1, calls: target.sequential.warmup });
     phases.push(await phase(conn, 'sequential', { callers: 1, calls: target.sequential.calls }));
   }

@@ -1,0 +1,580 @@
+// Call-path figures: the `echo` tool of the stdio fixture server, side by side on loopback through
+//   (a) the MCP SDK client over stdio, in the load process (no hop),
+//   (b) the worker's own `POST /tools/echo`,
+//   (c) the hub's `POST /mcp/<id>/echo` (JSON; also SSE, and LOG_LEVEL=info),
+//   and the proxies people use for the same job: supergateway (stdio → SSE, stdio → Streamable HTTP) and
+//   mcp-proxy (Streamable HTTP and SSE endpoints), driven by the same SDK client.
+// Then calls spread over 20 registered servers through the hub. The load runs in a separate process
+// (bench/load.mjs); every process under test is measured from /proc (CPU user+sys, RSS).
+// Usage: pnpm bench calls. Env (defaults keep the run near 4 minutes on 2 cores): BENCH_SECONDS per concurrency
+// level (3), BENCH_SEQUENTIAL calls (2000), BENCH_WARMUP_SECONDS at 8 callers before each path (1),
+// BENCH_SPREAD_SECONDS (30), BENCH_SPREAD_CALLERS (64); BENCH_KEEP_LOGS=1 keeps the processes' logs.
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createKeys, Registry } from '@mcp-hub/shared';
+import { Redis } from 'ioredis';
+import { request } from 'undici';
+import { alive, descendantsOf, freePort, ROOT, sleep, startApp, startRedis, stopProcess, table } from './lib.mjs';
+
+function envNumber(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
+  return value;
+}
+
+const SECONDS = envNumber('BENCH_SECONDS', 3);
+const SEQUENTIAL = Math.round(envNumber('BENCH_SEQUENTIAL', 2_000));
+const WARMUP = Math.min(200, SEQUENTIAL);
+const WARMUP_SECONDS = envNumber('BENCH_WARMUP_SECONDS', 1);
+const SPREAD_SECONDS = envNumber('BENCH_SPREAD_SECONDS', 30);
+const SPREAD_CALLERS = Math.round(envNumber('BENCH_SPREAD_CALLERS', 64));
+const SPREAD_SERVERS = 20;
+const LEVELS = [1, 8, 32, 64];
+const KEEP_LOGS = process.env.BENCH_KEEP_LOGS === '1';
+const READY_TIMEOUT_MS = 30_000;
+const ECHO = `${ROOT}test/fixtures/echo-server.mjs`;
+const BIN = `${ROOT}node_modules/.bin/`;
+const PREFIX = 'bench-calls:';
+
+// Everything started is stopped in reverse order, on success, on error and on Ctrl-C; load generators
+// first, so that no server is asked to drain connections that keep sending calls.
+const cleanups = [];
+const loads = new Set();
+let cleaning;
+function cleanup() {
+  cleaning ??= (async () => {
+    for (const child of loads) await stopProcess(child, 2_000).catch(() => {});
+    while (cleanups.length > 0) {
+      const { label, fn } = cleanups.pop();
+      try {
+        await fn();
+      } catch (err) {
+        console.error(`bench: stopping ${label} failed: ${err.message}`);
+      }
+    }
+  })();
+  return cleaning;
+}
+const defer = (label, fn) => cleanups.push({ label, fn });
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.once(signal, () => {
+    console.error(`bench: ${signal}, stopping everything`);
+    void cleanup().finally(() => process.exit(130));
+  });
+}
+
+const progress = (message) => process.stderr.write(`bench calls: ${message}\n`);
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
+async function waitForPort(port, what) {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const ok = await new Promise((resolve) => {
+      const socket = createConnection({ host: '127.0.0.1', port });
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (ok) return;
+    await sleep(100);
+  }
+  throw new Error(`${what} did not listen on port ${port} within ${READY_TIMEOUT_MS} ms`);
+}
+
+/** Polls until a POST answers 200 (the hub learns a new server's tools and runtime from Redis). */
+async function waitForCall(url) {
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await request(url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ message: 'hi' }),
+        headersTimeout: 5_000,
+        bodyTimeout: 5_000,
+      });
+      last = `${res.statusCode} ${await res.body.text()}`;
+      if (res.statusCode === 200) return;
+    } catch (err) {
+      last = err.message;
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} did not answer 200 within ${READY_TIMEOUT_MS} ms (last: ${last})`);
+}
+
+/** Starts a proxy through its node_modules/.bin shim (which execs node, so the pid is the proxy's). */
+async function startProxy(name, bin, args, port, logs) {
+  const log = openSync(join(logs, `${name}.log`), 'w');
+  const child = spawn(`${BIN}${bin}`, args, { stdio: ['ignore', log, log] });
+  closeSync(log);
+  defer(name, () => stopTree(child));
+  await waitForPort(port, name);
+  return child;
+}
+
+/** SIGTERM to a proxy, then SIGKILL to whatever it leaves behind (supergateway puts children in their own group). */
+async function stopTree(child) {
+  const descendants = child.pid ? descendantsOf(child.pid) : [];
+  await stopProcess(child);
+  await sleep(200);
+  for (const pid of descendants) if (alive(pid)) process.kill(pid, 'SIGKILL');
+}
+
+/** Runs bench/load.mjs on `target` in its own process; resolves its parsed results. */
+async function runLoad(target) {
+  const child = spawn(process.execPath, ['--no-warnings', `${ROOT}bench/load.mjs`], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  loads.add(child);
+  let out = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk) => {
+    out += chunk;
+  });
+  child.stdin.end(JSON.stringify(target));
+  const [code] = await once(child, 'exit');
+  loads.delete(child);
+  if (code !== 0) throw new Error(`load generator exited with code ${code} for ${target.label}`);
+  return JSON.parse(out);
+}
+
+const spec = (id) => ({
+  id,
+  name: id,
+  namespace: id,
+  transport: 'stdio',
+  config: { command: process.execPath, args: [ECHO], env: {} },
+  tags: [],
+  enabled: true,
+  timeoutMs: 60_000,
+});
+
+const results = []; // { label, group, phases }
+
+async function measure(label, group, target) {
+  const t0 = performance.now();
+  progress(`${label}…`);
+  const { phases } = await runLoad({
+    label,
+    warmupSeconds: WARMUP_SECONDS,
+    sequential: SEQUENTIAL > 0 ? { warmup: WARMUP, calls: SEQUENTIAL } : null,
+    levels: LEVELS,
+    seconds: SECONDS,
+    ...target,
+  });
+  results.push({ label, group, phases });
+  progress(`${label}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+}
+
+// ---- run ------------------------------------------------------------------------------------------------
+const logs = mkdtempSync(join(tmpdir(), 'mcp-hub-bench-'));
+defer('log directory', () => {
+  if (!KEEP_LOGS) rmSync(logs, { recursive: true, force: true });
+});
+const logFile = (name) => openSync(join(logs, `${name}.log`), 'w');
+const startedAt = performance.now();
+let spread;
+let logSummary = [];
+const leftovers = [];
+
+try {
+  const redisServer = await startRedis();
+  defer('redis', () => redisServer.stop());
+  const redis = new Redis(redisServer.url);
+  redis.on('error', () => {});
+  defer('redis client', () => redis.disconnect());
+  const registry = new Registry(redis, createKeys(PREFIX));
+
+  const common = { REDIS_URL: redisServer.url, KEY_PREFIX: PREFIX };
+  const supervisorLog = logFile('supervisor'); // the workers inherit the supervisor's stdout
+  const supervisor = startApp(
+    'supervisor',
+    { ...common, MCP_WORKER_BASE_PORT: String(await freePort()), MCP_WORKER_PORT_RANGE: '200' },
+    { stdout: supervisorLog },
+  );
+  closeSync(supervisorLog);
+  defer('supervisor and its workers', async () => {
+    const runtimes = await Promise.all(['echo', ...spreadIds()].map((id) => registry.getRuntime(id).catch(() => null)));
+    const workers = runtimes.flatMap((r) => (r?.pid ? [r.pid] : []));
+    const all = [...workers, ...workers.flatMap((pid) => descendantsOf(pid))];
+    await supervisor.stop();
+    await sleep(300);
+    for (const pid of all) {
+      if (!alive(pid)) continue;
+      leftovers.push(pid);
+      process.kill(pid, 'SIGKILL');
+    }
+  });
+
+  await registry.upsertServer(spec('echo'), 'create');
+  const worker = await waitRunning(registry, 'echo');
+
+  const hubPort = await freePort();
+  const hubLog = logFile('hub');
+  const hub = startApp('hub', { ...common, HUB_PORT: String(hubPort), LOG_LEVEL: 'warn' }, { stdout: hubLog });
+  closeSync(hubLog);
+  defer('hub', () => hub.stop());
+  const hubOrigin = `http://127.0.0.1:${hubPort}`;
+  await waitForPort(hubPort, 'hub');
+  await waitForCall(`${hubOrigin}/mcp/echo/echo`);
+
+  const stack = (hubPid) => [
+    ...(hubPid ? [{ label: 'hub', pids: [hubPid] }] : []),
+    { label: 'worker', pids: [worker.pid] },
+    { label: 'upstream', descendantsOf: [worker.pid] },
+    { label: 'supervisor', pids: [supervisor.child.pid] },
+  ];
+  const proxyWatch = (pid) => [
+    { label: 'proxy', pids: [pid] },
+    { label: 'upstream', descendantsOf: [pid] },
+  ];
+  const json = 'application/json';
+
+  await measure('a  SDK client → stdio server', 'direct', {
+    kind: 'mcp-stdio',
+    command: process.execPath,
+    args: [ECHO],
+    watch: [],
+  });
+  await measure('b  worker POST /tools/echo', 'worker', {
+    kind: 'http',
+    origin: `http://${worker.host ?? '127.0.0.1'}:${worker.port}`,
+    paths: ['/tools/echo'],
+    accept: json,
+    watch: stack(null),
+  });
+  await measure('c  hub POST /mcp/echo/echo', 'hub', {
+    kind: 'http',
+    origin: hubOrigin,
+    paths: ['/mcp/echo/echo'],
+    accept: json,
+    watch: stack(hub.child.pid),
+  });
+  await measure('c  hub, SSE answer', 'hub', {
+    kind: 'http',
+    origin: hubOrigin,
+    paths: ['/mcp/echo/echo'],
+    accept: 'text/event-stream',
+    levels: [1, 32],
+    watch: stack(hub.child.pid),
+  });
+
+  // A second hub at LOG_LEVEL=info beside the first (the hub is stateless), logging to a file as a
+  // deployment would; the worker keeps the supervisor's level (warn).
+  {
+    const port = await freePort();
+    const log = logFile('hub-info');
+    const hubInfo = startApp('hub', { ...common, HUB_PORT: String(port), LOG_LEVEL: 'info' }, { stdout: log });
+    closeSync(log);
+    defer('hub (info)', () => hubInfo.stop());
+    await waitForPort(port, 'hub (info)');
+    await waitForCall(`http://127.0.0.1:${port}/mcp/echo/echo`);
+    await measure('c  hub, LOG_LEVEL=info', 'hub', {
+      kind: 'http',
+      origin: `http://127.0.0.1:${port}`,
+      paths: ['/mcp/echo/echo'],
+      accept: json,
+      levels: [32],
+      watch: stack(hubInfo.child.pid),
+    });
+    await hubInfo.stop();
+  }
+
+  const echoCommand = `${process.execPath} ${ECHO}`;
+  {
+    const port = await freePort();
+    const proxy = await startProxy(
+      'supergateway-sse',
+      'supergateway',
+      ['--stdio', echoCommand, '--port', String(port), '--outputTransport', 'sse', '--logLevel', 'none'],
+      port,
+      logs,
+    );
+    await measure('supergateway stdio → SSE', 'peer', {
+      kind: 'mcp-sse',
+      url: `http://127.0.0.1:${port}/sse`,
+      watch: proxyWatch(proxy.pid),
+    });
+    await stopTree(proxy);
+  }
+  {
+    const port = await freePort();
+    const proxy = await startProxy(
+      'supergateway-streamable',
+      'supergateway',
+      [
+        '--stdio',
+        echoCommand,
+        '--port',
+        String(port),
+        '--outputTransport',
+        'streamableHttp',
+        '--stateful',
+        '--logLevel',
+        'none',
+      ],
+      port,
+      logs,
+    );
+    await measure('supergateway stdio → Streamable HTTP', 'peer', {
+      kind: 'mcp-streamable-http',
+      url: `http://127.0.0.1:${port}/mcp`,
+      watch: proxyWatch(proxy.pid),
+    });
+    await stopTree(proxy);
+  }
+  {
+    const port = await freePort();
+    const proxy = await startProxy(
+      'mcp-proxy',
+      'mcp-proxy',
+      ['--port', String(port), '--host', '127.0.0.1', '--', process.execPath, ECHO],
+      port,
+      logs,
+    );
+    await measure('mcp-proxy Streamable HTTP', 'peer', {
+      kind: 'mcp-streamable-http',
+      url: `http://127.0.0.1:${port}/mcp`,
+      watch: proxyWatch(proxy.pid),
+    });
+    await measure('mcp-proxy SSE', 'peer', {
+      kind: 'mcp-sse',
+      url: `http://127.0.0.1:${port}/sse`,
+      watch: proxyWatch(proxy.pid),
+    });
+    await stopTree(proxy);
+  }
+
+  // 20 more servers, calls spread over them through the hub.
+  progress(`registering ${SPREAD_SERVERS} servers…`);
+  const ids = spreadIds();
+  const t0 = performance.now();
+  for (const id of ids) await registry.upsertServer(spec(id), 'create');
+  const spreadWorkers = [];
+  for (const id of ids) spreadWorkers.push(await waitRunning(registry, id, 120_000));
+  const allRunningMs = performance.now() - t0;
+  for (const id of ids) await waitForCall(`${hubOrigin}/mcp/${id}/echo`);
+  progress(`${SPREAD_CALLERS} callers over ${SPREAD_SERVERS} servers for ${SPREAD_SECONDS} s…`);
+  const workerPids = spreadWorkers.map((w) => w.pid);
+  const { phases } = await runLoad({
+    label: 'spread',
+    kind: 'http',
+    origin: hubOrigin,
+    paths: ids.map((id) => `/mcp/${id}/echo`),
+    accept: json,
+    warmupSeconds: WARMUP_SECONDS,
+    sequential: null,
+    levels: [SPREAD_CALLERS],
+    seconds: SPREAD_SECONDS,
+    watch: [
+      { label: 'hub', pids: [hub.child.pid] },
+      { label: 'workers', pids: workerPids },
+      { label: 'upstreams', descendantsOf: workerPids },
+      { label: 'supervisor', pids: [supervisor.child.pid] },
+    ],
+  });
+  spread = { phase: phases[0], allRunningMs };
+} finally {
+  await cleanup();
+  logSummary = summarizeLogs(logs);
+}
+report();
+
+// ---- helpers used above ---------------------------------------------------------------------------------
+function spreadIds() {
+  return Array.from({ length: SPREAD_SERVERS }, (_, i) => `spread-${String(i + 1).padStart(2, '0')}`);
+}
+
+async function waitRunning(registry, id, timeoutMs = READY_TIMEOUT_MS) {
+  const deadline = Date.now() + timeoutMs;
+  let runtime = null;
+  while (Date.now() < deadline) {
+    runtime = await registry.getRuntime(id);
+    if (runtime?.status === 'running' && runtime.port !== undefined) return runtime;
+    await sleep(100);
+  }
+  throw new Error(
+    `server ${id} not running after ${timeoutMs} ms (status ${runtime?.status}, last_error ${runtime?.lastError})`,
+  );
+}
+
+/** Warnings and errors the hub, supervisor and workers logged, counted by service, level and event. */
+function summarizeLogs(dir) {
+  const counts = new Map();
+  for (const name of ['hub', 'hub-info', 'supervisor']) {
+    let text = '';
+    try {
+      text = readFileSync(join(dir, `${name}.log`), 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n')) {
+      if (!line.startsWith('{')) continue;
+      let entry;
+      try {
+        entry = JSON.parse(line);
+      } catch {
+        continue;
+      }
+      if (!['warn', 'error', 'fatal'].includes(entry.level)) continue;
+      const key = [entry.service, entry.level, entry.event ?? '', entry.error ?? '', entry.msg ?? ''].join('\u0000');
+      counts.set(key, (counts.get(key) ?? 0) + 1);
+    }
+  }
+  return [...counts].map(([key, count]) => [...key.split('\u0000'), count]);
+}
+
+// ---- report ---------------------------------------------------------------------------------------------
+function report() {
+  const ms = (v) => (v === null || v === undefined ? '—' : v.toFixed(2));
+  const cpuOf = (phase, exclude = ['load']) =>
+    Object.entries(phase.cpu)
+      .filter(([label]) => !exclude.includes(label))
+      .reduce((s, [, v]) => s + v, 0);
+
+  console.log(
+    `\nCall path: echo tool of test/fixtures/echo-server.mjs on loopback ` +
+      `(Node ${process.version}, ${availableParallelism()} CPUs: ${cpus()[0]?.model?.trim() ?? 'unknown'})`,
+  );
+  console.log(
+    `Load from a separate process (bench/load.mjs): HTTP via an undici Pool (one keep-alive connection per caller); ` +
+      `MCP via the SDK v2 client, N calls in flight on one session. Per path: ${WARMUP_SECONDS} s warm-up at 8 ` +
+      `callers, ${SEQUENTIAL} sequential calls after ${WARMUP} more, ${SECONDS} s per concurrency level. Hub and worker at LOG_LEVEL=warn unless noted.\n`,
+  );
+
+  const seqRows = [['path', 'p50 ms', 'p95 ms', 'p99 ms', 'calls/s', 'errors', 'CPU µs/call (servers)']];
+  for (const r of results) {
+    const p = r.phases.find((x) => x.name === 'sequential');
+    if (!p) continue;
+    seqRows.push([
+      r.label,
+      ms(p.p50),
+      ms(p.p95),
+      ms(p.p99),
+      p.rate.toFixed(0),
+      p.errors,
+      ((cpuOf(p) / Math.max(1, p.ok)) * 1e6).toFixed(0),
+    ]);
+  }
+  console.log('Sequential calls (one caller, one at a time)\n');
+  console.log(table(seqRows));
+
+  const levelRows = [['path', ...LEVELS.map((n) => `${n} callers`), 'errors']];
+  for (const r of results) {
+    const cells = LEVELS.map((n) => {
+      const p = r.phases.find((x) => x.name === `c${n}`);
+      return p ? `${p.rate.toFixed(0)} (p50 ${ms(p.p50)})` : '—';
+    });
+    const errors = r.phases.filter((x) => x.name !== 'sequential').reduce((s, x) => s + x.errors, 0);
+    levelRows.push([r.label, ...cells, errors]);
+  }
+  console.log(`\nThroughput, calls/s (and p50 ms), ${SECONDS} s per level\n`);
+  console.log(table(levelRows));
+
+  const roles = ['hub', 'worker', 'upstream', 'supervisor', 'proxy', 'load'];
+  const cpuRows = [
+    ['path', 'callers', 'calls/s', 'servers µs/call', ...roles.map((r) => (r === 'load' ? 'load generator' : r))],
+  ];
+  for (const r of results) {
+    const p = r.phases.filter((x) => x.name !== 'sequential').at(-1);
+    if (!p) continue;
+    cpuRows.push([
+      r.label,
+      p.callers,
+      p.rate.toFixed(0),
+      ((cpuOf(p) / Math.max(1, p.ok)) * 1e6).toFixed(0),
+      ...roles.map((role) =>
+        p.cpu[role] === undefined
+          ? '—'
+          : `${((p.cpu[role] / p.seconds) * 100).toFixed(0)}% ${p.rss[role].toFixed(0)} MiB`,
+      ),
+    ]);
+  }
+  console.log(
+    '\nCPU (% of one core, user+sys from /proc) and RSS at the highest concurrency run; ' +
+      '"servers µs/call": CPU of every process under test per call\n',
+  );
+  console.log(table(cpuRows));
+
+  if (spread) {
+    const p = spread.phase;
+    const total = p.ok + p.errors;
+    console.log(
+      `\nSpread: ${SPREAD_SERVERS} echo servers (all running ${(spread.allRunningMs / 1000).toFixed(1)} s after ` +
+        `registration), ${p.callers} callers round-robin over them through the hub for ${p.seconds.toFixed(1)} s\n`,
+    );
+    const cpu = (label) => `${((p.cpu[label] / p.seconds) * 100).toFixed(0)}%`;
+    console.log(
+      table([
+        ['calls', 'calls/s', 'failed', 'p50 ms', 'p99 ms', 'hub CPU', '20 workers CPU', '20 upstreams CPU', 'load CPU'],
+        [
+          total,
+          p.rate.toFixed(0),
+          `${p.errors} (${((p.errors / Math.max(1, total)) * 100).toFixed(2)}%)`,
+          ms(p.p50),
+          ms(p.p99),
+          cpu('hub'),
+          cpu('workers'),
+          cpu('upstreams'),
+          cpu('load'),
+        ],
+      ]),
+    );
+    console.log(
+      `RSS: hub ${p.rss.hub.toFixed(0)} MiB, 20 workers ${p.rss.workers.toFixed(0)} MiB, ` +
+        `20 upstreams ${p.rss.upstreams.toFixed(0)} MiB, supervisor ${p.rss.supervisor.toFixed(0)} MiB`,
+    );
+  }
+
+  const errorLines = [];
+  for (const r of [...results, ...(spread ? [{ label: 'spread', phases: [spread.phase] }] : [])]) {
+    for (const p of r.phases) {
+      for (const e of p.errorSamples) errorLines.push(`- ${r.label} [${p.name}] ×${e.count}: ${e.message}`);
+    }
+  }
+  if (errorLines.length > 0) console.log(`\nErrors seen by the load generator\n\n${errorLines.join('\n')}`);
+  if (logSummary.length > 0) {
+    console.log('\nWarnings and errors in the logs of hub, supervisor and workers\n');
+    console.log(table([['service', 'level', 'event', 'error', 'message', 'count'], ...logSummary]));
+  } else {
+    console.log('\nNo warnings or errors in the logs of hub, supervisor and workers.');
+  }
+  if (leftovers.length > 0) console.log(`\nLeft behind after the supervisor stopped (killed): ${leftovers.join(', ')}`);
+
+  const seq = (label) => results.find((r) => r.label === label)?.phases.find((x) => x.name === 'sequential');
+  const best = (r) => r.phases.filter((x) => x.name !== 'sequential').reduce((a, x) => (x.rate > a.rate ? x : a));
+  const b = seq('b  worker POST /tools/echo');
+  const c = seq('c  hub POST /mcp/echo/echo');
+  const peers = results.filter((r) => r.group === 'peer').map((r) => ({ label: r.label, phase: best(r) }));
+  const bestPeer = peers.reduce((a, x) => (x.phase.rate > a.phase.rate ? x : a), peers[0]);
+  const hubEntry = results.find((r) => r.label === 'c  hub POST /mcp/echo/echo');
+  const hubBest = hubEntry ? best(hubEntry) : null;
+  const parts = [];
+  const at1 = (label) => results.find((r) => r.label === label)?.phases.find((x) => x.name === 'c1');
+  const b1 = at1('b  worker POST /tools/echo');
+  const c1 = at1('c  hub POST /mcp/echo/echo');
+  if (b && c) {
+    parts.push(
+      `hub adds ${(c.p50 - b.p50).toFixed(2)} ms at p50 over the worker direct (c − b, sequential` +
+        (b1 && c1 ? `; ${(c1.p50 - b1.p50).toFixed(2)} ms in the later ${SECONDS} s run at 1 caller)` : ')'),
+    );
+  }
+  if (hubBest && bestPeer) {
+    parts.push(
+      `hub peak ${hubBest.rate.toFixed(0)} calls/s (${hubBest.callers} callers) = ` +
+        `${(hubBest.rate / bestPeer.phase.rate).toFixed(2)}× the best peer ` +
+        `(${bestPeer.label.trim()}: ${bestPeer.phase.rate.toFixed(0)} calls/s at ${bestPeer.phase.callers} callers)`,
+    );
+  }
+  console.log(`\nSummary: ${parts.join('; ')}. Whole run ${((performance.now() - startedAt) / 1000).toFixed(0)} s.`);
+  if (KEEP_LOGS) console.log(`Logs kept in ${logs}`);
+}
