@@ -101,3 +101,23 @@ export function childPids(pid: number): number[] {
   }
   return out;
 }
+
+/**
+ * The last line of test cleanup: SIGKILLs every process (and its group) whose environment carries
+ * `KEY_PREFIX=<prefix>` — supervisors and workers a test started, even if its normal shutdown hung.
+ */
+export function killByKeyPrefix(prefix: string): number {
+  let killed = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry) || Number(entry) === process.pid) continue;
+    try {
+      const env = readFileSync(`/proc/${entry}/environ`, 'utf8').split('\0');
+      if (!env.includes(`KEY_PREFIX=${prefix}`)) continue;
+      killGroup(Number(entry));
+      killed++;
+    } catch {
+      // gone, or not ours to read
+    }
+  }
+  return killed;
+}

@@ -10,7 +10,7 @@ import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVERYTHING_ENTRY, fixture, killGroup, ROOT, waitFor } from '../../../test/processes.js';
+import { EVERYTHING_ENTRY, fixture, killByKeyPrefix, killGroup, ROOT, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -167,12 +167,14 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await hub?.close();
+  // The supervisor first (it stops its workers), then the hub, then whatever a hung shutdown left.
   if (supervisor?.pid && supervisor.exitCode === null) {
     supervisor.kill('SIGTERM');
     await Promise.race([once(supervisor, 'exit'), new Promise((r) => setTimeout(r, 10_000))]);
     killGroup(supervisor.pid);
   }
+  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
+  killByKeyPrefix(t.prefix);
   restApi?.close();
   rmSync(eventsFile, { force: true });
   await t.cleanup();

@@ -17,6 +17,7 @@ import {
   EVERYTHING_ENTRY,
   fixture,
   isAlive,
+  killByKeyPrefix,
   killGroup,
   ROOT,
   waitFor,
@@ -93,6 +94,7 @@ afterEach(async () => {
       if (pid) h.pids.add(pid);
     }
     for (const pid of h.pids) killGroup(pid);
+    killByKeyPrefix(h.prefix);
     const found = await h.redis.keys(`${h.prefix}*`);
     if (found.length > 0) await h.redis.del(...found);
     h.redis.disconnect();

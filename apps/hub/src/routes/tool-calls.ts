@@ -1,5 +1,5 @@
-import { pipeline } from 'node:stream/promises';
-import { AppError, type Logger, type Registry, type RuntimeRecord } from '@mcp-hub/shared';
+import type { ServerResponse } from 'node:http';
+import { AppError, errorBody, type Logger, type Registry, type RuntimeRecord } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { RegistryCache } from '../registry-cache.js';
@@ -18,6 +18,19 @@ const SERVER_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 function sseEvent(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** Resolves when a response can take more data again, or is gone. */
+function drained(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
 }
 
 function wantsJson(req: FastifyRequest): boolean {
@@ -187,17 +200,31 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     reply.hijack();
     const res = reply.raw;
     const contentType = String(upstream.headers['content-type'] ?? 'application/json');
-    res.writeHead(upstream.statusCode, {
+    const streaming = contentType.startsWith('text/event-stream');
+    const answerHeaders: Record<string, string> = {
       'content-type': contentType,
       'cache-control': 'no-cache',
       'x-accel-buffering': 'no',
       'x-request-id': requestId,
-      ...(upstream.headers['retry-after'] ? { 'retry-after': String(upstream.headers['retry-after']) } : {}),
-    });
-    res.flushHeaders();
+    };
+    if (upstream.headers['retry-after']) answerHeaders['retry-after'] = String(upstream.headers['retry-after']);
     let status = upstream.statusCode;
     try {
-      await pipeline(upstream.body, res, { end: false });
+      if (streaming) {
+        // SSE: headers at once, then each chunk as the worker writes it.
+        res.writeHead(status, answerHeaders);
+        res.flushHeaders();
+        for await (const chunk of upstream.body) {
+          if (!res.write(chunk)) await drained(res);
+        }
+      } else {
+        // One JSON body: read it whole and answer in a single write. (Plain loops, not stream.pipeline:
+        // pipeline allocates an AbortController and an error per call, a measurable cost on this path.)
+        const chunks: Buffer[] = [];
+        for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+        res.writeHead(status, answerHeaders);
+        res.write(Buffer.concat(chunks));
+      }
     } catch (err) {
       if (!abort.signal.aborted) {
         status = 0;
@@ -213,14 +240,17 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           },
           'worker went away mid-call',
         );
-        if (contentType.startsWith('text/event-stream')) {
-          res.write(
-            sseEvent('error', {
-              request_id: requestId,
-              code: 'worker_unavailable',
-              message: `the worker of "${id}" went away during the call`,
-            }),
-          );
+        const message = `the worker of "${id}" went away during the call`;
+        if (streaming) {
+          res.write(sseEvent('error', { request_id: requestId, code: 'worker_unavailable', message }));
+        } else if (!res.headersSent) {
+          const failure = new AppError('worker_unavailable', message);
+          res.writeHead(failure.statusCode, {
+            ...headers,
+            'content-type': 'application/json',
+            'retry-after': RETRY_AFTER_S,
+          });
+          res.write(JSON.stringify(errorBody(failure, requestId)));
         }
       }
     } finally {
