@@ -1,10 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
 import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, killByKeyPrefix, killGroup, ROOT, waitFor } from '../../../test/processes.js';
+import { fixture, killByKeyPrefix, ROOT, stopProcess, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -51,11 +50,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // The supervisor first (it stops its workers), then the hub, then whatever a hung shutdown left.
-  if (supervisor?.pid && supervisor.exitCode === null) {
-    supervisor.kill('SIGTERM');
-    await Promise.race([once(supervisor, 'exit'), new Promise((r) => setTimeout(r, 10_000))]);
-    killGroup(supervisor.pid);
-  }
+  await stopProcess(supervisor);
   await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
   killByKeyPrefix(t.prefix);
   await t.cleanup();
