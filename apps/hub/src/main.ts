@@ -1,21 +1,9 @@
-import { existsSync } from 'node:fs';
-import { ConfigError, createLogger, loadHubConfig } from '@mcp-hub/shared';
+import { createLogger, loadConfigOrExit, loadHubConfig } from '@mcp-hub/shared';
 import { buildHub } from './app.js';
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
-if (existsSync('.env')) process.loadEnvFile('.env');
-
-let config: ReturnType<typeof loadHubConfig>;
-try {
-  config = loadHubConfig();
-} catch (error) {
-  if (error instanceof ConfigError) {
-    console.error(`hub: ${error.message}`);
-    process.exit(2);
-  }
-  throw error;
-}
+const config = loadConfigOrExit('hub', () => loadHubConfig());
 
 const log = createLogger({ service: 'hub', level: config.logLevel });
 const app = await buildHub({ config, log });

@@ -1,19 +1,7 @@
-import { existsSync } from 'node:fs';
-import { ConfigError, createLogger, loadSupervisorConfig } from '@mcp-hub/shared';
+import { createLogger, loadConfigOrExit, loadSupervisorConfig } from '@mcp-hub/shared';
 import { createSupervisor } from './supervisor.js';
 
-if (existsSync('.env')) process.loadEnvFile('.env');
-
-let config: ReturnType<typeof loadSupervisorConfig>;
-try {
-  config = loadSupervisorConfig();
-} catch (error) {
-  if (error instanceof ConfigError) {
-    console.error(`supervisor: ${error.message}`);
-    process.exit(2);
-  }
-  throw error;
-}
+const config = loadConfigOrExit('supervisor', () => loadSupervisorConfig());
 
 const log = createLogger({ service: 'supervisor', level: config.logLevel });
 if (!config.enabled) {

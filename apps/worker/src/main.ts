@@ -1,4 +1,4 @@
-import { ConfigError, createLogger, loadWorkerConfig, WORKER_EXIT_CODES, type WorkerConfig } from '@mcp-hub/shared';
+import { createLogger, loadConfigOrExit, loadWorkerConfig, WORKER_EXIT_CODES } from '@mcp-hub/shared';
 import { startWorker, type Worker, WorkerExitError } from './worker.js';
 
 /** Past this, shutdown gives up waiting and exits; the stdio child's own escalation takes at most ~5 s. */
@@ -7,16 +7,7 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 const FLUSH_TIMEOUT_MS = 500;
 
 // The supervisor passes the whole environment: no .env file is read here.
-let config: Readonly<WorkerConfig>;
-try {
-  config = loadWorkerConfig();
-} catch (error) {
-  if (error instanceof ConfigError) {
-    console.error(`worker: ${error.message}`);
-    process.exit(WORKER_EXIT_CODES.badConfig);
-  }
-  throw error;
-}
+const config = loadConfigOrExit('worker', () => loadWorkerConfig(), false);
 
 const log = createLogger({
   service: 'worker',

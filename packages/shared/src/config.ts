@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
 import { DEFAULT_KEY_PREFIX } from './keys.js';
@@ -259,3 +260,21 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
 export const OPERATOR_ENV_VARS: readonly string[] = Object.freeze([
   ...new Set([...Object.keys(HubEnvSchema.shape), ...Object.keys(SupervisorEnvSchema.shape)]),
 ]);
+
+/** Exit code of a process whose configuration is invalid. */
+export const CONFIG_EXIT_CODE = 2;
+
+/**
+ * For a process's main only: reads `.env` from the working directory when `readDotEnv` and the file exists,
+ * then runs the loader; on a ConfigError prints it (naming every bad variable) and exits with code 2.
+ */
+export function loadConfigOrExit<T>(service: string, load: () => T, readDotEnv = true): T {
+  if (readDotEnv && existsSync('.env')) process.loadEnvFile('.env');
+  try {
+    return load();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    console.error(`${service}: ${error.message}`);
+    process.exit(CONFIG_EXIT_CODE);
+  }
+}

@@ -1,5 +1,6 @@
 export { canonicalJson } from './canonical-json.js';
 export {
+  CONFIG_EXIT_CODE,
   ConfigError,
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_HUB_PORT,
@@ -8,6 +9,7 @@ export {
   type HubConfig,
   LOG_LEVELS,
   type LogLevel,
+  loadConfigOrExit,
   loadHubConfig,
   loadSupervisorConfig,
   loadWorkerConfig,

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { CONFIG_EXIT_CODE } from './config.js';
 
 /**
  * What the supervisor and a worker agree on (docs/adr/0001-supervisor-worker-contract.md), as code: the
@@ -10,7 +11,7 @@ export const WORKER_EXIT_CODES = Object.freeze({
   /** The upstream failed (a stdio server exited or could not start); `last_error` says why. */
   upstreamFailed: 1,
   /** The worker's environment is invalid. */
-  badConfig: 2,
+  badConfig: CONFIG_EXIT_CODE,
   /** The server's spec is missing or disabled: restarting will not help. */
   specUnavailable: 3,
 });

@@ -1,0 +1,64 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+import { ROOT } from './processes.js';
+
+export interface MainRun {
+  lines: Record<string, unknown>[];
+  stderr: string;
+  /** Resolves with the first log line that has `event`. */
+  waitForEvent(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Sends a signal and resolves with the exit code. */
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+  exited: Promise<number | null>;
+}
+
+/** Runs an app's built `main.js` with only `env` (and PATH), from `/`, so no .env file is read. */
+export function runMain(app: 'hub' | 'supervisor', env: Record<string, string>): MainRun {
+  const child = spawn(process.execPath, [`${ROOT}apps/${app}/dist/main.js`], {
+    env: { PATH: process.env.PATH ?? '', ...env },
+    cwd: '/',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const lines: Record<string, unknown>[] = [];
+  let stderr = '';
+  child.stderr?.on('data', (chunk) => {
+    stderr += String(chunk);
+  });
+  const waiters: { event: string; resolve: (line: Record<string, unknown>) => void }[] = [];
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
+    try {
+      const line = JSON.parse(text) as Record<string, unknown>;
+      lines.push(line);
+      for (const w of waiters.filter((x) => x.event === line.event)) w.resolve(line);
+    } catch {
+      // not a log line
+    }
+  });
+  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  return {
+    lines,
+    get stderr() {
+      return stderr;
+    },
+    exited,
+    waitForEvent(event, timeoutMs = 10_000) {
+      const found = lines.find((l) => l.event === event);
+      if (found) return Promise.resolve(found);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no ${event} line within ${timeoutMs} ms`)), timeoutMs);
+        waiters.push({
+          event,
+          resolve: (line) => {
+            clearTimeout(timer);
+            resolve(line);
+          },
+        });
+      });
+    },
+    async stop(signal = 'SIGTERM') {
+      if (child.exitCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
