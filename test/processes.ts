@@ -1,4 +1,4 @@
-import { type ChildProcess, execFileSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
@@ -129,4 +129,28 @@ export async function stopProcess(child: ChildProcess | undefined, graceMs = 10_
   child.kill('SIGTERM');
   await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, graceMs))]);
   killGroup(child.pid);
+}
+
+/**
+ * Runs the built supervisor as its own process (detached, so a test can kill it like a crash) against the
+ * test Redis under `prefix`, on a random worker port range. `env` adds to or overrides the defaults.
+ */
+export function startSupervisorProcess(
+  redisUrl: string,
+  prefix: string,
+  env: Record<string, string> = {},
+  stdout: 'pipe' | 'ignore' = 'ignore',
+): ChildProcess {
+  return spawn(process.execPath, [`${ROOT}apps/supervisor/dist/main.js`], {
+    env: {
+      ...process.env,
+      REDIS_URL: redisUrl,
+      KEY_PREFIX: prefix,
+      LOG_LEVEL: 'warn',
+      MCP_WORKER_BASE_PORT: String(30_000 + Math.floor(Math.random() * 300) * 100),
+      ...env,
+    },
+    stdio: ['ignore', stdout, 'inherit'],
+    detached: true,
+  });
 }

@@ -1,9 +1,9 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, killByKeyPrefix, ROOT, stopProcess, waitFor } from '../../../test/processes.js';
+import { fixture, killByKeyPrefix, startSupervisorProcess, stopProcess, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -26,19 +26,10 @@ const sleepy: ServerSpecBody = {
 };
 
 beforeAll(async () => {
-  supervisor = spawn(process.execPath, [`${ROOT}apps/supervisor/dist/main.js`], {
-    env: {
-      ...process.env,
-      REDIS_URL: redisUrl(),
-      KEY_PREFIX: t.prefix,
-      LOG_LEVEL: 'warn',
-      MCP_WORKER_BASE_PORT: String(36_000 + Math.floor(Math.random() * 100) * 100),
-      MCP_RESYNC_INTERVAL: '300ms',
-      MCP_HEALTH_INTERVAL: '150ms',
-      MCP_WORKER_IDLE_TTL: '700ms',
-    },
-    stdio: ['ignore', 'ignore', 'inherit'],
-    detached: true,
+  supervisor = startSupervisorProcess(redisUrl(), t.prefix, {
+    MCP_RESYNC_INTERVAL: '300ms',
+    MCP_HEALTH_INTERVAL: '150ms',
+    MCP_WORKER_IDLE_TTL: '700ms',
   });
   hub = await buildHub({
     config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_WAKE_TIMEOUT: '15s' }),

@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -9,7 +9,14 @@ import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { EVERYTHING_ENTRY, fixture, killByKeyPrefix, ROOT, stopProcess, waitFor } from '../../../test/processes.js';
+import {
+  EVERYTHING_ENTRY,
+  fixture,
+  killByKeyPrefix,
+  startSupervisorProcess,
+  stopProcess,
+  waitFor,
+} from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -76,21 +83,18 @@ async function call(server: string, tool: string, args: unknown, headers: Record
 }
 
 beforeAll(async () => {
-  supervisor = spawn(process.execPath, [`${ROOT}apps/supervisor/dist/main.js`], {
-    env: {
-      ...process.env,
-      REDIS_URL: redisUrl(),
-      KEY_PREFIX: t.prefix,
+  supervisor = startSupervisorProcess(
+    redisUrl(),
+    t.prefix,
+    {
       LOG_LEVEL: 'info',
-      MCP_WORKER_BASE_PORT: String(30_000 + Math.floor(Math.random() * 200) * 100),
       MCP_RESYNC_INTERVAL: '500ms',
       MCP_HEALTH_INTERVAL: '200ms',
       MCP_WORKER_STOP_GRACE: '1s',
       MCP_WORKER_IDLE_TTL: '0',
     },
-    stdio: ['ignore', 'pipe', 'inherit'],
-    detached: true,
-  });
+    'pipe',
+  );
   createInterface({ input: supervisor.stdout as NodeJS.ReadableStream }).on('line', (line) => {
     try {
       processLines.push(JSON.parse(line) as Record<string, unknown>);

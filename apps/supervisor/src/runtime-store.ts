@@ -1,4 +1,4 @@
-import { type RedisKeys, type RuntimeRecord, type RuntimeStatus, runtimeToHash } from '@mcp-hub/shared';
+import { defineScripts, type RedisKeys, type RuntimeRecord, type RuntimeStatus, runtimeToHash } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 
 /**
@@ -93,15 +93,13 @@ export class RuntimeStore {
     private readonly keys: RedisKeys,
     readonly supervisorId: string,
   ) {
-    const r = redis as Redis & Partial<RuntimeCommands>;
-    if (!r.mcpAcquireLease) {
-      redis.defineCommand('mcpAcquireLease', { numberOfKeys: 1, lua: ACQUIRE_LEASE });
-      redis.defineCommand('mcpReleaseLease', { numberOfKeys: 1, lua: RELEASE_LEASE });
-      redis.defineCommand('mcpWriteRuntime', { numberOfKeys: 3, lua: WRITE_RUNTIME });
-      redis.defineCommand('mcpDeleteRuntime', { numberOfKeys: 4, lua: DELETE_RUNTIME });
-      redis.defineCommand('mcpClaimPort', { numberOfKeys: 2, lua: CLAIM_PORT });
-    }
-    this.redis = redis as Redis & RuntimeCommands;
+    this.redis = defineScripts<RuntimeCommands>(redis, {
+      mcpAcquireLease: { numberOfKeys: 1, lua: ACQUIRE_LEASE },
+      mcpReleaseLease: { numberOfKeys: 1, lua: RELEASE_LEASE },
+      mcpWriteRuntime: { numberOfKeys: 3, lua: WRITE_RUNTIME },
+      mcpDeleteRuntime: { numberOfKeys: 4, lua: DELETE_RUNTIME },
+      mcpClaimPort: { numberOfKeys: 2, lua: CLAIM_PORT },
+    });
   }
 
   /** Takes or renews the lease on a server; false when another supervisor holds it. */

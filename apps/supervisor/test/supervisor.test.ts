@@ -1,4 +1,4 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createConnection } from 'node:net';
 import {
@@ -19,14 +19,12 @@ import {
   isAlive,
   killByKeyPrefix,
   killGroup,
-  ROOT,
+  startSupervisorProcess,
   waitFor,
   workerPids,
 } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testPrefix } from '../../../test/support.js';
 import { createSupervisor, type Supervisor } from '../src/index.js';
-
-const SUPERVISOR_MAIN = `${ROOT}apps/supervisor/dist/main.js`;
 
 interface Harness {
   prefix: string;
@@ -156,11 +154,7 @@ function portFree(port: number): Promise<boolean> {
 }
 
 function spawnSupervisorProcess(h: Harness, extra: Env = {}): ChildProcess {
-  const child = spawn(process.execPath, [SUPERVISOR_MAIN], {
-    env: { ...process.env, ...h.env, ...extra } as NodeJS.ProcessEnv,
-    stdio: ['ignore', 'ignore', 'inherit'],
-    detached: true,
-  });
+  const child = startSupervisorProcess(redisUrl(), h.prefix, { ...h.env, ...extra } as Record<string, string>);
   h.children.push(child);
   return child;
 }

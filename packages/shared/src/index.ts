@@ -28,7 +28,7 @@ export {
 } from './errors.js';
 export { createKeys, DEFAULT_KEY_PREFIX, type RedisKeys } from './keys.js';
 export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS, type ServiceName } from './logger.js';
-export { closeRedis, createRedis, type RedisRole } from './redis.js';
+export { closeRedis, createRedis, defineScripts, type RedisRole, type ScriptDefinition } from './redis.js';
 export {
   type InvalidRecordHandler,
   parseEvent,

@@ -53,3 +53,21 @@ export async function closeRedis(redis: Redis): Promise<void> {
     redis.disconnect();
   }
 }
+
+/** A Lua script to register as a command: how many of its arguments are keys, and its source. */
+export interface ScriptDefinition {
+  numberOfKeys: number;
+  lua: string;
+}
+
+/**
+ * Registers Lua scripts as commands on a client (ioredis sends EVALSHA, falling back to EVAL), once per
+ * client however many stores share it. Returns the client typed with the commands.
+ */
+export function defineScripts<C>(redis: Redis, scripts: Record<keyof C & string, ScriptDefinition>): Redis & C {
+  const client = redis as Redis & Record<string, unknown>;
+  for (const [name, script] of Object.entries(scripts) as [string, ScriptDefinition][]) {
+    if (typeof client[name] !== 'function') redis.defineCommand(name, script);
+  }
+  return redis as Redis & C;
+}

@@ -3,6 +3,7 @@ import type { Redis } from 'ioredis';
 import { canonicalJson } from './canonical-json.js';
 import { AppError } from './errors.js';
 import type { RedisKeys } from './keys.js';
+import { defineScripts } from './redis.js';
 import {
   type HubEvent,
   HubEventSchema,
@@ -334,15 +335,13 @@ function notFound(id: string): AppError {
 }
 
 function defineRegistryCommands(redis: Redis): Redis & RegistryCommands {
-  const r = redis as Redis & Partial<RegistryCommands>;
-  if (!r.mcpUpsertServer) {
-    redis.defineCommand('mcpUpsertServer', { numberOfKeys: 3, lua: UPSERT_SERVER });
-    redis.defineCommand('mcpDeleteServer', { numberOfKeys: 5, lua: DELETE_SERVER });
-    redis.defineCommand('mcpRequestRestart', { numberOfKeys: 4, lua: REQUEST_RESTART });
-    redis.defineCommand('mcpReplaceTools', { numberOfKeys: 4, lua: REPLACE_TOOLS });
-    redis.defineCommand('mcpRequestWake', { numberOfKeys: 5, lua: REQUEST_WAKE });
-  }
-  return redis as Redis & RegistryCommands;
+  return defineScripts<RegistryCommands>(redis, {
+    mcpUpsertServer: { numberOfKeys: 3, lua: UPSERT_SERVER },
+    mcpDeleteServer: { numberOfKeys: 5, lua: DELETE_SERVER },
+    mcpRequestRestart: { numberOfKeys: 4, lua: REQUEST_RESTART },
+    mcpReplaceTools: { numberOfKeys: 4, lua: REPLACE_TOOLS },
+    mcpRequestWake: { numberOfKeys: 5, lua: REQUEST_WAKE },
+  });
 }
 
 /** Parses one message of the events channel; null for anything that is not a known event. */
