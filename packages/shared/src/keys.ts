@@ -26,6 +26,26 @@ export interface RedisKeys {
   portLock(port: number): string;
   /** string with PX: the lease of the supervisor that runs a server */
   lease(serverId: string): string;
+  /** hash: project id → JSON project (id, name, createdAt) */
+  readonly projects: string;
+  /** hash: member id (email or external id) → JSON member (id, role, addedAt), for one project */
+  members(projectId: string): string;
+  /** hash: key id → JSON API key record (hash of the secret, never the secret) */
+  readonly apiKeys: string;
+  /** set: key ids of one project */
+  projectKeys(projectId: string): string;
+  /** hash: server id → project id */
+  readonly serverProjects: string;
+  /** string (counter) with EXPIRE: calls of one limiter scope in one window (scope names key, server, tool) */
+  rateWindow(scope: string, window: 'hour' | 'day', windowStart: number): string;
+  /** sorted set: call slots held by one key (member = call id, score = expiry ms), the concurrency cap */
+  rateConcurrent(keyId: string): string;
+  /** hash: usage counters of one key on one UTC day (YYYY-MM-DD) */
+  usageDay(keyId: string, day: string): string;
+  /** hash: running totals of one key (calls, errors, latency_ms_sum, last_request_at, per server/tool counts) */
+  usage(keyId: string): string;
+  /** stream: the audit log of admin changes */
+  readonly audit: string;
 }
 
 export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
@@ -41,6 +61,17 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     runtimePorts: `${prefix}runtime_ports`,
     portLock: (port: number) => `${prefix}port_lock:${port}`,
     lease: (serverId: string) => `${prefix}lease:${serverId}`,
+    projects: `${prefix}projects`,
+    members: (projectId: string) => `${prefix}project_members:${projectId}`,
+    apiKeys: `${prefix}api_keys`,
+    projectKeys: (projectId: string) => `${prefix}project_keys:${projectId}`,
+    serverProjects: `${prefix}server_projects`,
+    rateWindow: (scope: string, window: 'hour' | 'day', windowStart: number) =>
+      `${prefix}rate:${window}:${windowStart}:${scope}`,
+    rateConcurrent: (keyId: string) => `${prefix}rate_concurrent:${keyId}`,
+    usageDay: (keyId: string, day: string) => `${prefix}usage:${keyId}:${day}`,
+    usage: (keyId: string) => `${prefix}usage:${keyId}:total`,
+    audit: `${prefix}audit`,
   });
 }
 
