@@ -67,6 +67,18 @@ export {
   TRANSPORTS,
   type Transport,
 } from './schemas.js';
+export {
+  isSealed,
+  keepMaskedSecrets,
+  MASK,
+  maskSpecSecrets,
+  openSpecSecrets,
+  SEALED_PREFIX,
+  SecretBox,
+  type SecretKeySource,
+  SPEC_SECRET_FIELDS,
+  sealSpecSecrets,
+} from './secrets.js';
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
 export {
   UPSTREAM_STATUSES,
