@@ -40,6 +40,8 @@ export interface RedisKeys {
   rateWindow(scope: string, window: 'hour' | 'day', windowStart: number): string;
   /** sorted set: call slots held by one key (member = call id, score = expiry ms), the concurrency cap */
   rateConcurrent(keyId: string): string;
+  /** sorted set: the live rateWindow keys of one API key (score = window end ms), so a reset needs no SCAN */
+  rateIndex(keyId: string): string;
   /** hash: usage counters of one key on one UTC day (YYYY-MM-DD) */
   usageDay(keyId: string, day: string): string;
   /** hash: running totals of one key (calls, errors, latency_ms_sum, last_request_at, per server/tool counts) */
@@ -69,6 +71,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     rateWindow: (scope: string, window: 'hour' | 'day', windowStart: number) =>
       `${prefix}rate:${window}:${windowStart}:${scope}`,
     rateConcurrent: (keyId: string) => `${prefix}rate_concurrent:${keyId}`,
+    rateIndex: (keyId: string) => `${prefix}rate_index:${keyId}`,
     usageDay: (keyId: string, day: string) => `${prefix}usage:${keyId}:${day}`,
     usage: (keyId: string) => `${prefix}usage:${keyId}:total`,
     audit: `${prefix}audit`,

@@ -5,13 +5,16 @@ import type { Logger } from 'pino';
  * How a connection behaves while Redis is away:
  * - `request`: fail fast (request paths answer 503 rather than hang);
  * - `loop`: retry forever (reconcile loops, workers' background writes);
- * - `subscriber`: a dedicated pub/sub connection that resubscribes after reconnecting.
+ * - `subscriber`: a dedicated pub/sub connection that resubscribes after reconnecting;
+ * - `limiter`: the rate limiter's own connection: no offline queue and a short command timeout, so a dead
+ *   Redis costs a call at most that long before the limiter falls back to in-memory counters.
  */
-export type RedisRole = 'request' | 'loop' | 'subscriber';
+export type RedisRole = 'request' | 'loop' | 'subscriber' | 'limiter';
 
 const RECONNECT_MAX_DELAY_MS = 2_000;
 const REQUEST_COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
+const LIMITER_COMMAND_TIMEOUT_MS = 100;
 
 /** Opens an ioredis client for `role`, with an `error` listener that logs each distinct failure once. */
 export function createRedis(url: string, role: RedisRole, log?: Logger, extra: RedisOptions = {}): Redis {
@@ -22,7 +25,9 @@ export function createRedis(url: string, role: RedisRole, log?: Logger, extra: R
     lazyConnect: false,
     ...(role === 'request'
       ? { maxRetriesPerRequest: 1, commandTimeout: REQUEST_COMMAND_TIMEOUT_MS }
-      : { maxRetriesPerRequest: null }),
+      : role === 'limiter'
+        ? { maxRetriesPerRequest: 0, enableOfflineQueue: false, commandTimeout: LIMITER_COMMAND_TIMEOUT_MS }
+        : { maxRetriesPerRequest: null }),
     ...extra,
   };
   const redis = new Redis(url, options);
@@ -56,7 +61,8 @@ export async function closeRedis(redis: Redis): Promise<void> {
 
 /** A Lua script to register as a command: how many of its arguments are keys, and its source. */
 export interface ScriptDefinition {
-  numberOfKeys: number;
+  /** Omit for a variable number of keys: the command's first argument is then the key count. */
+  numberOfKeys?: number;
   lua: string;
 }
 
