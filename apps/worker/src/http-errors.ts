@@ -5,6 +5,11 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** Whether a request id is well-formed (what the worker accepts from `x-request-id`). */
+export function isRequestId(value: string): boolean {
+  return REQUEST_ID_RE.test(value);
+}
+
 /** Takes a well-formed `x-request-id` (set by the hub) or makes one; a malformed one is replaced, not trusted. */
 export function requestIdFrom(req: IncomingMessage): string {
   const given = req.headers['x-request-id'];

@@ -2,6 +2,7 @@ import { AppError, type Logger, type ToolInput, type WorkerHealth } from '@mcp-h
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { CallRunner } from './call-runner.js';
 import { registerErrorHandling, requestIdFrom } from './http-errors.js';
+import type { McpFront } from './mcp-front/index.js';
 import { SseStream } from './sse.js';
 import type { ToolResult } from './upstream/upstream.js';
 
@@ -23,9 +24,18 @@ export interface HttpServerDeps {
   runner: CallRunner;
   /** Interval of SSE keep-alive comments, in milliseconds. */
   keepAliveIntervalMs: number;
+  /** Serves the standard MCP endpoints (`/mcp`, `/sse`, `/messages`); left out, they are not routed. */
+  front?: McpFront;
 }
 
-/** Builds the worker's Fastify app (not listening): `/healthz`, `GET /tools` and `POST /tools/:tool`. */
+/** Where legacy SSE clients post their messages when the hub does not say (`x-mcp-messages-path`). */
+export const DEFAULT_MESSAGES_PATH = '/messages';
+const MESSAGES_PATH_RE = /^\/[A-Za-z0-9._~/-]{0,512}$/;
+
+/**
+ * Builds the worker's Fastify app (not listening): `/healthz`, `GET /tools`, `POST /tools/:tool`, and with a
+ * front the MCP endpoints `POST|GET|DELETE /mcp`, `GET /sse` and `POST /messages`.
+ */
 export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   const { log, gate, runner } = deps;
   const app = Fastify({
@@ -93,6 +103,29 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     }
     stream.end();
   });
+
+  const front = deps.front;
+  if (front) {
+    // The front writes the raw response itself (streams, SDK status codes); Fastify only parsed the body.
+    app.route({
+      method: ['POST', 'GET', 'DELETE'],
+      url: '/mcp',
+      handler: async (req, reply) => {
+        reply.hijack();
+        await front.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined);
+      },
+    });
+    app.get('/sse', async (req, reply) => {
+      const given = req.headers['x-mcp-messages-path'];
+      const messagesPath = typeof given === 'string' && MESSAGES_PATH_RE.test(given) ? given : DEFAULT_MESSAGES_PATH;
+      reply.hijack();
+      await front.handleSse(req.raw, reply.raw, messagesPath);
+    });
+    app.post('/messages', async (req, reply) => {
+      reply.hijack();
+      await front.handleMessages(req.raw, reply.raw, req.body);
+    });
+  }
 
   return app;
 }

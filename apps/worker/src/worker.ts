@@ -19,6 +19,8 @@ import {
 import type { Redis } from 'ioredis';
 import { CallRunner } from './call-runner.js';
 import { buildHttpServer, type WorkerGate } from './http-server.js';
+import { createBridgeServerFactory } from './mcp-bridge.js';
+import { createMcpFront } from './mcp-front/index.js';
 import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { createUpstream } from './upstream/create-upstream.js';
 
@@ -32,6 +34,8 @@ export interface WorkerOptions {
   reconnectMaxDelayMs: number;
   /** Interval of SSE keep-alive comments while a call runs, in milliseconds. */
   keepAliveIntervalMs: number;
+  /** Drops a 2025-era MCP session (Streamable HTTP) idle this long, in milliseconds; 0 never. */
+  mcpSessionIdleTtlMs: number;
 }
 
 export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
@@ -40,7 +44,10 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
   reconnectBaseDelayMs: 500,
   reconnectMaxDelayMs: 10_000,
   keepAliveIntervalMs: SSE_KEEP_ALIVE_INTERVAL_MS,
+  mcpSessionIdleTtlMs: 30 * 60_000,
 });
+
+const WORKER_VERSION = '0.1.0';
 
 export interface WorkerDeps {
   config: Readonly<WorkerConfig>;
@@ -179,6 +186,20 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
   };
 
+  const front = createMcpFront({
+    serverFactory: createBridgeServerFactory({
+      serverInfo: { name: serverId, version: WORKER_VERSION },
+      upstream,
+      runner,
+      gate,
+      log,
+      requestTimeoutMs: serverSpec.timeoutMs,
+    }),
+    log: log.child({ component: 'mcp' }),
+    keepAliveMs: options.keepAliveIntervalMs,
+    sessionIdleTtlMs: options.mcpSessionIdleTtlMs,
+  });
+
   // Tool discovery: one sync at a time; a change announced during a sync runs one more.
   let syncing: Promise<void> | undefined;
   let syncAgain = false;
@@ -206,6 +227,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     if (upstream.state !== 'connected') return;
     try {
       const listed = await upstream.listTools();
+      const toolsChanged = synced && JSON.stringify(listed) !== JSON.stringify(tools);
       tools = listed;
       toolNames = new Set(listed.map((tool) => tool.name));
       const changed = await registry.replaceTools(serverId, listed);
@@ -215,6 +237,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       } else {
         log.info({ event: 'tools.synced', count: listed.length, changed }, 'tools synced');
       }
+      if (toolsChanged) front.toolsChanged();
       if (!synced) {
         synced = true;
         log.info({ event: 'worker.ready', tools: listed.length, pid: upstream.pid }, 'worker ready');
@@ -257,9 +280,10 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     if (state === 'connected') requestSync();
   });
   upstream.onToolsChanged(requestSync);
+  upstream.onListChanged((list) => (list === 'resources' ? front.resourcesChanged() : front.promptsChanged()));
   upstream.onClose((error) => void fatal(error));
 
-  const app = buildHttpServer({ log, gate, runner, keepAliveIntervalMs: options.keepAliveIntervalMs });
+  const app = buildHttpServer({ log, gate, runner, keepAliveIntervalMs: options.keepAliveIntervalMs, front });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
@@ -295,6 +319,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await step('calls', () =>
         runner.abortAll(new AppError('worker_unavailable', 'the worker is shutting down; retry')),
       );
+      await step('mcp', () => front.close());
       await step('upstream', () => upstream.close());
       await step('http', () => app.close());
       if (ownsRedis) await step('redis', () => closeRedis(redis));

@@ -16,8 +16,12 @@ import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { terminateProcess } from './process-exit.js';
 import {
   type CallToolOptions,
+  NO_FEATURES,
+  type PassthroughMethod,
   type ToolResult,
   type Upstream,
+  type UpstreamFeatures,
+  type UpstreamRequestOptions,
   type UpstreamState,
   UpstreamStateMachine,
 } from './upstream.js';
@@ -35,6 +39,18 @@ const PASS_THROUGH_RESULT = {
       value !== null && typeof value === 'object'
         ? { value: value as ToolResult }
         : { issues: [{ message: 'a tools/call result must be an object' }] },
+  },
+};
+
+/** The same for forwarded requests (resources, prompts, completion): the downstream client judges them. */
+const PASS_THROUGH_OBJECT = {
+  '~standard': {
+    version: 1 as const,
+    vendor: 'mcp-hub',
+    validate: (value: unknown) =>
+      value !== null && typeof value === 'object'
+        ? { value: value as Record<string, unknown> }
+        : { issues: [{ message: 'a result must be an object' }] },
   },
 };
 
@@ -100,6 +116,7 @@ class McpUpstream implements Upstream {
   private session: Session | undefined;
   private closing: Promise<void> | undefined;
   private toolsListener: (() => void) | undefined;
+  private listListener: ((list: 'resources' | 'prompts') => void) | undefined;
   private closeListener: ((error: Error) => void) | undefined;
   /** The first connection (memoized: connect() twice must not spawn a second child). */
   private connecting: Promise<void> | undefined;
@@ -133,6 +150,42 @@ class McpUpstream implements Upstream {
 
   onClose(listener: (error: Error) => void): void {
     this.closeListener = listener;
+  }
+
+  onListChanged(listener: (list: 'resources' | 'prompts') => void): void {
+    this.listListener = listener;
+  }
+
+  features(): UpstreamFeatures {
+    const capabilities = this.machine.state === 'connected' ? this.session?.client.getServerCapabilities() : undefined;
+    if (!capabilities) return NO_FEATURES;
+    return {
+      resources: capabilities.resources !== undefined,
+      resourceSubscriptions: capabilities.resources?.subscribe === true,
+      prompts: capabilities.prompts !== undefined,
+      completions: capabilities.completions !== undefined,
+    };
+  }
+
+  async request(
+    method: PassthroughMethod,
+    params: Record<string, unknown> | undefined,
+    options: UpstreamRequestOptions,
+  ): Promise<Record<string, unknown>> {
+    const client = this.requireClient();
+    const onProgress = options.onProgress;
+    try {
+      return (await client.request({ method, ...(params ? { params } : {}) }, PASS_THROUGH_OBJECT, {
+        signal: options.signal,
+        timeout: options.timeoutMs,
+        ...(onProgress
+          ? { onprogress: (p) => onProgress({ progress: p.progress, total: p.total, message: p.message }) }
+          : {}),
+      })) as Record<string, unknown>;
+    } catch (error) {
+      if (options.signal.aborted) throw error;
+      throw this.toCallError(error);
+    }
   }
 
   connect(): Promise<void> {
@@ -224,6 +277,20 @@ class McpUpstream implements Upstream {
           debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
           onChanged: () => {
             if (this.session?.client === client) this.toolsListener?.();
+          },
+        },
+        resources: {
+          autoRefresh: false,
+          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
+          onChanged: () => {
+            if (this.session?.client === client) this.listListener?.('resources');
+          },
+        },
+        prompts: {
+          autoRefresh: false,
+          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
+          onChanged: () => {
+            if (this.session?.client === client) this.listListener?.('prompts');
           },
         },
       },

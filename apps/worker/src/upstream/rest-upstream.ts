@@ -4,8 +4,12 @@ import { AppError, type Logger, type RestTool, type ServerSpec, type ToolInput }
 import { Pool } from 'undici';
 import {
   type CallToolOptions,
+  METHOD_NOT_FOUND,
+  NO_FEATURES,
+  type PassthroughMethod,
   type ToolResult,
   type Upstream,
+  type UpstreamFeatures,
   type UpstreamState,
   UpstreamStateMachine,
 } from './upstream.js';
@@ -85,6 +89,18 @@ class RestUpstream implements Upstream {
 
   onToolsChanged(): void {
     // The tools are the spec's; a change of spec restarts the worker.
+  }
+
+  onListChanged(): void {
+    // A REST API has neither resources nor prompts.
+  }
+
+  features(): UpstreamFeatures {
+    return NO_FEATURES;
+  }
+
+  async request(method: PassthroughMethod): Promise<Record<string, unknown>> {
+    throw new AppError('upstream_error', `a REST upstream does not serve ${method}`, { rpcCode: METHOD_NOT_FOUND });
   }
 
   onClose(): void {

@@ -23,6 +23,44 @@ export interface CallToolOptions {
   requestId: string;
 }
 
+export interface UpstreamRequestOptions {
+  /** Aborts the request; an MCP upstream then sends `notifications/cancelled`. */
+  signal: AbortSignal;
+  onProgress?: (progress: ToolProgress) => void;
+  /** How long the upstream may take, in milliseconds. */
+  timeoutMs: number;
+}
+
+/** What the upstream serves besides tools (MCP servers only; a REST API serves tools alone). */
+export interface UpstreamFeatures {
+  resources: boolean;
+  /** Whether the upstream accepts `resources/subscribe`. */
+  resourceSubscriptions: boolean;
+  prompts: boolean;
+  completions: boolean;
+}
+
+/** The MCP methods the worker forwards as they are, when the upstream has the feature. */
+export const PASSTHROUGH_METHODS = [
+  'resources/list',
+  'resources/read',
+  'resources/templates/list',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+] as const;
+export type PassthroughMethod = (typeof PASSTHROUGH_METHODS)[number];
+
+/** JSON-RPC's "method not found", for upstreams that lack a feature. */
+export const METHOD_NOT_FOUND = -32_601;
+
+export const NO_FEATURES: Readonly<UpstreamFeatures> = Object.freeze({
+  resources: false,
+  resourceSubscriptions: false,
+  prompts: false,
+  completions: false,
+});
+
 /**
  * The life of an upstream session: `connecting` → `connected`, `down` while it is lost (remote upstreams
  * reconnect from there; a stdio one never comes back), `closed` once `close()` ran.
@@ -89,10 +127,23 @@ export interface Upstream {
   listTools(): Promise<ToolInput[]>;
   /** Runs one call; throws AppError (`upstream_error`, `worker_unavailable`, `invalid_arguments`) on failure. */
   callTool(name: string, args: Record<string, unknown>, options: CallToolOptions): Promise<ToolResult>;
+  /** What the connected upstream serves besides tools (none while not connected). */
+  features(): UpstreamFeatures;
+  /**
+   * Forwards one request (resources, prompts, completion) and passes its result on unparsed; throws AppError
+   * `upstream_error` (with the upstream's `rpcCode` in details), `tool_timeout` or `worker_unavailable`.
+   */
+  request(
+    method: PassthroughMethod,
+    params: Record<string, unknown> | undefined,
+    options: UpstreamRequestOptions,
+  ): Promise<Record<string, unknown>>;
   /** Called after each state change (e.g. `connected` again after a remote reconnect). */
   onStateChange(listener: (state: UpstreamState) => void): void;
   /** Called when the upstream says its tool list changed (`notifications/tools/list_changed`). */
   onToolsChanged(listener: () => void): void;
+  /** Called when the upstream says its resource or prompt list changed. */
+  onListChanged(listener: (list: 'resources' | 'prompts') => void): void;
   /** Called once when the upstream is gone for good without `close()` (a stdio child that exited). */
   onClose(listener: (error: Error) => void): void;
   /** Ends the session and releases everything; a stdio child is gone when this resolves. Idempotent. */

@@ -1,0 +1,9 @@
+export { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
+export {
+  createMcpFront,
+  type McpEra,
+  type McpFront,
+  type McpFrontOptions,
+  type McpFrontServerFactory,
+  type McpServerContext,
+} from './mcp-front.js';

@@ -1,0 +1,389 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from '@mcp-hub/shared';
+import { toWebRequest } from '@modelcontextprotocol/node';
+// The legacy HTTP+SSE server transport exists only in SDK v1; v2 dropped it.
+import { SSEServerTransport } from '@modelcontextprotocol/sdk/server/sse.js';
+import {
+  createMcpHandler,
+  isInitializeRequest,
+  isLegacyRequest,
+  type McpServer,
+  type Server,
+  type Transport,
+  WebStandardStreamableHTTPServerTransport,
+} from '@modelcontextprotocol/server';
+import { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
+
+export type McpEra = 'modern' | 'legacy';
+
+export interface McpServerContext {
+  /** `modern`: one 2026-07-28 request; `legacy`: one 2025-era session (Streamable HTTP or HTTP+SSE). */
+  era: McpEra;
+  /** The `x-request-id` of the HTTP request that made the instance, when it carried one. */
+  requestId?: string;
+}
+
+export type McpFrontServerFactory = (ctx: McpServerContext) => Server | McpServer;
+
+export interface McpFrontOptions {
+  serverFactory: McpFrontServerFactory;
+  log: Logger;
+  /** Interval of SSE keep-alive comments on every stream the front serves, in milliseconds. */
+  keepAliveMs: number;
+  /** Drops a 2025 session (Streamable HTTP) with no open request or stream for this long, in milliseconds; 0 never. */
+  sessionIdleTtlMs?: number;
+  /** Events kept per 2025 session for `Last-Event-ID` resumption (default 1000). */
+  maxEventsPerSession?: number;
+}
+
+/** Serves any number of downstream MCP clients, of every protocol era, from one server factory. */
+export interface McpFront {
+  /** `POST|GET|DELETE` on the dual-era Streamable HTTP endpoint (2026-07-28 stateless and 2025 sessions). */
+  handleMcp(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void>;
+  /** Legacy HTTP+SSE `GET /sse`: its `endpoint` event points at `${messagesPath}?sessionId=…`. */
+  handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string): Promise<void>;
+  /** Legacy HTTP+SSE `POST /messages?sessionId=…`. */
+  handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void>;
+  /** Sends `notifications/tools/list_changed` to every connected client and open `subscriptions/listen` stream. */
+  toolsChanged(): void;
+  resourcesChanged(): void;
+  promptsChanged(): void;
+  /** Open 2025 sessions: Streamable HTTP plus HTTP+SSE. */
+  sessionCount(): number;
+  /** Ends every session and stream; later requests are answered 503. Memoized. */
+  close(): Promise<void>;
+}
+
+/** The JSON-RPC code the SDK uses for transport-level refusals (no session, bad request). */
+const TRANSPORT_ERROR = -32_000;
+/** A session id the spec allows: visible ASCII. */
+const SESSION_ID_RE = /^[\x21-\x7E]{1,256}$/;
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+type ListChange = 'tools' | 'resources' | 'prompts';
+
+interface Session {
+  id: string;
+  kind: 'streamable-http' | 'sse';
+  server: Server;
+  /** HTTP requests (and streams) of this session in flight: an idle sweep never drops a busy session. */
+  active: number;
+  lastSeen: number;
+  closeTransport(): Promise<void>;
+}
+
+/** The low-level Server of either SDK face (McpServer wraps one). */
+function lowLevel(server: Server | McpServer): Server {
+  return 'server' in server ? server.server : server;
+}
+
+function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
+  return Response.json({ jsonrpc: '2.0', error: { code, message }, id: null }, { status, headers });
+}
+
+function headerRequestId(value: string | null | undefined): string | undefined {
+  return value && REQUEST_ID_RE.test(value) ? value : undefined;
+}
+
+/**
+ * Creates an MCP front: 2026-07-28 traffic goes to the SDK's stateless handler (`legacy: 'reject'`), 2025-era
+ * Streamable HTTP traffic to one sessionful transport per session (with resumption), and the legacy HTTP+SSE
+ * transport to one SDK v1 SSE transport per stream. Every session gets its own server instance, so the
+ * JSON-RPC ids and messages of one client never reach another.
+ */
+export function createMcpFront(options: McpFrontOptions): McpFront {
+  const { serverFactory, log, keepAliveMs } = options;
+  const idleTtlMs = options.sessionIdleTtlMs ?? 0;
+  const maxEvents = options.maxEventsPerSession ?? DEFAULT_MAX_EVENTS;
+  const sessions = new Map<string, Session>();
+  let closing: Promise<void> | undefined;
+
+  const modern = createMcpHandler(
+    (ctx) => serverFactory({ era: 'modern', requestId: headerRequestId(ctx.requestInfo?.headers.get('x-request-id')) }),
+    {
+      legacy: 'reject',
+      keepAliveMs,
+      onerror: (err) => log.debug({ event: 'mcp.modern.error', err }, 'modern MCP request refused or failed'),
+    },
+  );
+
+  function openSession(session: Session): void {
+    sessions.set(session.id, session);
+    log.info(
+      { event: 'mcp.session.open', session_id: session.id, era: 'legacy', transport: session.kind },
+      'MCP session opened',
+    );
+  }
+
+  function forgetSession(session: Session, reason: string): void {
+    if (sessions.get(session.id) !== session) return;
+    sessions.delete(session.id);
+    log.info(
+      { event: 'mcp.session.close', session_id: session.id, era: 'legacy', transport: session.kind, reason },
+      'MCP session closed',
+    );
+  }
+
+  async function endSession(session: Session, reason: string): Promise<void> {
+    forgetSession(session, reason);
+    try {
+      await session.closeTransport();
+    } catch (err) {
+      log.warn({ event: 'mcp.session.close_failed', session_id: session.id, err }, 'closing an MCP session failed');
+    }
+  }
+
+  const sweepTimer =
+    idleTtlMs > 0
+      ? setInterval(
+          () => {
+            const now = Date.now();
+            for (const session of sessions.values()) {
+              if (session.kind === 'streamable-http' && session.active === 0 && now - session.lastSeen > idleTtlMs) {
+                void endSession(session, 'idle');
+              }
+            }
+          },
+          Math.max(1_000, Math.min(idleTtlMs / 2, 60_000)),
+        )
+      : undefined;
+  sweepTimer?.unref();
+
+  /** Opens a 2025 Streamable HTTP session for an `initialize` POST; it is kept only if initialize succeeds. */
+  async function initializeSession(request: Request, parsedBody: unknown): Promise<Response> {
+    const server = lowLevel(
+      serverFactory({ era: 'legacy', requestId: headerRequestId(request.headers.get('x-request-id')) }),
+    );
+    let session: Session | undefined;
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: randomUUID,
+      eventStore: new BoundedEventStore(maxEvents),
+      keepAliveMs,
+      onsessioninitialized: (id) => {
+        session = {
+          id,
+          kind: 'streamable-http',
+          server,
+          active: 0,
+          lastSeen: Date.now(),
+          closeTransport: () => server.close(),
+        };
+        openSession(session);
+      },
+    });
+    server.onclose = () => {
+      if (session) forgetSession(session, 'closed');
+    };
+    await server.connect(transport);
+    const response = await transport.handleRequest(request, { parsedBody });
+    if (!session) await server.close();
+    return response;
+  }
+
+  async function routeLegacy(request: Request, parsedBody: unknown, track: (s: Session) => void): Promise<Response> {
+    const sessionId = request.headers.get('mcp-session-id');
+    if (sessionId !== null) {
+      const session = SESSION_ID_RE.test(sessionId) ? sessions.get(sessionId) : undefined;
+      // Unknown or expired (e.g. the worker restarted): 404 tells a 2025 client to initialize again.
+      if (session?.kind !== 'streamable-http') return jsonRpcError(404, -32_001, 'Session not found');
+      track(session);
+      const transport = (session.server.transport ?? undefined) as WebStandardStreamableHTTPServerTransport | undefined;
+      if (!transport) return jsonRpcError(404, -32_001, 'Session not found');
+      return transport.handleRequest(request, { parsedBody });
+    }
+    if (request.method === 'POST') {
+      const messages = Array.isArray(parsedBody) ? parsedBody : [parsedBody];
+      if (messages.some((message) => isInitializeRequest(message))) return initializeSession(request, parsedBody);
+    }
+    return jsonRpcError(400, TRANSPORT_ERROR, 'Bad Request: Mcp-Session-Id header is required');
+  }
+
+  async function handleMcp(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    if (closing) {
+      await writeResponse(res, jsonRpcError(503, TRANSPORT_ERROR, 'The server is shutting down'), undefined);
+      return;
+    }
+    const gone = new AbortController();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    let tracked: Session | undefined;
+    let response: Response;
+    try {
+      const request = await toWebRequest(req, parsedBody, { signal: gone.signal });
+      const body = parsedBody ?? (request.method === 'POST' ? await safeJson(request.clone()) : undefined);
+      if (await isLegacyRequest(request, body)) {
+        response = await routeLegacy(request, body, (session) => {
+          tracked = session;
+          session.active++;
+          session.lastSeen = Date.now();
+        });
+      } else {
+        response = await modern.fetch(request, body === undefined ? {} : { parsedBody: body });
+      }
+    } catch (err) {
+      const tooLarge = (err as { status?: unknown }).status === 413;
+      if (!tooLarge) log.error({ event: 'mcp.request.failed', err }, 'MCP request failed');
+      response = tooLarge
+        ? jsonRpcError(413, TRANSPORT_ERROR, 'Request body too large')
+        : jsonRpcError(500, -32_603, 'Internal error');
+    }
+    try {
+      await writeResponse(res, response, gone.signal);
+    } finally {
+      if (tracked) {
+        tracked.active--;
+        tracked.lastSeen = Date.now();
+      }
+    }
+  }
+
+  async function handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string): Promise<void> {
+    if (closing) {
+      await writeResponse(res, jsonRpcError(503, TRANSPORT_ERROR, 'The server is shutting down'), undefined);
+      return;
+    }
+    const server = lowLevel(
+      serverFactory({ era: 'legacy', requestId: headerRequestId(singleHeader(req.headers['x-request-id'])) }),
+    );
+    const transport = new SSEServerTransport(messagesPath, res);
+    const session: Session = {
+      id: transport.sessionId,
+      kind: 'sse',
+      server,
+      active: 0,
+      lastSeen: Date.now(),
+      closeTransport: () => server.close(),
+    };
+    res.setHeader('x-accel-buffering', 'no');
+    const keepAlive = setInterval(() => {
+      if (!res.destroyed && !res.writableEnded) res.write(': keep-alive\n\n');
+    }, keepAliveMs);
+    keepAlive.unref();
+    server.onclose = () => {
+      clearInterval(keepAlive);
+      forgetSession(session, 'closed');
+    };
+    openSession(session);
+    // The v1 transport is structurally the v2 Transport (start, send, close and the three callbacks).
+    await server.connect(transport as unknown as Transport);
+  }
+
+  async function handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+    const sessionId = new URL(req.url ?? '/', 'http://localhost').searchParams.get('sessionId');
+    if (!sessionId) {
+      await writeResponse(res, jsonRpcError(400, TRANSPORT_ERROR, 'Missing sessionId parameter'), undefined);
+      return;
+    }
+    const session = sessions.get(sessionId);
+    const transport = session?.kind === 'sse' ? session.server.transport : undefined;
+    if (!session || !(transport instanceof SSEServerTransport)) {
+      await writeResponse(res, jsonRpcError(404, -32_001, 'Session not found'), undefined);
+      return;
+    }
+    session.lastSeen = Date.now();
+    await transport.handlePostMessage(req, res, parsedBody);
+  }
+
+  function broadcast(change: ListChange): void {
+    if (change === 'tools') modern.notify.toolsChanged();
+    else if (change === 'resources') modern.notify.resourcesChanged();
+    else modern.notify.promptsChanged();
+    for (const session of sessions.values()) {
+      const server = session.server;
+      if (!server.transport) continue;
+      const sent =
+        change === 'tools'
+          ? server.sendToolListChanged()
+          : change === 'resources'
+            ? server.sendResourceListChanged()
+            : server.sendPromptListChanged();
+      sent.catch((err: unknown) =>
+        log.debug({ event: 'mcp.notify_failed', session_id: session.id, change, err }, 'list_changed not delivered'),
+      );
+    }
+  }
+
+  function close(): Promise<void> {
+    closing ??= (async () => {
+      if (sweepTimer) clearInterval(sweepTimer);
+      await Promise.allSettled([...sessions.values()].map((session) => endSession(session, 'shutdown')));
+      try {
+        await modern.close();
+      } catch (err) {
+        log.warn({ event: 'mcp.close_failed', err }, 'closing the modern MCP handler failed');
+      }
+    })();
+    return closing;
+  }
+
+  return {
+    handleMcp,
+    handleSse,
+    handleMessages,
+    toolsChanged: () => broadcast('tools'),
+    resourcesChanged: () => broadcast('resources'),
+    promptsChanged: () => broadcast('prompts'),
+    sessionCount: () => sessions.size,
+    close,
+  };
+}
+
+function singleHeader(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+async function safeJson(request: Request): Promise<unknown> {
+  try {
+    return await request.json();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Writes a web Response to a Node response: headers at once, the body chunk by chunk honouring back-pressure,
+ * and the body cancelled as soon as the client goes away (which releases the SDK's stream at once).
+ */
+async function writeResponse(res: ServerResponse, response: Response, gone: AbortSignal | undefined): Promise<void> {
+  if (res.headersSent || res.destroyed) {
+    await response.body?.cancel().catch(() => {});
+    return;
+  }
+  const headers: Record<string, string> = {};
+  for (const [name, value] of response.headers) headers[name] = value;
+  if (headers['content-type']?.startsWith('text/event-stream')) headers['x-accel-buffering'] = 'no';
+  res.writeHead(response.status, headers);
+  if (!response.body) {
+    res.end();
+    return;
+  }
+  res.flushHeaders();
+  const reader = response.body.getReader();
+  const cancel = () => void reader.cancel().catch(() => {});
+  gone?.addEventListener('abort', cancel, { once: true });
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done || res.destroyed) break;
+      if (!res.write(value)) {
+        await new Promise<void>((resolve) => {
+          const settle = () => {
+            res.off('drain', settle);
+            res.off('close', settle);
+            resolve();
+          };
+          res.on('drain', settle);
+          res.on('close', settle);
+        });
+      }
+    }
+  } catch {
+    // The body was cancelled (client gone) or failed mid-stream: nothing more can be said.
+  } finally {
+    gone?.removeEventListener('abort', cancel);
+    if (!res.destroyed) res.end();
+    else cancel();
+  }
+}

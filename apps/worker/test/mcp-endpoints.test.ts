@@ -1,0 +1,394 @@
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client';
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import getPort from 'get-port';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { runInspector } from '../../../test/inspector.js';
+import { captureLogger, testRedis } from '../../../test/support.js';
+import type { Worker } from '../src/index.js';
+import { EVERYTHING, FIXTURES, registerServer, startTestWorker, waitFor } from './helpers.js';
+
+type AnyClient = ClientV1 | ClientV2;
+interface Progress {
+  progress: number;
+  total?: number;
+}
+
+const CLIENT_INFO = { name: 'mcp-endpoints-test', version: '1.0.0' };
+
+/** Every client a test opened, closed after it (a failing test must not leave a stream open). */
+const opened: AnyClient[] = [];
+afterEach(async () => {
+  await Promise.allSettled(opened.splice(0).map((client) => client.close()));
+});
+
+async function modernClient(port: number): Promise<ClientV2> {
+  const client = new ClientV2(CLIENT_INFO, { versionNegotiation: { mode: 'auto' } });
+  await client.connect(new StreamableV2(new URL(`http://127.0.0.1:${port}/mcp`)));
+  opened.push(client);
+  return client;
+}
+
+async function streamableClient(port: number): Promise<{ client: ClientV1; transport: StreamableV1 }> {
+  const client = new ClientV1(CLIENT_INFO);
+  const transport = new StreamableV1(new URL(`http://127.0.0.1:${port}/mcp`));
+  await client.connect(transport);
+  opened.push(client);
+  return { client, transport };
+}
+
+async function sseClient(port: number): Promise<ClientV1> {
+  const client = new ClientV1(CLIENT_INFO);
+  await client.connect(new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`)));
+  opened.push(client);
+  return client;
+}
+
+function textOf(result: unknown): string {
+  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
+  return content.map((block) => block.text ?? '').join('');
+}
+
+/** Calls a tool with a progress callback (the client then sends a progress token). */
+async function callWithProgress(
+  client: AnyClient,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<{ text: string; progress: Progress[] }> {
+  const progress: Progress[] = [];
+  const onprogress = (p: Progress) => progress.push({ progress: p.progress, total: p.total });
+  const result =
+    client instanceof ClientV2
+      ? await client.callTool({ name, arguments: args }, { onprogress })
+      : await client.callTool({ name, arguments: args }, undefined, { onprogress });
+  return { text: textOf(result), progress };
+}
+
+async function callTool(client: AnyClient, name: string, args: Record<string, unknown>, signal?: AbortSignal) {
+  return client instanceof ClientV2
+    ? client.callTool({ name, arguments: args }, signal ? { signal } : undefined)
+    : client.callTool({ name, arguments: args }, undefined, signal ? { signal } : undefined);
+}
+
+async function toolNames(client: AnyClient): Promise<string[]> {
+  const { tools } = await client.listTools();
+  return tools.map((tool) => tool.name);
+}
+
+describe('MCP endpoints: server-everything behind the worker', () => {
+  const t = testRedis();
+  const captured = captureLogger('worker');
+  let worker: Worker;
+  let port: number;
+
+  beforeAll(async () => {
+    await registerServer(t.redis, t.keys, {
+      id: 'everything',
+      transport: 'stdio',
+      config: { command: process.execPath, args: [EVERYTHING, 'stdio'] },
+    });
+    port = await getPort();
+    worker = await startTestWorker({ serverId: 'everything', prefix: t.prefix, port, log: captured.log });
+    await worker.ready;
+  });
+  afterAll(async () => {
+    await worker?.close();
+    await t.cleanup();
+  });
+
+  it('serves a 2026-07-28 client (SDK v2): tools/list, echo, progress', async () => {
+    const client = await modernClient(port);
+    expect(client.getProtocolEra()).toBe('modern');
+    expect(await toolNames(client)).toEqual(expect.arrayContaining(['echo', 'trigger-long-running-operation']));
+    expect(textOf(await callTool(client, 'echo', { message: 'modern' }))).toBe('Echo: modern');
+    const run = await callWithProgress(client, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
+    expect(run.text).toContain('Long running operation completed');
+    // The SDK may drop the last notification that races the result: at least the first ones arrive.
+    expect(run.progress.length).toBeGreaterThanOrEqual(2);
+    expect(run.progress[0]).toEqual({ progress: 1, total: 3 });
+    // Stateless: no session was opened.
+    expect(captured.lines.filter((l) => l.event === 'mcp.session.open')).toHaveLength(0);
+  });
+
+  it('serves a 2025 Streamable HTTP client (SDK v1) with a session: tools/list, echo, progress', async () => {
+    const { client, transport } = await streamableClient(port);
+    expect(transport.sessionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await toolNames(client)).toContain('echo');
+    expect(textOf(await callTool(client, 'echo', { message: 'v1' }))).toBe('Echo: v1');
+    const run = await callWithProgress(client, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
+    expect(run.text).toContain('Long running operation completed');
+    expect(run.progress.length).toBeGreaterThanOrEqual(2);
+    const sessionId = transport.sessionId;
+    expect(captured.lines.find((l) => l.event === 'mcp.session.open' && l.session_id === sessionId)).toMatchObject({
+      era: 'legacy',
+      transport: 'streamable-http',
+    });
+    await transport.terminateSession();
+    await waitFor('the session close to be logged', () =>
+      captured.lines.some((l) => l.event === 'mcp.session.close' && l.session_id === sessionId),
+    );
+  });
+
+  it('serves a legacy HTTP+SSE client (SDK v1): tools/list, echo, progress', async () => {
+    const client = await sseClient(port);
+    expect(await toolNames(client)).toContain('echo');
+    expect(textOf(await callTool(client, 'echo', { message: 'sse' }))).toBe('Echo: sse');
+    const run = await callWithProgress(client, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
+    expect(run.text).toContain('Long running operation completed');
+    expect(run.progress.length).toBeGreaterThanOrEqual(2);
+  });
+
+  it('points the SSE endpoint event at x-mcp-messages-path, unbuffered', async () => {
+    const controller = new AbortController();
+    const res = await fetch(`http://127.0.0.1:${port}/sse`, {
+      headers: { accept: 'text/event-stream', 'x-mcp-messages-path': '/messages/everything' },
+      signal: controller.signal,
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    expect(res.headers.get('x-accel-buffering')).toBe('no');
+    const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+    let text = '';
+    while (!text.includes('\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+    controller.abort();
+    expect(text).toMatch(/^event: endpoint\ndata: \/messages\/everything\?sessionId=[0-9a-f-]{36}\n\n/);
+  });
+
+  it('keeps two concurrent clients apart: each gets its own result and progress', async () => {
+    const [a, b] = await Promise.all([streamableClient(port), modernClient(port)]);
+    const [runA, runB, echoA, echoB] = await Promise.all([
+      callWithProgress(a.client, 'trigger-long-running-operation', { duration: 0.8, steps: 4 }),
+      callWithProgress(b, 'trigger-long-running-operation', { duration: 0.6, steps: 2 }),
+      callTool(a.client, 'echo', { message: 'from a' }),
+      callTool(b, 'echo', { message: 'from b' }),
+    ]);
+    expect(runA.text).toContain('Steps: 4');
+    expect(runB.text).toContain('Steps: 2');
+    expect(runA.progress.length).toBeGreaterThanOrEqual(2);
+    expect(runB.progress.length).toBeGreaterThanOrEqual(1);
+    expect(runA.progress.every((p) => p.total === 4)).toBe(true);
+    expect(runB.progress.every((p) => p.total === 2)).toBe(true);
+    expect(textOf(echoA)).toBe('Echo: from a');
+    expect(textOf(echoB)).toBe('Echo: from b');
+  });
+
+  it('answers 404 to an unknown session and 400 to a request without one', async () => {
+    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
+    const unknown = await fetch(`http://127.0.0.1:${port}/mcp`, {
+      method: 'POST',
+      headers: { ...headers, 'mcp-session-id': 'no-such-session' },
+      body,
+    });
+    expect(unknown.status).toBe(404);
+    expect(await unknown.json()).toMatchObject({ jsonrpc: '2.0', error: { code: -32_001 } });
+    const missing = await fetch(`http://127.0.0.1:${port}/mcp`, { method: 'POST', headers, body });
+    expect(missing.status).toBe(400);
+    const messages = await fetch(`http://127.0.0.1:${port}/messages?sessionId=nope`, {
+      method: 'POST',
+      headers,
+      body,
+    });
+    expect(messages.status).toBe(404);
+  });
+
+  it('keeps the REST call path unchanged next to the MCP endpoints', async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/tools/echo`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-request-id': 'req-rest' },
+      body: JSON.stringify({ message: 'rest' }),
+    });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toMatchObject({ request_id: 'req-rest', content: [{ type: 'text', text: 'Echo: rest' }] });
+  });
+
+  it('works with the MCP Inspector CLI over Streamable HTTP and SSE', async () => {
+    const list = await runInspector(`http://127.0.0.1:${port}/mcp`, 'http', 'tools/list');
+    expect(list.code, list.stderr).toBe(0);
+    expect((list.json as { tools: { name: string }[] }).tools.map((tool) => tool.name)).toContain('echo');
+    const call = await runInspector(`http://127.0.0.1:${port}/mcp`, 'http', 'tools/call', [
+      '--tool-name',
+      'echo',
+      '--tool-arg',
+      'message=inspector',
+    ]);
+    expect(call.code, call.stderr).toBe(0);
+    expect(textOf(call.json)).toBe('Echo: inspector');
+    const sse = await runInspector(`http://127.0.0.1:${port}/sse`, 'sse', 'tools/list');
+    expect(sse.code, sse.stderr).toBe(0);
+    expect((sse.json as { tools: { name: string }[] }).tools.map((tool) => tool.name)).toContain('echo');
+  });
+
+  it('forwards resources and prompts of an upstream that has them', async () => {
+    const client = await modernClient(port);
+    expect(client.getServerCapabilities()).toMatchObject({ tools: {}, resources: {}, prompts: {} });
+    const { prompts } = await client.listPrompts();
+    expect(prompts.length).toBeGreaterThan(0);
+    const { resources } = await client.listResources();
+    expect(resources.length).toBeGreaterThan(0);
+    const first = resources[0] as { uri: string };
+    const read = await client.readResource({ uri: first.uri });
+    expect(read.contents[0]).toMatchObject({ uri: first.uri });
+  });
+});
+
+describe('MCP endpoints: cancellation, list_changed and restarts (fixture server)', () => {
+  const t = testRedis();
+  const captured = captureLogger('worker');
+  const eventsFile = join(tmpdir(), `mcp-endpoints-${process.pid}-${Date.now()}.jsonl`);
+  let worker: Worker;
+  let port: number;
+
+  const fixtureEvents = (): { event: string; tool: string }[] => {
+    try {
+      return readFileSync(eventsFile, 'utf8')
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => JSON.parse(line) as { event: string; tool: string });
+    } catch {
+      return [];
+    }
+  };
+  const count = (event: string) => fixtureEvents().filter((e) => e.event === event).length;
+
+  const start = async () => {
+    worker = await startTestWorker({ serverId: 'fixture', prefix: t.prefix, port, log: captured.log });
+    await worker.ready;
+  };
+
+  beforeAll(async () => {
+    await registerServer(t.redis, t.keys, {
+      id: 'fixture',
+      transport: 'stdio',
+      config: { command: process.execPath, args: [FIXTURES.echo], env: { FIXTURE_EVENTS_FILE: eventsFile } },
+    });
+    port = await getPort();
+    await start();
+  });
+  afterAll(async () => {
+    await worker?.close();
+    await t.cleanup();
+    rmSync(eventsFile, { force: true });
+  });
+
+  async function expectCancelled(client: AnyClient): Promise<void> {
+    const cancelledBefore = count('cancelled');
+    const startedBefore = count('started');
+    const controller = new AbortController();
+    const started = Date.now();
+    const call = callTool(client, 'slow', { ms: 5_000 }, controller.signal);
+    await waitFor('the call to start upstream', () => count('started') > startedBefore);
+    controller.abort();
+    await expect(call).rejects.toThrow();
+    await waitFor('the fixture to see the cancellation', () => count('cancelled') > cancelledBefore);
+    expect(Date.now() - started).toBeLessThan(4_000);
+    await waitFor('the call to end in the worker', () => worker.health().activeCalls === 0);
+  }
+
+  it('cancels the upstream call when a 2026-07-28 client cancels', async () => {
+    await expectCancelled(await modernClient(port));
+    expect(
+      captured.lines.some((l) => l.event === 'tool.call.done' && l.tool === 'slow' && l.status === 'cancelled'),
+    ).toBe(true);
+  });
+
+  it('cancels the upstream call when a 2025 Streamable HTTP client cancels', async () => {
+    await expectCancelled((await streamableClient(port)).client);
+  });
+
+  it('cancels the upstream call when a legacy SSE client cancels', async () => {
+    await expectCancelled(await sseClient(port));
+  });
+
+  it('cancels the upstream call when a 2026-07-28 client goes away mid-call', async () => {
+    const cancelledBefore = count('cancelled');
+    const startedBefore = count('started');
+    const controller = new AbortController();
+    const body = {
+      jsonrpc: '2.0',
+      id: 7,
+      method: 'tools/call',
+      params: {
+        name: 'slow',
+        arguments: { ms: 5_000 },
+        _meta: {
+          'io.modelcontextprotocol/protocolVersion': '2026-07-28',
+          'io.modelcontextprotocol/clientInfo': CLIENT_INFO,
+          'io.modelcontextprotocol/clientCapabilities': {},
+        },
+      },
+    };
+    const pending = fetch(`http://127.0.0.1:${port}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-protocol-version': '2026-07-28',
+        'mcp-method': 'tools/call',
+        'mcp-name': 'slow',
+      },
+      body: JSON.stringify(body),
+      signal: controller.signal,
+    }).catch(() => undefined);
+    await waitFor('the call to start upstream', () => count('started') > startedBefore);
+    controller.abort();
+    await pending;
+    await waitFor('the fixture to see the cancellation', () => count('cancelled') > cancelledBefore);
+  });
+
+  it('tells a connected 2025 client, an SSE client and a modern listener that the tools changed', async () => {
+    const { client } = await streamableClient(port);
+    const sse = await sseClient(port);
+    const modern = await modernClient(port);
+    let streamableSaw = 0;
+    let sseSaw = 0;
+    let modernSaw = 0;
+    client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      streamableSaw++;
+    });
+    sse.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      sseSaw++;
+    });
+    modern.setNotificationHandler('notifications/tools/list_changed', () => {
+      modernSaw++;
+    });
+    const subscription = await modern.listen({ toolsListChanged: true });
+    // Give the 2025 client's standalone GET stream a moment to open.
+    await waitFor('the standalone stream', () => worker.health().upstream === 'connected');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    await callTool(client, 'add-tool', { name: 'added-one' });
+    await waitFor('the 2025 client to hear of the change', () => streamableSaw > 0);
+    await waitFor('the SSE client to hear of the change', () => sseSaw > 0);
+    await waitFor('the modern listener to hear of the change', () => modernSaw > 0);
+    expect(await toolNames(client)).toContain('added-one');
+    await subscription.close();
+  });
+
+  it('answers 404 to a 2025 session of a previous worker; a fresh client connects cleanly', async () => {
+    const { client, transport } = await streamableClient(port);
+    expect(await toolNames(client)).toContain('echo');
+    const oldSession = transport.sessionId as string;
+    await worker.close();
+    await start();
+    const res = await fetch(`http://127.0.0.1:${port}/mcp`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json, text/event-stream',
+        'mcp-session-id': oldSession,
+        'mcp-protocol-version': '2025-11-25',
+      },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 9, method: 'tools/list', params: {} }),
+    });
+    expect(res.status).toBe(404);
+    await expect(client.listTools()).rejects.toThrow(/404|not found/i);
+    const fresh = await streamableClient(port);
+    expect(fresh.transport.sessionId).not.toBe(oldSession);
+    expect(textOf(await callTool(fresh.client, 'echo', { message: 'again' }))).toBe('again');
+  });
+});
