@@ -111,14 +111,15 @@ function unreadable(why: string, cause?: unknown): AppError {
 /** The secret-bearing maps of a server spec's config: `env` (stdio) and `headers` (sse, streamable-http, rest). */
 export const SPEC_SECRET_FIELDS = ['env', 'headers'] as const;
 
-type SpecLike = { config?: unknown };
+/** Any object; only its `config.env` and `config.headers` are looked at (works for inputs, bodies and specs). */
+type SpecLike = object;
 
 /** A copy of `spec` with every value of `config.env` and `config.headers` replaced by `map(value, field, name)`. */
 function mapSpecSecrets<T extends SpecLike>(
   spec: T,
   map: (value: string, field: (typeof SPEC_SECRET_FIELDS)[number], name: string) => string,
 ): T {
-  const config = spec.config;
+  const config = (spec as { config?: unknown }).config;
   if (config === null || typeof config !== 'object' || Array.isArray(config)) return spec;
   const nextConfig: Record<string, unknown> = { ...(config as Record<string, unknown>) };
   for (const field of SPEC_SECRET_FIELDS) {
@@ -134,7 +135,7 @@ function mapSpecSecrets<T extends SpecLike>(
 }
 
 function previousValue(previous: SpecLike | undefined, field: string, name: string): string | undefined {
-  const config = previous?.config as Record<string, unknown> | undefined;
+  const config = (previous as { config?: unknown } | undefined)?.config as Record<string, unknown> | undefined;
   const values = config?.[field] as Record<string, unknown> | undefined;
   const value = values?.[name];
   return typeof value === 'string' ? value : undefined;
