@@ -7,18 +7,32 @@ import {
   type Logger,
   parseEvent,
   Registry,
+  SecretBox,
 } from '@mcp-hub/shared';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
-import { registerAdminAuth } from './plugins/admin-auth.js';
+import { AuditLog } from './auth/audit-trail.js';
+import { CallGuard } from './auth/call-guard.js';
+import { KeyCache } from './auth/key-cache.js';
+import { ServerWriteGuard } from './auth/server-writes.js';
+import { canSee, registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
+import { registerOriginCheck } from './plugins/origin.js';
 import { requestIdFrom } from './plugins/request-id.js';
 import { registerZodValidation } from './plugins/zod-validation.js';
 import { RegistryCache } from './registry-cache.js';
+import { discoveryRoutes } from './routes/discovery.js';
 import { healthRoutes } from './routes/health.js';
+import { mcpProxyRoutes } from './routes/mcp-proxy.js';
+import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
+import { AuditLog as AuditStream } from './security/audit.js';
+import { ProjectStore } from './security/project-store.js';
+import { RateLimiter } from './security/rate-limiter.js';
+import { UsageRecorder } from './security/usage.js';
 import { ToolValidatorFactory } from './tool-validator.js';
+import { WorkerLocator } from './worker-locator.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -32,6 +46,22 @@ export interface HubDeps {
   log: Logger;
   /** A request-role Redis client; when left out the hub opens (and closes) its own. */
   redis?: Redis;
+}
+
+const LIMITER_CONNECT_WAIT_MS = 2_000;
+
+/** Resolves when the client is ready, or after `ms` (a Redis that is down is the limiter's fallback case). */
+function connected(client: Redis, ms: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      client.off('ready', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    client.once('ready', done);
+  });
 }
 
 /** Builds the hub's Fastify app without listening; `app.close()` releases everything it opened. */
@@ -94,13 +124,74 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       'request done',
     );
   });
-  registerAdminAuth(app, config.adminToken);
+  const store = new ProjectStore(redis, keys, Date.now, (key, field, err) =>
+    log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
+  );
+  const keyCache = new KeyCache(store);
+  const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
+  const limiter = new RateLimiter(limiterRedis, keys, log);
+  // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
+  await connected(limiterRedis, LIMITER_CONNECT_WAIT_MS);
+  const usage = new UsageRecorder(redis, keys, log);
+  const auditStream = new AuditStream(redis, keys, { maxLength: config.auditMaxLength });
+  const audit = new AuditLog(auditStream);
+  const guard = new CallGuard(limiter, usage);
+  const secrets = config.secretKey === undefined ? undefined : new SecretBox(config.secretKey);
+  if (config.adminToken === undefined) {
+    log.warn(
+      { event: 'auth.open', host: config.host },
+      'HUB_ADMIN_TOKEN is not set: requests without credentials act as admin (set it before exposing the hub)',
+    );
+  }
+  if (secrets === undefined) {
+    log.warn(
+      { event: 'secrets.plaintext' },
+      'HUB_SECRET_KEY is not set: server env and headers are stored unencrypted',
+    );
+  }
 
-  await app.register(healthRoutes, { redis });
-  await app.register(serverRoutes, { registry });
-  await app.register(toolCallRoutes, { cache, registry, log, wakeTimeoutMs: config.wakeTimeoutMs });
+  registerOriginCheck(app, config.allowedOrigins);
+  registerAuth(app, {
+    adminToken: config.adminToken,
+    checkKey: (raw) => keyCache.check(raw),
+    serverProject: async (id) => {
+      const spec = await cache.server(id);
+      return spec === null ? null : spec.project;
+    },
+    log,
+  });
+
+  await app.register(healthRoutes, { redis, limiter });
+  const writes = new ServerWriteGuard({
+    registry,
+    projectExists: async (id) => (await store.getProject(id)) !== null,
+    secrets,
+    stdioAllowedCommands: config.stdioAllowedCommands,
+    denyPrivateUrls: config.denyPrivateUrls,
+  });
+  await app.register(serverRoutes, { registry, writes, audit });
+  await app.register(projectRoutes, {
+    store,
+    keyCache,
+    audit,
+    auditStream,
+    usage,
+    limiter,
+    rotationGraceMs: config.keyRotationGraceMs,
+  });
+  const workers = new WorkerLocator(cache, registry, log, config.wakeTimeoutMs);
+  await app.register(toolCallRoutes, { cache, workers, guard, log });
+  await app.register(mcpProxyRoutes, { cache, workers, guard, log });
+  await app.register(discoveryRoutes, {
+    publicUrl: config.publicUrl,
+    visibleServers: async (req) =>
+      (await registry.listServers()).filter((s) => s.enabled && canSee(req.principal, s.project)),
+  });
 
   app.addHook('onClose', async () => {
+    limiter.close();
+    await usage.close();
+    limiterRedis.disconnect();
     await closeRedis(subscriber);
     if (ownsRedis) redis.disconnect();
   });

@@ -33,7 +33,10 @@ async function snapshot(): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   for (const key of (await t.redis.keys(`${t.prefix}*`)).sort()) {
     const type = await t.redis.type(key);
-    out[key] = type === 'hash' ? JSON.stringify(await t.redis.hgetall(key)) : String(await t.redis.get(key));
+    if (type === 'hash') out[key] = JSON.stringify(await t.redis.hgetall(key));
+    else if (type === 'stream') out[key] = JSON.stringify(await t.redis.xrange(key, '-', '+'));
+    else if (type === 'set') out[key] = JSON.stringify((await t.redis.smembers(key)).sort());
+    else out[key] = String(await t.redis.get(key));
   }
   return out;
 }
@@ -310,7 +313,10 @@ describe('request ids, health, auth and secrets', () => {
 
   it('answers /healthz and /readyz', async () => {
     expect((await app.inject({ method: 'GET', url: '/healthz' })).json()).toEqual({ status: 'ok' });
-    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toEqual({ status: 'ready' });
+    expect((await app.inject({ method: 'GET', url: '/readyz' })).json()).toMatchObject({
+      status: 'ready',
+      details: { rateLimiter: { mode: 'redis' } },
+    });
   });
 
   it('never writes spec secrets to the log', async () => {

@@ -6,8 +6,11 @@ import {
   createKeys,
   createRedis,
   type Logger,
+  openSpecSecrets,
   Registry,
   runtimeToHash,
+  SEALED_PREFIX,
+  SecretBox,
   type ServerSpec,
   type ToolInput,
   type UpstreamStatus,
@@ -128,7 +131,21 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     if (ownsRedis) await closeRedis(redis);
     throw error;
   }
-  const serverSpec: ServerSpec = spec;
+  // The hub stores `env` and `headers` values sealed when HUB_SECRET_KEY is set; the upstream needs them open.
+  let serverSpec: ServerSpec;
+  try {
+    serverSpec = config.secretKey ? openSpecSecrets(spec, new SecretBox(config.secretKey)) : spec;
+    if (!config.secretKey && JSON.stringify(spec.config).includes(SEALED_PREFIX)) {
+      throw new WorkerExitError(
+        WORKER_EXIT_CODES.specUnavailable,
+        `server "${serverId}" has encrypted secrets but HUB_SECRET_KEY is not set for its worker`,
+      );
+    }
+  } catch (error) {
+    if (ownsRedis) await closeRedis(redis);
+    if (error instanceof WorkerExitError) throw error;
+    throw new WorkerExitError(WORKER_EXIT_CODES.specUnavailable, (error as Error).message);
+  }
 
   const upstream = createUpstream(serverSpec, log.child({ component: 'upstream' }), options);
   const runner = new CallRunner({ upstream, log, timeoutMs: serverSpec.timeoutMs });

@@ -14,6 +14,9 @@ export const DEFAULT_HUB_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
 export const DEFAULT_WAKE_TIMEOUT_MS = 15_000;
 export const DEFAULT_CACHE_MAX_AGE_MS = 30_000;
+export const DEFAULT_TOOL_SEPARATOR = '__';
+export const DEFAULT_ROTATION_GRACE_MS = 3_600_000;
+export const DEFAULT_AUDIT_MAX_LENGTH = 100_000;
 export const DEFAULT_WORKER_BASE_PORT = 41_000;
 export const DEFAULT_WORKER_PORT_RANGE = 1_000;
 export const DEFAULT_WORKER_MAX = 100;
@@ -50,6 +53,17 @@ const bool = z.string().transform((value, ctx) => {
   ctx.addIssue({ code: 'custom', message: 'must be true or false' });
   return z.NEVER;
 });
+
+/** A comma-separated list; blanks dropped. */
+const list = z.string().transform((value) =>
+  value
+    .split(',')
+    .map((item) => item.trim())
+    .filter((item) => item !== ''),
+);
+
+/** HUB_SECRET_KEY: 32 bytes as 64 hex characters or base64, or a passphrase of 32+ characters. */
+const secretKey = z.string().min(32, 'must be 32 bytes as 64 hex characters or base64, or a 32+ character passphrase');
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
@@ -105,6 +119,17 @@ const HubEnvSchema = z.object({
   HUB_BODY_LIMIT_BYTES: positiveInt.default(DEFAULT_BODY_LIMIT_BYTES),
   HUB_WAKE_TIMEOUT: duration('ms').default(DEFAULT_WAKE_TIMEOUT_MS),
   HUB_CACHE_MAX_AGE: duration('ms').default(DEFAULT_CACHE_MAX_AGE_MS),
+  HUB_PUBLIC_URL: z.url({ error: 'must be an http(s) URL' }).optional(),
+  HUB_ALLOWED_ORIGINS: list.default([]),
+  MCP_TOOL_SEPARATOR: z
+    .string()
+    .regex(/^[A-Za-z0-9_.-]{1,4}$/, 'must be 1-4 characters of A-Z, a-z, 0-9, _ . -')
+    .default(DEFAULT_TOOL_SEPARATOR),
+  HUB_SECRET_KEY: secretKey.optional(),
+  MCP_STDIO_ALLOWED_COMMANDS: list.optional(),
+  HUB_DENY_PRIVATE_URLS: bool.default(false),
+  HUB_KEY_ROTATION_GRACE: duration('s').default(DEFAULT_ROTATION_GRACE_MS),
+  HUB_AUDIT_MAX_LENGTH: positiveInt.default(DEFAULT_AUDIT_MAX_LENGTH),
 });
 
 export interface HubConfig {
@@ -119,6 +144,22 @@ export interface HubConfig {
   wakeTimeoutMs: number;
   /** Registry data cached in the hub is re-read at least this often, even if an event was missed. */
   cacheMaxAgeMs: number;
+  /** The hub's address as clients see it (client configuration, discovery); default: from the request's Host. */
+  publicUrl: string | undefined;
+  /** Browser origins allowed on the MCP endpoints besides the hub's own and localhost; `*` allows any. */
+  allowedOrigins: readonly string[];
+  /** Between namespace and tool name on the aggregated endpoint (`everything__echo`). */
+  toolSeparator: string;
+  /** Encrypts `env` and `headers` values of server specs at rest (AES-256-GCM); unset: stored as given. */
+  secretKey: string | undefined;
+  /** When set, the only commands a `stdio` server may run. */
+  stdioAllowedCommands: readonly string[] | undefined;
+  /** Refuse remote server URLs in private, loopback and link-local ranges. */
+  denyPrivateUrls: boolean;
+  /** How long a rotated API key keeps working. */
+  keyRotationGraceMs: number;
+  /** Entries the audit stream keeps (older ones are trimmed). */
+  auditMaxLength: number;
 }
 
 /** Reads the hub's configuration; throws ConfigError naming every bad variable. */
@@ -134,6 +175,14 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     bodyLimitBytes: e.HUB_BODY_LIMIT_BYTES,
     wakeTimeoutMs: e.HUB_WAKE_TIMEOUT,
     cacheMaxAgeMs: e.HUB_CACHE_MAX_AGE,
+    publicUrl: e.HUB_PUBLIC_URL?.replace(/\/+$/, ''),
+    allowedOrigins: e.HUB_ALLOWED_ORIGINS,
+    toolSeparator: e.MCP_TOOL_SEPARATOR,
+    secretKey: e.HUB_SECRET_KEY,
+    stdioAllowedCommands: e.MCP_STDIO_ALLOWED_COMMANDS,
+    denyPrivateUrls: e.HUB_DENY_PRIVATE_URLS,
+    keyRotationGraceMs: e.HUB_KEY_ROTATION_GRACE,
+    auditMaxLength: e.HUB_AUDIT_MAX_LENGTH,
   });
 }
 
@@ -230,6 +279,7 @@ const WorkerEnvSchema = z.object({
   MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
   MCP_WORKER_PORT: port,
   MCP_WORKER_INSTANCE: z.string().min(1),
+  HUB_SECRET_KEY: secretKey.optional(),
 });
 
 export interface WorkerConfig {
@@ -240,6 +290,8 @@ export interface WorkerConfig {
   host: string;
   port: number;
   instance: string;
+  /** Opens the `env` and `headers` values the hub sealed (HUB_SECRET_KEY, inherited from the supervisor). */
+  secretKey: string | undefined;
 }
 
 /** Reads a worker's configuration (set by its supervisor); throws ConfigError naming every bad variable. */
@@ -253,6 +305,7 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     host: e.MCP_WORKER_HOST,
     port: e.MCP_WORKER_PORT,
     instance: e.MCP_WORKER_INSTANCE,
+    secretKey: e.HUB_SECRET_KEY,
   });
 }
 

@@ -97,6 +97,8 @@ const commonInput = {
   name: z.string().min(1).max(200).optional(),
   description: z.string().max(2000).optional(),
   namespace: slug('namespace').optional(),
+  /** The project that owns the server (set from the API key; the admin token names it). */
+  project: slug('project').optional(),
   tags: z.array(z.string().min(1).max(64)).max(32).default([]),
   enabled: z.boolean({ error: 'enabled must be a boolean' }).default(true),
   timeoutMs: z

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import {
   AppError,
+  maskSpecSecrets,
   type Registry,
   type RuntimeRecord,
   ServerInputSchema,
@@ -8,6 +9,9 @@ import {
   specBodyFromInput,
 } from '@mcp-hub/shared';
 import { z } from 'zod';
+import type { AuditLog } from '../auth/audit-trail.js';
+import type { ServerWriteGuard } from '../auth/server-writes.js';
+import { canSee } from '../plugins/auth.js';
 import {
   errorResponses,
   RestartAcceptedSchema,
@@ -19,20 +23,27 @@ import {
 
 export interface ServerRoutesOptions {
   registry: Registry;
+  /** Checks a write (who may register what, where it may point) and prepares the spec to store. */
+  writes: ServerWriteGuard;
+  audit: AuditLog;
 }
 
+/** Secrets are never shown: `env` and `headers` values read "***" in every answer. */
 function view(spec: ServerSpec, runtime: RuntimeRecord | null): ServerSpec & { runtime?: RuntimeRecord } {
-  return runtime ? { ...spec, runtime } : spec;
+  const masked = maskSpecSecrets(spec);
+  return runtime ? { ...masked, runtime } : masked;
 }
 
 /** The admin API over the server registry: `/api/servers…`. */
-export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (app, { registry }) => {
+export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (app, { registry, writes, audit }) => {
   app.post(
     '/api/servers',
     { schema: { body: ServerInputSchema, response: { 201: ServerViewSchema, ...errorResponses } } },
     async (req, reply) => {
-      const { spec } = await registry.upsertServer(specBodyFromInput(req.body), 'create', req.body.rev);
-      return reply.status(201).header('location', `/api/servers/${spec.id}`).send(spec);
+      const body = await writes.prepare(req.principal, specBodyFromInput(req.body), null);
+      const { spec } = await registry.upsertServer(body, 'create', req.body.rev);
+      await audit.record(req, 'server.create', { type: 'server', id: spec.id }, spec.project, null, spec);
+      return reply.status(201).header('location', `/api/servers/${spec.id}`).send(view(spec, null));
     },
   );
 
@@ -60,14 +71,26 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
       },
     },
     async (req, reply) => {
-      const { spec, created } = await registry.upsertServer(specBodyFromInput(req.body), 'replace', req.body.rev);
+      const before = await registry.getServer(req.params.id);
+      const body = await writes.prepare(req.principal, specBodyFromInput(req.body), before);
+      const { spec, created } = await registry.upsertServer(body, 'replace', req.body.rev);
       const runtime = created ? null : await registry.getRuntime(spec.id);
+      if (created || spec.rev !== before?.rev) {
+        await audit.record(
+          req,
+          created ? 'server.create' : 'server.update',
+          { type: 'server', id: spec.id },
+          spec.project,
+          before,
+          spec,
+        );
+      }
       return reply.status(created ? 201 : 200).send(view(spec, runtime));
     },
   );
 
-  app.get('/api/servers', { schema: { response: { 200: ServerListSchema, ...errorResponses } } }, async () => {
-    const specs = await registry.listServers();
+  app.get('/api/servers', { schema: { response: { 200: ServerListSchema, ...errorResponses } } }, async (req) => {
+    const specs = (await registry.listServers()).filter((spec) => canSee(req.principal, spec.project));
     const runtimes = await Promise.all(specs.map((spec) => registry.getRuntime(spec.id)));
     return { servers: specs.map((spec, i) => view(spec, runtimes[i] ?? null)) };
   });
@@ -88,7 +111,9 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     '/api/servers/:id',
     { schema: { params: ServerIdParamsSchema, response: { 204: z.undefined(), ...errorResponses } } },
     async (req, reply) => {
+      const before = await registry.requireServer(req.params.id);
       await registry.deleteServer(req.params.id);
+      await audit.record(req, 'server.delete', { type: 'server', id: before.id }, before.project, before, null);
       return reply.status(204).send();
     },
   );
@@ -107,6 +132,8 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     { schema: { params: ServerIdParamsSchema, response: { 202: RestartAcceptedSchema, ...errorResponses } } },
     async (req, reply) => {
       const result = await registry.requestRestart(req.params.id);
+      const spec = await registry.getServer(req.params.id);
+      await audit.record(req, 'server.restart', { type: 'server', id: req.params.id }, spec?.project, null, null);
       return reply.status(202).send({ id: req.params.id, ...result });
     },
   );

@@ -1,19 +1,20 @@
 import type { ServerResponse } from 'node:http';
-import { AppError, errorBody, type Logger, type Registry, type RuntimeRecord } from '@mcp-hub/shared';
+import { AppError, errorBody, type Logger, type RuntimeRecord } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, errors as undiciErrors } from 'undici';
+import type { CallGuard } from '../auth/call-guard.js';
 import type { RegistryCache } from '../registry-cache.js';
+import { RETRY_AFTER_S, type WorkerLocator, workerOrigin, workerUnavailable } from '../worker-locator.js';
 
 export interface ToolCallRoutesOptions {
   cache: RegistryCache;
-  registry: Registry;
+  workers: WorkerLocator;
+  guard: CallGuard;
   log: Logger;
-  wakeTimeoutMs: number;
 }
 
 /** Extra time the hub waits for a worker's headers beyond the tool's own timeout (the worker enforces that one). */
 const HEADERS_GRACE_MS = 5_000;
-const RETRY_AFTER_S = '2';
 const SERVER_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 function sseEvent(event: string, data: unknown): string {
@@ -44,7 +45,7 @@ function wantsJson(req: FastifyRequest): boolean {
  * hop to the worker is a keep-alive undici pool (docs/adr/0002-hub-to-worker-hop.md).
  */
 export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesOptions): Promise<void> {
-  const { cache, registry, log, wakeTimeoutMs } = opts;
+  const { cache, workers, guard, log } = opts;
   const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 256, pipelining: 1 });
   app.addHook('onClose', () => agent.close());
 
@@ -59,26 +60,6 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     rawBodies.set(req, text);
     return parseJson(req, text, done);
   });
-
-  function unavailable(id: string, runtime: RuntimeRecord | null): AppError {
-    return new AppError(
-      'worker_unavailable',
-      `server "${id}" has no running worker (status: ${runtime?.status ?? 'none'})`,
-      { status: runtime?.status ?? null },
-    );
-  }
-
-  /** The running worker of a server, starting one that was stopped for idleness (bounded wait). */
-  async function findWorker(id: string, runtime: RuntimeRecord | null): Promise<RuntimeRecord> {
-    if (runtime?.status === 'stopped' && runtime.reason === 'idle') {
-      const woke = cache.waitForRunning(id, wakeTimeoutMs);
-      await registry.requestWake(id);
-      log.info({ event: 'worker.wake', server: id }, 'starting an idle worker for a call');
-      if (await woke) runtime = await cache.runtime(id);
-    }
-    if (runtime?.status !== 'running' || runtime.port === undefined) throw unavailable(id, runtime);
-    return runtime;
-  }
 
   app.post<{ Params: { id: string; tool: string } }>(
     '/mcp/:id/:tool',
@@ -106,7 +87,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         const [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
         if (!cached) {
           // Before a worker first ran, a server's tools are unknown: that is "not yet", not "no such tool".
-          if (runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) throw unavailable(id, runtime);
+          if (runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) throw workerUnavailable(id, runtime);
           throw new AppError('tool_not_found', `server "${id}" has no tool "${tool}"`);
         }
         const problems = cached.validate(args);
@@ -117,8 +98,15 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
             problems,
           );
         }
-        const worker = await findWorker(id, runtime);
-        return await proxy(req, reply, worker, spec.timeoutMs, args);
+        const done = await guard.admit(req.principal, id, tool, reply);
+        let status = 0;
+        try {
+          const worker = await workers.running(id, runtime);
+          status = await proxy(req, reply, worker, spec.timeoutMs, args);
+        } finally {
+          done(status >= 200 && status < 400);
+        }
+        return reply;
       } catch (err) {
         if (err instanceof AppError) {
           if (err.code === 'worker_unavailable') reply.header('retry-after', RETRY_AFTER_S);
@@ -146,10 +134,10 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     runtime: RuntimeRecord,
     timeoutMs: number,
     args: unknown,
-  ): Promise<FastifyReply> {
+  ): Promise<number> {
     const { id, tool } = req.params;
     const requestId = req.id;
-    const origin = `http://${runtime.host ?? '127.0.0.1'}:${runtime.port}`;
+    const origin = workerOrigin(runtime);
     const path = `/tools/${encodeURIComponent(tool)}`;
     const targetUrl = `${origin}${path}`;
     const json = wantsJson(req);
@@ -187,7 +175,10 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         bodyTimeout: 0, // a long call streams nothing for minutes but keep-alive comments
       });
     } catch (err) {
-      if (abort.signal.aborted) return reply.hijack();
+      if (abort.signal.aborted) {
+        reply.hijack();
+        return 0;
+      }
       const timedOut = err instanceof undiciErrors.HeadersTimeoutError;
       throw new AppError(
         timedOut ? 'tool_timeout' : 'worker_unavailable',
@@ -201,7 +192,8 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     const res = reply.raw;
     const contentType = String(upstream.headers['content-type'] ?? 'application/json');
     const streaming = contentType.startsWith('text/event-stream');
-    const answerHeaders: Record<string, string> = {
+    const answerHeaders: Record<string, string | string[]> = {
+      ...(reply.getHeaders() as Record<string, string | string[]>),
       'content-type': contentType,
       'cache-control': 'no-cache',
       'x-accel-buffering': 'no',
@@ -270,6 +262,6 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       },
       'proxied',
     );
-    return reply;
+    return status;
   }
 }

@@ -75,6 +75,20 @@ export const KeyLimitsSchema = z.strictObject({
   perHour: positiveInt('perHour').optional(),
   perDay: positiveInt('perDay').optional(),
   concurrent: positiveInt('concurrent').optional(),
+  /** A budget each server gets separately (calls of this key to one server). */
+  perServer: z
+    .strictObject({
+      perHour: positiveInt('perServer.perHour').optional(),
+      perDay: positiveInt('perServer.perDay').optional(),
+    })
+    .optional(),
+  /** A budget each tool gets separately (calls of this key to one tool of one server). */
+  perTool: z
+    .strictObject({
+      perHour: positiveInt('perTool.perHour').optional(),
+      perDay: positiveInt('perTool.perDay').optional(),
+    })
+    .optional(),
 });
 export type KeyLimits = z.output<typeof KeyLimitsSchema>;
 

@@ -1,0 +1,33 @@
+import type { FastifyRequest } from 'fastify';
+import type { Principal } from '../plugins/auth.js';
+import type { AuditActor, AuditLog as AuditStream } from '../security/audit.js';
+
+/** The actor of an audit entry: the key (and its member), or the admin token. */
+export function actorOf(principal: Principal): AuditActor {
+  if (principal.kind === 'key') return { keyId: principal.keyId, member: principal.member };
+  return { admin: true };
+}
+
+/** Appends audit entries for the admin routes, taking who and the request id from the request. */
+export class AuditLog {
+  constructor(private readonly stream: AuditStream) {}
+
+  async record(
+    req: FastifyRequest,
+    action: string,
+    resource: { type: string; id: string },
+    project: string | undefined,
+    before: unknown,
+    after: unknown,
+  ): Promise<void> {
+    await this.stream.append({
+      actor: actorOf(req.principal),
+      action,
+      resource,
+      project,
+      requestId: req.id,
+      before: before ?? undefined,
+      after: after ?? undefined,
+    });
+  }
+}

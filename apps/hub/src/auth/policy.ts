@@ -1,0 +1,86 @@
+/**
+ * The one table of what each route of the hub needs. The auth plugin reads it for every request, and a test
+ * walks every route the app registers and fails when one is missing here, so a new route cannot be
+ * reachable without a decision about who may use it.
+ */
+
+import type { Role, Scope } from '../security/project-store.js';
+
+export { ROLE_SCOPES, ROLES, type Role, roleAtLeast, SCOPES, type Scope } from '../security/project-store.js';
+
+export type Policy =
+  /** Anyone; credentials, when sent, are still checked and tell the route who asks. */
+  | { access: 'public' }
+  /** Only the bootstrap admin token (HUB_ADMIN_TOKEN). */
+  | { access: 'admin' }
+  /**
+   * The admin token, or a key of at least `role` holding `scope`. `project` names where the route's project
+   * comes from and `server` the server param: a key of another project gets 404 for either.
+   */
+  | { access: 'member'; role: Role; scope: Scope; project?: 'param:pid'; server?: 'param:id' };
+
+const pub: Policy = { access: 'public' };
+const admin: Policy = { access: 'admin' };
+const member = (role: Role, scope: Scope, extra: { project?: 'param:pid'; server?: 'param:id' } = {}): Policy => ({
+  access: 'member',
+  role,
+  scope,
+  ...extra,
+});
+const onServer = { server: 'param:id' } as const;
+const inProject = { project: 'param:pid' } as const;
+
+/** `METHOD /route/:pattern` → policy. HEAD routes follow their GET. */
+export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
+  'GET /healthz': pub,
+  'GET /readyz': pub,
+  'GET /.well-known/mcp-servers': pub,
+  // CORS preflight: browsers send no credentials on OPTIONS.
+  'OPTIONS /mcp': pub,
+  'OPTIONS /mcp/*': pub,
+  'OPTIONS /sse': pub,
+  'OPTIONS /sse/*': pub,
+  'OPTIONS /messages': pub,
+  'OPTIONS /messages/*': pub,
+
+  'POST /api/projects': admin,
+  'GET /api/projects': member('reporter', 'servers:read'),
+  'GET /api/projects/:pid/members': member('owner', 'members:manage', inProject),
+  'POST /api/projects/:pid/members': member('owner', 'members:manage', inProject),
+  'GET /api/projects/:pid/keys': member('owner', 'keys:manage', inProject),
+  'POST /api/projects/:pid/keys': member('owner', 'keys:manage', inProject),
+  'DELETE /api/projects/:pid/keys/:keyId': member('owner', 'keys:manage', inProject),
+  'POST /api/projects/:pid/keys/:keyId/rotate': member('owner', 'keys:manage', inProject),
+
+  'GET /api/servers': member('reporter', 'servers:read'),
+  // stdio servers run a command on the host: the route also requires `owner` for those.
+  'POST /api/servers': member('developer', 'servers:write'),
+  'GET /api/servers/:id': member('reporter', 'servers:read', onServer),
+  'PUT /api/servers/:id': member('developer', 'servers:write', onServer),
+  'DELETE /api/servers/:id': member('developer', 'servers:write', onServer),
+  'GET /api/servers/:id/tools': member('reporter', 'servers:read', onServer),
+  'POST /api/servers/:id/restart': member('developer', 'servers:write', onServer),
+  'GET /api/client-config': member('reporter', 'servers:read'),
+
+  // The key's own usage is checked in the route (owner of the key's project, or admin).
+  'GET /api/usage/:keyId': member('owner', 'usage:read'),
+  'POST /api/usage/:keyId/reset': admin,
+  'GET /api/audit': member('owner', 'audit:read'),
+
+  'POST /mcp/:id/:tool': member('reporter', 'tools:call', onServer),
+  'POST /mcp/:id': member('reporter', 'tools:call', onServer),
+  'GET /mcp/:id': member('reporter', 'tools:call', onServer),
+  'DELETE /mcp/:id': member('reporter', 'tools:call', onServer),
+  'GET /sse/:id': member('reporter', 'tools:call', onServer),
+  'POST /messages/:id': member('reporter', 'tools:call', onServer),
+  'POST /mcp': member('reporter', 'tools:call'),
+  'GET /mcp': member('reporter', 'tools:call'),
+  'DELETE /mcp': member('reporter', 'tools:call'),
+  'GET /sse': member('reporter', 'tools:call'),
+  'POST /messages': member('reporter', 'tools:call'),
+};
+
+export function policyOf(method: string, url: string | undefined): Policy | undefined {
+  if (url === undefined) return undefined;
+  return ROUTE_POLICIES[`${method === 'HEAD' ? 'GET' : method} ${url}`];
+}

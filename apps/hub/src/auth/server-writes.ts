@@ -1,0 +1,104 @@
+import {
+  AppError,
+  keepMaskedSecrets,
+  type Registry,
+  type SecretBox,
+  type ServerSpec,
+  type ServerSpecBody,
+  sealSpecSecrets,
+} from '@mcp-hub/shared';
+import type { Principal } from '../plugins/auth.js';
+import { deniedUrlReason } from '../security/url-guard.js';
+
+export interface ServerWriteGuardOptions {
+  registry: Registry;
+  /** Whether a project exists (the admin names one in the body). */
+  projectExists(id: string): Promise<boolean>;
+  /** Encrypts `env` and `headers` values at rest; undefined: stored as given. */
+  secrets: SecretBox | undefined;
+  /** When set, the only commands a stdio server may run, compared exactly (`npx`, `/usr/local/bin/uvx`). */
+  stdioAllowedCommands: readonly string[] | undefined;
+  /** Refuse remote URLs that are or resolve to private, loopback or link-local addresses. */
+  denyPrivateUrls: boolean;
+}
+
+/**
+ * The rules of a server write beyond its shape: which project it lands in, who may run host commands,
+ * where remote servers may point, unique names per project, and secrets sealed before they are stored.
+ */
+export class ServerWriteGuard {
+  constructor(private readonly opts: ServerWriteGuardOptions) {}
+
+  /** The body to store, or an AppError (403 for powers the caller lacks, 404/409 for projects and names). */
+  async prepare(principal: Principal, body: ServerSpecBody, before: ServerSpec | null): Promise<ServerSpecBody> {
+    const project = await this.projectOf(principal, body, before);
+    const next = { ...body, project } as ServerSpecBody;
+    if (project === undefined) delete (next as { project?: string }).project;
+
+    if (next.transport === 'stdio') this.checkStdio(principal, next.config.command);
+    else if (this.opts.denyPrivateUrls) {
+      const url = next.transport === 'rest' ? next.config.baseUrl : next.config.url;
+      const reason = await deniedUrlReason(url);
+      if (reason) {
+        throw new AppError('forbidden', `remote server URLs may not point at private networks: ${reason}`, {
+          path: next.transport === 'rest' ? 'config.baseUrl' : 'config.url',
+        });
+      }
+    }
+    await this.checkUniqueName(next);
+
+    const kept = keepMaskedSecrets(next, before ?? undefined);
+    return this.opts.secrets ? sealSpecSecrets(kept, this.opts.secrets, before ?? undefined) : kept;
+  }
+
+  private async projectOf(
+    principal: Principal,
+    body: ServerSpecBody,
+    before: ServerSpec | null,
+  ): Promise<string | undefined> {
+    if (principal.kind === 'key') {
+      if (body.project !== undefined && body.project !== principal.project) {
+        throw new AppError(
+          'forbidden',
+          `a key of project "${principal.project}" registers servers in that project only`,
+        );
+      }
+      return principal.project;
+    }
+    const project = body.project ?? before?.project;
+    if (project !== undefined && !(await this.opts.projectExists(project))) {
+      throw new AppError('project_not_found', `project "${project}" not found`, { path: 'project' });
+    }
+    return project;
+  }
+
+  private checkStdio(principal: Principal, command: string): void {
+    if (principal.kind === 'key' && principal.role !== 'owner') {
+      throw new AppError(
+        'forbidden',
+        'stdio servers run a command on the host: only owner keys may register or change them',
+      );
+    }
+    const allowed = this.opts.stdioAllowedCommands;
+    // Exact match only: a basename match would let /tmp/anything/npx pass for "npx".
+    if (allowed !== undefined && !allowed.includes(command)) {
+      throw new AppError('forbidden', `command "${command}" is not in MCP_STDIO_ALLOWED_COMMANDS`, {
+        path: 'config.command',
+        allowed,
+      });
+    }
+  }
+
+  private async checkUniqueName(body: ServerSpecBody): Promise<void> {
+    const clash = (await this.opts.registry.listServers()).find(
+      (s) => s.id !== body.id && s.project === body.project && s.name === body.name,
+    );
+    if (clash) {
+      throw new AppError(
+        'server_exists',
+        `a server named "${body.name}" already exists in ${body.project ? `project "${body.project}"` : 'the hub'}`,
+        { path: 'name' },
+      );
+    }
+  }
+}

@@ -1,0 +1,139 @@
+import { AppError, type Logger } from '@mcp-hub/shared';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Agent } from 'undici';
+import type { CallGuard } from '../auth/call-guard.js';
+import type { RegistryCache } from '../registry-cache.js';
+import { RETRY_AFTER_S, type WorkerLocator, workerOrigin } from '../worker-locator.js';
+import { forwardToWorker } from '../worker-proxy.js';
+
+export interface McpProxyRoutesOptions {
+  cache: RegistryCache;
+  workers: WorkerLocator;
+  guard: CallGuard;
+  log: Logger;
+}
+
+/** Time for a worker's response headers on the MCP endpoints: tool calls stream, so headers come at once. */
+const HEADERS_TIMEOUT_MS = 30_000;
+const SERVER_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+type IdRequest = FastifyRequest<{ Params: { id: string } }>;
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** An MCP transport endpoint: Origin is checked and browsers get CORS answers. */
+    mcp?: boolean;
+  }
+}
+
+/** The body of a POST on an MCP endpoint, as the client sent it (the worker parses it). */
+const rawBodies = new WeakMap<object, Buffer>();
+
+/**
+ * The per-server MCP endpoints, passed through to the server's worker, which holds the upstream session
+ * and the downstream MCP sessions (docs/adr/0003-mcp-endpoints.md):
+ * - `POST|GET|DELETE /mcp/:id`: Streamable HTTP, both the 2026-07-28 (stateless) and the 2025 (sessions) era;
+ * - `GET /sse/:id` and `POST /messages/:id?sessionId=…`: the legacy HTTP+SSE transport.
+ */
+export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesOptions): Promise<void> {
+  const { cache, workers, guard, log } = opts;
+  const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 256, pipelining: 1 });
+  app.addHook('onClose', () => agent.close());
+
+  // Bodies go on byte for byte. A body that is no JSON is still forwarded: the worker answers it with the
+  // JSON-RPC parse error the protocol prescribes.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
+    const buffer = body as Buffer;
+    rawBodies.set(req, buffer);
+    try {
+      done(null, buffer.length === 0 ? undefined : JSON.parse(buffer.toString('utf8')));
+    } catch {
+      done(null, undefined);
+    }
+  });
+
+  async function serverOf(req: IdRequest): Promise<string> {
+    const { id } = req.params;
+    const spec = SERVER_ID_RE.test(id) ? await cache.server(id) : null;
+    if (!spec || spec.enabled === false) throw new AppError('server_not_found', `server "${id}" not found`);
+    return id;
+  }
+
+  async function pass(req: IdRequest, reply: FastifyReply, path: string, headers?: Record<string, string>) {
+    const id = await serverOf(req);
+    let runtime: Awaited<ReturnType<WorkerLocator['running']>>;
+    try {
+      runtime = await workers.running(id);
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'worker_unavailable') reply.header('retry-after', RETRY_AFTER_S);
+      throw err;
+    }
+    // A tools/call is limited and counted like a call on the REST route.
+    const call = toolCallOf(req.body);
+    const done = call ? await guard.admit(req.principal, id, call, reply) : undefined;
+    const started = performance.now();
+    const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
+    let outcome: Awaited<ReturnType<typeof forwardToWorker>>;
+    try {
+      outcome = await forwardToWorker(req, reply, {
+        agent,
+        origin: workerOrigin(runtime),
+        path: `${path}${query}`,
+        body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
+        headers,
+        headersTimeoutMs: HEADERS_TIMEOUT_MS,
+      });
+    } catch (err) {
+      done?.(false);
+      throw err;
+    }
+    done?.(outcome.status >= 200 && outcome.status < 400 && outcome.error === undefined);
+    log.info(
+      {
+        event: 'mcp.proxy.done',
+        request_id: req.id,
+        server: id,
+        method: req.method,
+        path,
+        rpc_method: rpcMethod(req.body),
+        session_id: req.headers['mcp-session-id'],
+        status: outcome.status,
+        cancelled: outcome.cancelled || undefined,
+        error: outcome.error?.message,
+        latency: Math.round((performance.now() - started) * 100) / 100,
+      },
+      'mcp request proxied',
+    );
+    return reply;
+  }
+
+  const config = { logRequest: false, mcp: true };
+  for (const method of ['POST', 'GET', 'DELETE'] as const) {
+    app.route<{ Params: { id: string } }>({
+      method,
+      url: '/mcp/:id',
+      config,
+      handler: (req, reply) => pass(req, reply, '/mcp'),
+    });
+  }
+  app.get<{ Params: { id: string } }>('/sse/:id', { config }, (req, reply) =>
+    pass(req, reply, '/sse', { 'x-mcp-messages-path': `/messages/${req.params.id}` }),
+  );
+  app.post<{ Params: { id: string } }>('/messages/:id', { config }, (req, reply) => pass(req, reply, '/messages'));
+}
+
+/** The tool name of a `tools/call` message (the first of a batch), else undefined. */
+export function toolCallOf(body: unknown): string | undefined {
+  const first = Array.isArray(body) ? body[0] : body;
+  if (!first || typeof first !== 'object' || (first as { method?: unknown }).method !== 'tools/call') return undefined;
+  const name = (first as { params?: { name?: unknown } }).params?.name;
+  return typeof name === 'string' ? name : undefined;
+}
+
+/** The JSON-RPC method of a message (or the first of a batch), for logs. */
+export function rpcMethod(body: unknown): string | undefined {
+  const first = Array.isArray(body) ? body[0] : body;
+  if (first && typeof first === 'object' && 'method' in first && typeof first.method === 'string') return first.method;
+  return undefined;
+}

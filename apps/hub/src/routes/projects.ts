@@ -1,0 +1,199 @@
+import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
+import { AppError } from '@mcp-hub/shared';
+import { z } from 'zod';
+import type { AuditLog } from '../auth/audit-trail.js';
+import type { KeyCache } from '../auth/key-cache.js';
+import { canSee } from '../plugins/auth.js';
+import type { AuditLog as AuditStream } from '../security/audit.js';
+import {
+  AddMemberBodySchema,
+  CreateKeyBodySchema,
+  CreateProjectBodySchema,
+  type ProjectStore,
+  RotateKeyBodySchema,
+} from '../security/project-store.js';
+import type { RateLimiter } from '../security/rate-limiter.js';
+import type { UsageRecorder } from '../security/usage.js';
+import { errorResponses } from './schemas.js';
+
+export interface ProjectRoutesOptions {
+  store: ProjectStore;
+  keyCache: KeyCache;
+  audit: AuditLog;
+  auditStream: AuditStream;
+  usage: UsageRecorder;
+  limiter: RateLimiter;
+  rotationGraceMs: number;
+}
+
+const Pid = z.strictObject({ pid: z.string().min(1).max(128) });
+const PidKey = z.strictObject({ pid: z.string().min(1).max(128), keyId: z.string().min(1).max(128) });
+const KeyIdParams = z.strictObject({ keyId: z.string().min(1).max(128) });
+const Any = z.record(z.string(), z.unknown());
+
+/**
+ * Projects, members and API keys (`/api/projects…`), usage (`/api/usage/:keyId`) and the audit log
+ * (`/api/audit`). Who may call each is in ROUTE_POLICIES; the routes only narrow what a key sees.
+ */
+export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async (app, opts) => {
+  const { store, audit } = opts;
+
+  app.post(
+    '/api/projects',
+    { schema: { body: CreateProjectBodySchema, response: { 201: Any, ...errorResponses } } },
+    async (req, reply) => {
+      const project = await store.createProject(req.body);
+      await audit.record(req, 'project.create', { type: 'project', id: project.id }, project.id, null, project);
+      return reply.status(201).header('location', `/api/projects/${project.id}`).send(project);
+    },
+  );
+
+  app.get('/api/projects', { schema: { response: { 200: Any, ...errorResponses } } }, async (req) => {
+    const projects = (await store.listProjects()).filter((p) => canSee(req.principal, p.id));
+    return { projects };
+  });
+
+  app.get(
+    '/api/projects/:pid/members',
+    { schema: { params: Pid, response: { 200: Any, ...errorResponses } } },
+    async (req) => {
+      await store.requireProject(req.params.pid);
+      return { members: await store.listMembers(req.params.pid) };
+    },
+  );
+
+  app.post(
+    '/api/projects/:pid/members',
+    { schema: { params: Pid, body: AddMemberBodySchema, response: { 201: Any, ...errorResponses } } },
+    async (req, reply) => {
+      const before = await store.getMember(req.params.pid, req.body.id);
+      const member = await store.addMember(req.params.pid, req.body);
+      await audit.record(
+        req,
+        before ? 'member.update' : 'member.add',
+        { type: 'member', id: member.id },
+        req.params.pid,
+        before,
+        member,
+      );
+      return reply.status(before ? 200 : 201).send(member);
+    },
+  );
+
+  app.get(
+    '/api/projects/:pid/keys',
+    { schema: { params: Pid, response: { 200: Any, ...errorResponses } } },
+    async (req) => {
+      await store.requireProject(req.params.pid);
+      return { keys: await store.listKeys(req.params.pid) };
+    },
+  );
+
+  app.post(
+    '/api/projects/:pid/keys',
+    { schema: { params: Pid, body: CreateKeyBodySchema, response: { 201: Any, ...errorResponses } } },
+    async (req, reply) => {
+      const { record, key } = await store.createKey(req.params.pid, req.body);
+      await audit.record(req, 'key.create', { type: 'key', id: record.id }, req.params.pid, null, record);
+      // The only time the secret is shown.
+      return reply
+        .status(201)
+        .header('cache-control', 'no-store')
+        .send({ ...record, key });
+    },
+  );
+
+  app.delete(
+    '/api/projects/:pid/keys/:keyId',
+    { schema: { params: PidKey, response: { 200: Any, ...errorResponses } } },
+    async (req) => {
+      const before = await store.getKeyRecord(req.params.keyId);
+      const record = await store.revokeKey(req.params.pid, req.params.keyId);
+      opts.keyCache.forget(record.id);
+      await audit.record(req, 'key.revoke', { type: 'key', id: record.id }, req.params.pid, before, record);
+      return record;
+    },
+  );
+
+  app.post(
+    '/api/projects/:pid/keys/:keyId/rotate',
+    {
+      schema: { params: PidKey, body: RotateKeyBodySchema.optional(), response: { 201: Any, ...errorResponses } },
+    },
+    async (req, reply) => {
+      const grace = req.body?.graceMs ?? opts.rotationGraceMs;
+      const { record, key, previous } = await store.rotateKey(req.params.pid, req.params.keyId, grace);
+      opts.keyCache.forget(previous.id);
+      await audit.record(req, 'key.rotate', { type: 'key', id: previous.id }, req.params.pid, previous, record);
+      return reply
+        .status(201)
+        .header('cache-control', 'no-store')
+        .send({ ...record, key, previous });
+    },
+  );
+
+  /** The key, if the caller may see it (admin: any; a key: those of its own project); else 404. */
+  async function visibleKey(principal: Parameters<typeof canSee>[0], keyId: string) {
+    const record = await store.getKeyRecord(keyId);
+    if (!record || !canSee(principal, record.project)) throw new AppError('key_not_found', `key "${keyId}" not found`);
+    return record;
+  }
+
+  app.get(
+    '/api/usage/:keyId',
+    {
+      schema: {
+        params: KeyIdParams,
+        querystring: z.strictObject({ days: z.coerce.number().int().min(1).max(35).optional() }),
+        response: { 200: Any, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const record = await visibleKey(req.principal, req.params.keyId);
+      const usage = await opts.usage.get(record.id, { days: req.query.days });
+      return { ...usage, project: record.project, limits: record.limits ?? null };
+    },
+  );
+
+  app.post(
+    '/api/usage/:keyId/reset',
+    { schema: { params: KeyIdParams, response: { 200: Any, ...errorResponses } } },
+    async (req) => {
+      const record = await visibleKey(req.principal, req.params.keyId);
+      await opts.limiter.resetKey(record.id);
+      await audit.record(req, 'usage.reset', { type: 'key', id: record.id }, record.project, null, null);
+      return { keyId: record.id, reset: true };
+    },
+  );
+
+  app.get(
+    '/api/audit',
+    {
+      schema: {
+        querystring: z.strictObject({
+          project: z.string().min(1).max(128).optional(),
+          since: z.string().min(1).max(64).optional(),
+          actor: z.string().min(1).max(256).optional(),
+          limit: z.coerce.number().int().min(1).max(1000).optional(),
+        }),
+        response: { 200: Any, ...errorResponses },
+      },
+    },
+    async (req) => {
+      const { principal } = req;
+      let project = req.query.project;
+      if (principal.kind === 'key') {
+        // A key reads its own project's log only; naming another project looks like naming none that exists.
+        if (project !== undefined && project !== principal.project) {
+          throw new AppError('project_not_found', `project "${project}" not found`);
+        }
+        project = principal.project;
+      }
+      const since =
+        req.query.since !== undefined && /^\d+$/.test(req.query.since) ? Number(req.query.since) : req.query.since;
+      return {
+        entries: await opts.auditStream.query({ project, since, actor: req.query.actor, limit: req.query.limit }),
+      };
+    },
+  );
+};
