@@ -1,6 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client';
 import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
@@ -19,6 +20,9 @@ interface Progress {
   total?: number;
 }
 
+const MEMORY = fileURLToPath(
+  new URL('../../../node_modules/@modelcontextprotocol/server-memory/dist/index.js', import.meta.url),
+);
 const CLIENT_INFO = { name: 'mcp-endpoints-test', version: '1.0.0' };
 
 /** Every client a test opened, closed after it (a failing test must not leave a stream open). */
@@ -47,6 +51,39 @@ async function sseClient(port: number): Promise<ClientV1> {
   await client.connect(new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`)));
   opened.push(client);
   return client;
+}
+
+/** Reads SSE events from a response until one matches, then stops reading (the stream may stay open). */
+async function readSseUntil(
+  res: Response,
+  done: (event: { id?: string; data: string }) => boolean,
+): Promise<{ id?: string; data: string }[]> {
+  const reader = (res.body as ReadableStream<Uint8Array>).getReader();
+  const decoder = new TextDecoder();
+  const events: { id?: string; data: string }[] = [];
+  let buffer = '';
+  for (;;) {
+    const { value, done: ended } = await reader.read();
+    if (ended) return events;
+    buffer += decoder.decode(value, { stream: true });
+    let cut = buffer.indexOf('\n\n');
+    while (cut >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      cut = buffer.indexOf('\n\n');
+      const event: { id?: string; data: string } = { data: '' };
+      for (const line of block.split('\n')) {
+        if (line.startsWith('id:')) event.id = line.slice(3).trim();
+        else if (line.startsWith('data:')) event.data += line.slice(5).trim();
+      }
+      if (event.id === undefined && event.data === '') continue;
+      events.push(event);
+      if (done(event)) {
+        await reader.cancel().catch(() => {});
+        return events;
+      }
+    }
+  }
 }
 
 function textOf(result: unknown): string {
@@ -341,6 +378,66 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
     await waitFor('the fixture to see the cancellation', () => count('cancelled') > cancelledBefore);
   });
 
+  it('lets a 2025 client resume a broken stream with Last-Event-ID, and answers 202 to notifications', async () => {
+    const url = `http://127.0.0.1:${port}/mcp`;
+    const json = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const init = await fetch(url, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 1,
+        method: 'initialize',
+        params: { protocolVersion: '2025-11-25', capabilities: {}, clientInfo: CLIENT_INFO },
+      }),
+    });
+    expect(init.status).toBe(200);
+    const sessionId = init.headers.get('mcp-session-id') as string;
+    await init.text();
+    const session = { 'mcp-session-id': sessionId, 'mcp-protocol-version': '2025-11-25' };
+    const initialized = await fetch(url, {
+      method: 'POST',
+      headers: { ...json, ...session },
+      body: JSON.stringify({ jsonrpc: '2.0', method: 'notifications/initialized' }),
+    });
+    expect(initialized.status).toBe(202);
+
+    const broken = new AbortController();
+    const call = await fetch(url, {
+      method: 'POST',
+      headers: { ...json, ...session },
+      body: JSON.stringify({
+        jsonrpc: '2.0',
+        id: 2,
+        method: 'tools/call',
+        params: { name: 'progress', arguments: { steps: 4, intervalMs: 150 }, _meta: { progressToken: 'tok' } },
+      }),
+      signal: broken.signal,
+    });
+    expect(call.headers.get('content-type')).toContain('text/event-stream');
+    expect(call.headers.get('x-accel-buffering')).toBe('no');
+    const first = await readSseUntil(call, (e) => e.data.includes('notifications/progress'));
+    broken.abort();
+    const lastEventId = first.at(-1)?.id as string;
+    expect(lastEventId).toBeTruthy();
+    expect(JSON.parse(first.at(-1)?.data as string)).toMatchObject({ params: { progressToken: 'tok', progress: 1 } });
+
+    await new Promise((resolve) => setTimeout(resolve, 900));
+    const resumed = await fetch(url, {
+      headers: { accept: 'text/event-stream', ...session, 'last-event-id': lastEventId },
+      signal: AbortSignal.timeout(5_000),
+    });
+    expect(resumed.status).toBe(200);
+    const replayed = await readSseUntil(resumed, (e) => e.data.includes('"id":2'));
+    const messages = replayed.filter((e) => e.data !== '').map((e) => JSON.parse(e.data) as Record<string, unknown>);
+    const progress = messages.filter((m) => m.method === 'notifications/progress');
+    // Only what came after the last event seen; the SDK may drop the last progress that races the result.
+    const steps = progress.map((m) => (m.params as { progress: number }).progress);
+    expect(steps.slice(0, 2)).toEqual([2, 3]);
+    expect(textOf(messages.at(-1)?.result)).toBe('done in 4 steps');
+    await fetch(url, { method: 'DELETE', headers: session });
+  });
+
   it('tells a connected 2025 client, an SSE client and a modern listener that the tools changed', async () => {
     const { client } = await streamableClient(port);
     const sse = await sseClient(port);
@@ -390,5 +487,43 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
     const fresh = await streamableClient(port);
     expect(fresh.transport.sessionId).not.toBe(oldSession);
     expect(textOf(await callTool(fresh.client, 'echo', { message: 'again' }))).toBe('again');
+  });
+});
+
+describe('MCP endpoints: server-memory', () => {
+  const t = testRedis();
+  const captured = captureLogger('worker');
+  const memoryFile = join(tmpdir(), `mcp-endpoints-memory-${process.pid}-${Date.now()}.jsonl`);
+  let worker: Worker;
+  let port: number;
+
+  beforeAll(async () => {
+    await registerServer(t.redis, t.keys, {
+      id: 'memory',
+      transport: 'stdio',
+      config: { command: process.execPath, args: [MEMORY], env: { MEMORY_FILE_PATH: memoryFile } },
+    });
+    port = await getPort();
+    worker = await startTestWorker({ serverId: 'memory', prefix: t.prefix, port, log: captured.log });
+    await worker.ready;
+  });
+  afterAll(async () => {
+    await worker?.close();
+    await t.cleanup();
+    rmSync(memoryFile, { force: true });
+  });
+
+  it('mirrors the upstream capabilities (resources, no prompts) and shares its state across eras', async () => {
+    const modern = await modernClient(port);
+    expect(modern.getServerCapabilities()?.resources).toBeDefined();
+    expect(modern.getServerCapabilities()?.prompts).toBeUndefined();
+    await callTool(modern, 'create_entities', {
+      entities: [{ name: 'hub', entityType: 'project', observations: ['fronts MCP servers'] }],
+    });
+    const { client } = await streamableClient(port);
+    const graph = await callTool(client, 'read_graph', {});
+    expect(textOf(graph)).toContain('fronts MCP servers');
+    const read = await client.readResource({ uri: 'memory://knowledge-graph' });
+    expect(JSON.stringify(read.contents)).toContain('fronts MCP servers');
   });
 });
