@@ -39,6 +39,11 @@ export class RegistryCache {
     return (await this.toolMap(serverId)).get(name);
   }
 
+  /** Every tool of a server, as the registry lists them. */
+  async toolList(serverId: string): Promise<Tool[]> {
+    return [...(await this.toolMap(serverId)).values()].map((cached) => cached.tool);
+  }
+
   async toolCount(serverId: string): Promise<number> {
     return (await this.toolMap(serverId)).size;
   }
