@@ -31,16 +31,19 @@ afterEach(async () => {
   await Promise.allSettled(opened.splice(0).map((client) => client.close()));
 });
 
-async function modernClient(port: number): Promise<ClientV2> {
+async function modernClient(port: number, headers: Record<string, string> = {}): Promise<ClientV2> {
   const client = new ClientV2(CLIENT_INFO, { versionNegotiation: { mode: 'auto' } });
-  await client.connect(new StreamableV2(new URL(`http://127.0.0.1:${port}/mcp`)));
+  await client.connect(new StreamableV2(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers } }));
   opened.push(client);
   return client;
 }
 
-async function streamableClient(port: number): Promise<{ client: ClientV1; transport: StreamableV1 }> {
+async function streamableClient(
+  port: number,
+  headers: Record<string, string> = {},
+): Promise<{ client: ClientV1; transport: StreamableV1 }> {
   const client = new ClientV1(CLIENT_INFO);
-  const transport = new StreamableV1(new URL(`http://127.0.0.1:${port}/mcp`));
+  const transport = new StreamableV1(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers } });
   await client.connect(transport);
   opened.push(client);
   return { client, transport };
@@ -139,7 +142,7 @@ describe('MCP endpoints: server-everything behind the worker', () => {
   });
 
   it('serves a 2026-07-28 client (SDK v2): tools/list, echo, progress', async () => {
-    const client = await modernClient(port);
+    const client = await modernClient(port, { 'x-request-id': 'req-mcp-modern' });
     expect(client.getProtocolEra()).toBe('modern');
     expect(await toolNames(client)).toEqual(expect.arrayContaining(['echo', 'trigger-long-running-operation']));
     expect(textOf(await callTool(client, 'echo', { message: 'modern' }))).toBe('Echo: modern');
@@ -148,18 +151,25 @@ describe('MCP endpoints: server-everything behind the worker', () => {
     // The SDK may drop the last notification that races the result: at least the first ones arrive.
     expect(run.progress.length).toBeGreaterThanOrEqual(2);
     expect(run.progress[0]).toEqual({ progress: 1, total: 3 });
+    // Tool calls log as on the REST path, under the request id the hub sends.
+    expect(captured.lines.find((l) => l.event === 'tool.call.done' && l.request_id === 'req-mcp-modern')).toMatchObject(
+      { tool: 'echo', status: 'ok' },
+    );
     // Stateless: no session was opened.
     expect(captured.lines.filter((l) => l.event === 'mcp.session.open')).toHaveLength(0);
   });
 
   it('serves a 2025 Streamable HTTP client (SDK v1) with a session: tools/list, echo, progress', async () => {
-    const { client, transport } = await streamableClient(port);
+    const { client, transport } = await streamableClient(port, { 'x-request-id': 'req-mcp-2025' });
     expect(transport.sessionId).toMatch(/^[0-9a-f-]{36}$/);
     expect(await toolNames(client)).toContain('echo');
     expect(textOf(await callTool(client, 'echo', { message: 'v1' }))).toBe('Echo: v1');
     const run = await callWithProgress(client, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
     expect(run.text).toContain('Long running operation completed');
     expect(run.progress.length).toBeGreaterThanOrEqual(2);
+    expect(captured.lines.find((l) => l.event === 'tool.call.done' && l.request_id === 'req-mcp-2025')).toMatchObject({
+      tool: 'echo',
+    });
     const sessionId = transport.sessionId;
     expect(captured.lines.find((l) => l.event === 'mcp.session.open' && l.session_id === sessionId)).toMatchObject({
       era: 'legacy',
