@@ -266,8 +266,16 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
       forgetSession(session, 'closed');
     };
     openSession(session);
-    // The v1 transport is structurally the v2 Transport (start, send, close and the three callbacks).
-    await server.connect(transport as unknown as Transport);
+    try {
+      // The v1 transport is structurally the v2 Transport (start, send, close and the three callbacks).
+      await server.connect(transport as unknown as Transport);
+    } catch (err) {
+      clearInterval(keepAlive);
+      forgetSession(session, 'failed');
+      log.warn({ event: 'mcp.session.start_failed', session_id: session.id, err }, 'an SSE session could not start');
+      if (!res.headersSent) await writeResponse(res, jsonRpcError(500, -32_603, 'Internal error'), undefined);
+      else res.end();
+    }
   }
 
   async function handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
