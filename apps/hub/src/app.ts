@@ -4,18 +4,22 @@ import {
   createKeys,
   createRedis,
   type HubConfig,
+  type HubEvent,
   type Logger,
   parseEvent,
   Registry,
   SecretBox,
 } from '@mcp-hub/shared';
+import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
+import { Agent } from 'undici';
+import { Aggregator } from './aggregate/aggregator.js';
 import { AuditLog } from './auth/audit-trail.js';
 import { CallGuard } from './auth/call-guard.js';
 import { KeyCache } from './auth/key-cache.js';
 import { ServerWriteGuard } from './auth/server-writes.js';
-import { canSee, registerAuth } from './plugins/auth.js';
+import { canSee, type Principal, registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerOriginCheck } from './plugins/origin.js';
 import { requestIdFrom } from './plugins/request-id.js';
@@ -23,7 +27,7 @@ import { registerZodValidation } from './plugins/zod-validation.js';
 import { RegistryCache } from './registry-cache.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { healthRoutes } from './routes/health.js';
-import { mcpProxyRoutes } from './routes/mcp-proxy.js';
+import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
@@ -49,6 +53,9 @@ export interface HubDeps {
 }
 
 const LIMITER_CONNECT_WAIT_MS = 2_000;
+const SSE_KEEP_ALIVE_MS = 15_000;
+const MCP_SESSION_IDLE_TTL_MS = 30 * 60_000;
+const LIST_CHANGED_DEBOUNCE_MS = 200;
 
 /** Resolves when the client is ready, or after `ms` (a Redis that is down is the limiter's fallback case). */
 function connected(client: Redis, ms: number): Promise<void> {
@@ -76,9 +83,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
 
   const cache = new RegistryCache(registry, new ToolValidatorFactory(log), config.cacheMaxAgeMs);
   const subscriber = createRedis(config.redisUrl, 'subscriber', log.child({ component: 'redis-subscriber' }));
+  let onRegistryEvent: (event: HubEvent) => void = () => {};
   subscriber.on('message', (_channel: string, message: string) => {
     const event = parseEvent(message);
-    if (event) cache.onEvent(event);
+    if (!event) return;
+    cache.onEvent(event);
+    onRegistryEvent(event);
   });
   // Events missed while disconnected are unknowable: start from a clean cache after every (re)connect.
   subscriber.on('ready', () => cache.clear());
@@ -181,14 +191,48 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   });
   const workers = new WorkerLocator(cache, registry, log, config.wakeTimeoutMs);
   await app.register(toolCallRoutes, { cache, workers, guard, log });
-  await app.register(mcpProxyRoutes, { cache, workers, guard, log });
+  const aggregateAgent = new Agent({ keepAliveTimeout: 30_000, connections: 256 });
+  const aggregator = new Aggregator({
+    registry,
+    cache,
+    workers,
+    guard,
+    agent: aggregateAgent,
+    log,
+    separator: config.toolSeparator,
+    maxAgeMs: config.cacheMaxAgeMs,
+  });
+  const aggregate = createMcpFront({
+    serverFactory: aggregator.serverFactory,
+    log: log.child({ component: 'mcp-aggregate' }),
+    keepAliveMs: SSE_KEEP_ALIVE_MS,
+    sessionIdleTtlMs: MCP_SESSION_IDLE_TTL_MS,
+    sameCaller: (opened, presented) => callerId(opened as Principal) === callerId(presented as Principal),
+  });
+  // Servers and tools coming and going change the aggregated list: tell connected clients (once per burst).
+  let listChanged: NodeJS.Timeout | undefined;
+  onRegistryEvent = (event) => {
+    if (event.type === 'runtime.update' || event.type === 'server.restart') return;
+    aggregator.invalidate();
+    listChanged ??= setTimeout(() => {
+      listChanged = undefined;
+      aggregate.toolsChanged();
+    }, LIST_CHANGED_DEBOUNCE_MS);
+  };
+  await app.register(mcpProxyRoutes, { cache, workers, guard, log, aggregate });
   await app.register(discoveryRoutes, {
     publicUrl: config.publicUrl,
     visibleServers: async (req) =>
       (await registry.listServers()).filter((s) => s.enabled && canSee(req.principal, s.project)),
   });
 
+  app.addHook('preClose', async () => {
+    // Open SSE streams would hold the server open: end the aggregated sessions first.
+    clearTimeout(listChanged);
+    await aggregate.close();
+  });
   app.addHook('onClose', async () => {
+    await aggregateAgent.close();
     limiter.close();
     await usage.close();
     limiterRedis.disconnect();

@@ -1,8 +1,8 @@
 import { AppError, type Logger, type ToolInput, type WorkerHealth } from '@mcp-hub/shared';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import type { McpFront } from '@mcp-hub/shared/mcp-front';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { CallRunner } from './call-runner.js';
 import { registerErrorHandling, requestIdFrom } from './http-errors.js';
-import type { McpFront } from './mcp-front/index.js';
 import { SseStream } from './sse.js';
 import type { ToolResult } from './upstream/upstream.js';
 
@@ -112,22 +112,31 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
       url: '/mcp',
       handler: async (req, reply) => {
         reply.hijack();
-        await front.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined);
+        await front.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined, callerOf(req));
       },
     });
     app.get('/sse', async (req, reply) => {
       const given = req.headers['x-mcp-messages-path'];
       const messagesPath = typeof given === 'string' && MESSAGES_PATH_RE.test(given) ? given : DEFAULT_MESSAGES_PATH;
       reply.hijack();
-      await front.handleSse(req.raw, reply.raw, messagesPath);
+      await front.handleSse(req.raw, reply.raw, messagesPath, callerOf(req));
     });
     app.post('/messages', async (req, reply) => {
       reply.hijack();
-      await front.handleMessages(req.raw, reply.raw, req.body);
+      await front.handleMessages(req.raw, reply.raw, req.body, callerOf(req));
     });
   }
 
   return app;
+}
+
+/**
+ * Who the hub says is calling (`x-mcp-hub-caller`: an API key id, or `admin`): an MCP session is bound to the
+ * caller that opened it, so one caller cannot use another's session id.
+ */
+function callerOf(req: FastifyRequest): string | undefined {
+  const caller = req.headers['x-mcp-hub-caller'];
+  return typeof caller === 'string' ? caller : undefined;
 }
 
 /** JSON mode only when the client accepts JSON and not an event stream (the hub sends one or the other). */

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, type Logger } from '@mcp-hub/shared';
+import type { McpFrontServerFactory, McpServerContext } from '@mcp-hub/shared/mcp-front';
 import {
   type ProgressToken,
   ProtocolError,
@@ -12,7 +13,6 @@ import {
 import type { CallRunner } from './call-runner.js';
 import { isRequestId } from './http-errors.js';
 import type { WorkerGate } from './http-server.js';
-import type { McpFrontServerFactory, McpServerContext } from './mcp-front/index.js';
 import {
   PASSTHROUGH_METHODS,
   type PassthroughMethod,

@@ -19,11 +19,11 @@ import {
   type WorkerExitCode,
   type WorkerHealth,
 } from '@mcp-hub/shared';
+import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import type { Redis } from 'ioredis';
 import { CallRunner } from './call-runner.js';
 import { buildHttpServer, type WorkerGate } from './http-server.js';
 import { createBridgeServerFactory } from './mcp-bridge.js';
-import { createMcpFront } from './mcp-front/index.js';
 import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { createUpstream } from './upstream/create-upstream.js';
 

@@ -1,7 +1,9 @@
 import { AppError, type Logger } from '@mcp-hub/shared';
+import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
+import type { Principal } from '../plugins/auth.js';
 import type { RegistryCache } from '../registry-cache.js';
 import { RETRY_AFTER_S, type WorkerLocator, workerOrigin } from '../worker-locator.js';
 import { forwardToWorker } from '../worker-proxy.js';
@@ -11,6 +13,8 @@ export interface McpProxyRoutesOptions {
   workers: WorkerLocator;
   guard: CallGuard;
   log: Logger;
+  /** The hub's own MCP server over every server the caller may see (`/mcp`, `/sse`, `/messages`). */
+  aggregate: McpFront;
 }
 
 /** Time for a worker's response headers on the MCP endpoints: tool calls stream, so headers come at once. */
@@ -81,7 +85,8 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
         origin: workerOrigin(runtime),
         path: `${path}${query}`,
         body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
-        headers,
+        // The worker binds each MCP session to the caller that opened it.
+        headers: { ...headers, 'x-mcp-hub-caller': callerId(req.principal) },
         headersTimeoutMs: HEADERS_TIMEOUT_MS,
       });
     } catch (err) {
@@ -121,6 +126,41 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
     pass(req, reply, '/sse', { 'x-mcp-messages-path': `/messages/${req.params.id}` }),
   );
   app.post<{ Params: { id: string } }>('/messages/:id', { config }, (req, reply) => pass(req, reply, '/messages'));
+
+  // The aggregated endpoint is served by the hub itself; its tool calls reach the workers by the call path.
+  const { aggregate } = opts;
+  function own(req: FastifyRequest, reply: FastifyReply): void {
+    reply.hijack();
+    // The front reads the request id from the header; the hub's own id (given or made) is the one to follow.
+    req.raw.headers['x-request-id'] = req.id;
+    for (const [name, value] of Object.entries(reply.getHeaders())) {
+      if (value !== undefined) reply.raw.setHeader(name, value as string);
+    }
+  }
+  for (const method of ['POST', 'GET', 'DELETE'] as const) {
+    app.route({
+      method,
+      url: '/mcp',
+      config,
+      handler: async (req, reply) => {
+        own(req, reply);
+        await aggregate.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined, req.principal);
+      },
+    });
+  }
+  app.get('/sse', { config }, async (req, reply) => {
+    own(req, reply);
+    await aggregate.handleSse(req.raw, reply.raw, '/messages', req.principal);
+  });
+  app.post('/messages', { config }, async (req, reply) => {
+    own(req, reply);
+    await aggregate.handleMessages(req.raw, reply.raw, req.body, req.principal);
+  });
+}
+
+/** The caller a worker binds sessions to: the API key id, or `admin`. */
+export function callerId(principal: Principal): string {
+  return principal.kind === 'key' ? `key:${principal.keyId}` : principal.kind;
 }
 
 /** The tool name of a `tools/call` message (the first of a batch), else undefined. */

@@ -31,8 +31,9 @@ export type Scope = (typeof SCOPES)[number];
 /** The scopes each role grants: owner everything; developer servers, calls and reading; reporter read and call. */
 export const ROLE_SCOPES: Readonly<Record<Role, readonly Scope[]>> = Object.freeze({
   owner: SCOPES,
-  developer: ['servers:read', 'servers:write', 'tools:call', 'usage:read', 'audit:read'],
-  reporter: ['servers:read', 'tools:call', 'usage:read'],
+  // Usage and audit are the owner's (issue 6: "GET /api/usage/:keyId (owner of the project, or admin)").
+  developer: ['servers:read', 'servers:write', 'tools:call'],
+  reporter: ['servers:read', 'tools:call'],
 });
 
 /** True when `role` has at least the powers of `min`. */

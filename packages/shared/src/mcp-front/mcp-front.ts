@@ -22,6 +22,11 @@ export interface McpServerContext {
   era: McpEra;
   /** The `x-request-id` of the HTTP request that made the instance, when it carried one. */
   requestId?: string;
+  /**
+   * What the caller of `handleMcp` / `handleSse` said about who asks (the hub's principal), passed through
+   * untouched; a 2025 session keeps the one of its `initialize` request.
+   */
+  auth?: unknown;
 }
 
 export type McpFrontServerFactory = (ctx: McpServerContext) => Server | McpServer;
@@ -35,16 +40,21 @@ export interface McpFrontOptions {
   sessionIdleTtlMs?: number;
   /** Events kept per 2025 session for `Last-Event-ID` resumption (default 1000). */
   maxEventsPerSession?: number;
+  /**
+   * Whether a request's `auth` may use a session opened with `opened` (default: equal values). A session id
+   * presented by another caller is answered 404, as if it did not exist.
+   */
+  sameCaller?: (opened: unknown, presented: unknown) => boolean;
 }
 
 /** Serves any number of downstream MCP clients, of every protocol era, from one server factory. */
 export interface McpFront {
   /** `POST|GET|DELETE` on the dual-era Streamable HTTP endpoint (2026-07-28 stateless and 2025 sessions). */
-  handleMcp(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void>;
+  handleMcp(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown, auth?: unknown): Promise<void>;
   /** Legacy HTTP+SSE `GET /sse`: its `endpoint` event points at `${messagesPath}?sessionId=…`. */
-  handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string): Promise<void>;
+  handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string, auth?: unknown): Promise<void>;
   /** Legacy HTTP+SSE `POST /messages?sessionId=…`. */
-  handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void>;
+  handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown, auth?: unknown): Promise<void>;
   /** Sends `notifications/tools/list_changed` to every connected client and open `subscriptions/listen` stream. */
   toolsChanged(): void;
   resourcesChanged(): void;
@@ -54,6 +64,9 @@ export interface McpFront {
   /** Ends every session and stream; later requests are answered 503. Memoized. */
   close(): Promise<void>;
 }
+
+/** Where `auth` rides in the SDK's AuthInfo for the stateless (2026-07-28) handler. */
+const AUTH_EXTRA = 'mcpHubAuth';
 
 /** The JSON-RPC code the SDK uses for transport-level refusals (no session, bad request). */
 const TRANSPORT_ERROR = -32_000;
@@ -67,6 +80,8 @@ interface Session {
   id: string;
   kind: 'streamable-http' | 'sse';
   server: Server;
+  /** The `auth` of the request that opened the session. */
+  auth: unknown;
   /** HTTP requests (and streams) of this session in flight: an idle sweep never drops a busy session. */
   active: number;
   lastSeen: number;
@@ -96,11 +111,17 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
   const { serverFactory, log, keepAliveMs } = options;
   const idleTtlMs = options.sessionIdleTtlMs ?? 0;
   const maxEvents = options.maxEventsPerSession ?? DEFAULT_MAX_EVENTS;
+  const sameCaller = options.sameCaller ?? ((opened: unknown, presented: unknown) => opened === presented);
   const sessions = new Map<string, Session>();
   let closing: Promise<void> | undefined;
 
   const modern = createMcpHandler(
-    (ctx) => serverFactory({ era: 'modern', requestId: headerRequestId(ctx.requestInfo?.headers.get('x-request-id')) }),
+    (ctx) =>
+      serverFactory({
+        era: 'modern',
+        requestId: headerRequestId(ctx.requestInfo?.headers.get('x-request-id')),
+        auth: ctx.authInfo?.extra?.[AUTH_EXTRA],
+      }),
     {
       legacy: 'reject',
       keepAliveMs,
@@ -151,9 +172,9 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
   sweepTimer?.unref();
 
   /** Opens a 2025 Streamable HTTP session for an `initialize` POST; it is kept only if initialize succeeds. */
-  async function initializeSession(request: Request, parsedBody: unknown): Promise<Response> {
+  async function initializeSession(request: Request, parsedBody: unknown, auth: unknown): Promise<Response> {
     const server = lowLevel(
-      serverFactory({ era: 'legacy', requestId: headerRequestId(request.headers.get('x-request-id')) }),
+      serverFactory({ era: 'legacy', requestId: headerRequestId(request.headers.get('x-request-id')), auth }),
     );
     let session: Session | undefined;
     const transport = new WebStandardStreamableHTTPServerTransport({
@@ -165,6 +186,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
           id,
           kind: 'streamable-http',
           server,
+          auth,
           active: 0,
           lastSeen: Date.now(),
           closeTransport: () => server.close(),
@@ -181,12 +203,19 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     return response;
   }
 
-  async function routeLegacy(request: Request, parsedBody: unknown, track: (s: Session) => void): Promise<Response> {
+  async function routeLegacy(
+    request: Request,
+    parsedBody: unknown,
+    auth: unknown,
+    track: (s: Session) => void,
+  ): Promise<Response> {
     const sessionId = request.headers.get('mcp-session-id');
     if (sessionId !== null) {
       const session = SESSION_ID_RE.test(sessionId) ? sessions.get(sessionId) : undefined;
       // Unknown or expired (e.g. the worker restarted): 404 tells a 2025 client to initialize again.
-      if (session?.kind !== 'streamable-http') return jsonRpcError(404, -32_001, 'Session not found');
+      if (session?.kind !== 'streamable-http' || !sameCaller(session.auth, auth)) {
+        return jsonRpcError(404, -32_001, 'Session not found');
+      }
       track(session);
       const transport = (session.server.transport ?? undefined) as WebStandardStreamableHTTPServerTransport | undefined;
       if (!transport) return jsonRpcError(404, -32_001, 'Session not found');
@@ -194,12 +223,12 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     }
     if (request.method === 'POST') {
       const messages = Array.isArray(parsedBody) ? parsedBody : [parsedBody];
-      if (messages.some((message) => isInitializeRequest(message))) return initializeSession(request, parsedBody);
+      if (messages.some((message) => isInitializeRequest(message))) return initializeSession(request, parsedBody, auth);
     }
     return jsonRpcError(400, TRANSPORT_ERROR, 'Bad Request: Mcp-Session-Id header is required');
   }
 
-  async function handleMcp(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+  async function handleMcp(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown, auth?: unknown) {
     if (closing) {
       await writeResponse(res, jsonRpcError(503, TRANSPORT_ERROR, 'The server is shutting down'), undefined);
       return;
@@ -214,13 +243,20 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
       const request = await toWebRequest(req, parsedBody, { signal: gone.signal });
       const body = parsedBody ?? (request.method === 'POST' ? await safeJson(request.clone()) : undefined);
       if (await isLegacyRequest(request, body)) {
-        response = await routeLegacy(request, body, (session) => {
+        response = await routeLegacy(request, body, auth, (session) => {
           tracked = session;
           session.active++;
           session.lastSeen = Date.now();
         });
       } else {
-        response = await modern.fetch(request, body === undefined ? {} : { parsedBody: body });
+        const authInfo =
+          auth === undefined
+            ? undefined
+            : { token: '', clientId: 'mcp-hub', scopes: [], extra: { [AUTH_EXTRA]: auth } };
+        response = await modern.fetch(request, {
+          ...(body === undefined ? {} : { parsedBody: body }),
+          ...(authInfo ? { authInfo } : {}),
+        });
       }
     } catch (err) {
       const tooLarge = (err as { status?: unknown }).status === 413;
@@ -239,19 +275,20 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     }
   }
 
-  async function handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string): Promise<void> {
+  async function handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string, auth?: unknown) {
     if (closing) {
       await writeResponse(res, jsonRpcError(503, TRANSPORT_ERROR, 'The server is shutting down'), undefined);
       return;
     }
     const server = lowLevel(
-      serverFactory({ era: 'legacy', requestId: headerRequestId(singleHeader(req.headers['x-request-id'])) }),
+      serverFactory({ era: 'legacy', requestId: headerRequestId(singleHeader(req.headers['x-request-id'])), auth }),
     );
     const transport = new SSEServerTransport(messagesPath, res);
     const session: Session = {
       id: transport.sessionId,
       kind: 'sse',
       server,
+      auth,
       active: 0,
       lastSeen: Date.now(),
       closeTransport: () => server.close(),
@@ -278,7 +315,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     }
   }
 
-  async function handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown): Promise<void> {
+  async function handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown, auth?: unknown) {
     const sessionId = new URL(req.url ?? '/', 'http://localhost').searchParams.get('sessionId');
     if (!sessionId) {
       await writeResponse(res, jsonRpcError(400, TRANSPORT_ERROR, 'Missing sessionId parameter'), undefined);
@@ -286,7 +323,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     }
     const session = sessions.get(sessionId);
     const transport = session?.kind === 'sse' ? session.server.transport : undefined;
-    if (!session || !(transport instanceof SSEServerTransport)) {
+    if (!session || !(transport instanceof SSEServerTransport) || !sameCaller(session.auth, auth)) {
       await writeResponse(res, jsonRpcError(404, -32_001, 'Session not found'), undefined);
       return;
     }
