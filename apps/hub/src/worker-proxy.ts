@@ -1,5 +1,5 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
-import { AppError } from '@mcp-hub/shared';
+import type { IncomingHttpHeaders } from 'node:http';
+import { AppError, drained } from '@mcp-hub/shared';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Agent, errors as undiciErrors } from 'undici';
 
@@ -25,19 +25,6 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'date',
   'x-request-id',
 ]);
-
-/** Resolves when a response can take more data again, or is gone. */
-export function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
-}
 
 export interface ForwardOptions {
   agent: Agent;

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, type Logger } from '@mcp-hub/shared';
-import type { McpFrontServerFactory, McpServerContext } from '@mcp-hub/shared/mcp-front';
+import { type McpFrontServerFactory, type McpServerContext, progressSender } from '@mcp-hub/shared/mcp-front';
 import {
   type ProgressToken,
   ProtocolError,
@@ -101,20 +101,6 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
     });
   }
   return server;
-}
-
-/** Progress of the upstream call, as `notifications/progress` to exactly the downstream request that asked. */
-function progressSender(rc: ServerContext): ((progress: ToolProgress) => void) | undefined {
-  const token: ProgressToken | undefined = rc.mcpReq._meta?.progressToken;
-  if (token === undefined) return undefined;
-  return (p) => {
-    const params: Record<string, unknown> = { progressToken: token, progress: p.progress };
-    if (p.total !== undefined) params.total = p.total;
-    if (p.message !== undefined) params.message = p.message;
-    rc.mcpReq.notify({ method: 'notifications/progress', params }).catch(() => {
-      // The downstream went away; its call is being cancelled.
-    });
-  };
 }
 
 /** The request id of the HTTP request that carries this call (set by the hub), else a new one. */

@@ -79,6 +79,7 @@ export {
   SPEC_SECRET_FIELDS,
   sealSpecSecrets,
 } from './secrets.js';
+export { drained } from './streams.js';
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
 export {
   UPSTREAM_STATUSES,

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, type Logger, type Registry, type ServerSpec } from '@mcp-hub/shared';
+import { progressSender } from '@mcp-hub/shared/mcp-front';
 import {
   type CallToolResult,
   ProtocolError,
@@ -14,7 +15,7 @@ import { canSee, type Principal } from '../plugins/auth.js';
 import type { RegistryCache } from '../registry-cache.js';
 import { type WorkerLocator, workerOrigin } from '../worker-locator.js';
 import { Catalog, type CatalogServer } from './catalog.js';
-import { callWorkerTool, type WorkerProgress } from './worker-call.js';
+import { callWorkerTool } from './worker-call.js';
 
 export interface AggregatorDeps {
   registry: Registry;
@@ -206,16 +207,4 @@ function requestIdOf(rc: ServerContext, ctx: AggregateContext): string {
   const given = rc.http?.req?.headers.get('x-request-id');
   if (given && /^[A-Za-z0-9._:-]{1,128}$/.test(given)) return given;
   return ctx.era === 'modern' && ctx.requestId ? ctx.requestId : randomUUID();
-}
-
-/** Progress of the worker call, as `notifications/progress` to the downstream request that asked. */
-function progressSender(rc: ServerContext): ((p: WorkerProgress) => void) | undefined {
-  const token = rc.mcpReq._meta?.progressToken;
-  if (token === undefined) return undefined;
-  return (p) => {
-    const params: Record<string, unknown> = { progressToken: token, progress: p.progress };
-    if (p.total !== undefined) params.total = p.total;
-    if (p.message !== undefined) params.message = p.message;
-    rc.mcpReq.notify({ method: 'notifications/progress', params }).catch(() => {});
-  };
 }

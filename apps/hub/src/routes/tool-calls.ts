@@ -1,5 +1,4 @@
-import type { ServerResponse } from 'node:http';
-import { AppError, errorBody, type Logger, type RuntimeRecord } from '@mcp-hub/shared';
+import { AppError, drained, errorBody, type Logger, type RuntimeRecord } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
@@ -19,19 +18,6 @@ const SERVER_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 function sseEvent(event: string, data: unknown): string {
   return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
-}
-
-/** Resolves when a response can take more data again, or is gone. */
-function drained(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
 }
 
 function wantsJson(req: FastifyRequest): boolean {

@@ -7,3 +7,4 @@ export {
   type McpFrontServerFactory,
   type McpServerContext,
 } from './mcp-front.js';
+export { type ProgressUpdate, progressSender } from './progress.js';

@@ -13,6 +13,7 @@ import {
   type Transport,
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
+import { drained } from '../streams.js';
 import { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
 
 export type McpEra = 'modern' | 'legacy';
@@ -412,17 +413,7 @@ async function writeResponse(res: ServerResponse, response: Response, gone: Abor
     for (;;) {
       const { done, value } = await reader.read();
       if (done || res.destroyed) break;
-      if (!res.write(value)) {
-        await new Promise<void>((resolve) => {
-          const settle = () => {
-            res.off('drain', settle);
-            res.off('close', settle);
-            resolve();
-          };
-          res.on('drain', settle);
-          res.on('close', settle);
-        });
-      }
+      if (!res.write(value)) await drained(res);
     }
   } catch {
     // The body was cancelled (client gone) or failed mid-stream: nothing more can be said.
