@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { AppError, type Logger } from '@mcp-hub/shared';
 import { type McpFrontServerFactory, type McpServerContext, progressSender } from '@mcp-hub/shared/mcp-front';
 import {
-  type ProgressToken,
   ProtocolError,
   ProtocolErrorCode,
   Server,
@@ -16,7 +15,6 @@ import type { WorkerGate } from './http-server.js';
 import {
   PASSTHROUGH_METHODS,
   type PassthroughMethod,
-  type ToolProgress,
   type Upstream,
   type UpstreamFeatures,
 } from './upstream/upstream.js';
