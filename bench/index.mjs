@@ -1,5 +1,5 @@
 // `pnpm bench [suite…]`: runs the named benchmark suites (all when none is named) and prints their tables.
-const SUITES = ['supervisor', 'calls'];
+const SUITES = ['supervisor', 'calls', 'mcp', 'auth'];
 const wanted = process.argv.slice(2).filter((a) => a !== '--');
 const unknown = wanted.filter((s) => !SUITES.includes(s));
 if (unknown.length > 0) {

@@ -3,8 +3,12 @@
 // JSON object of results on stdout.
 //
 // Target: {
-//   kind: 'http' | 'mcp-stdio' | 'mcp-sse' | 'mcp-streamable-http',
-//   http:  origin, paths[] (calls go round-robin over them), accept ('application/json' | 'text/event-stream')
+//   kind: 'http' | 'mcp-stdio' | 'mcp-sse' | 'mcp-streamable-http' | 'mcp-http',
+//   http:  origin, paths[] (calls go round-robin over them), accept ('application/json' | 'text/event-stream'),
+//          headers? (added to every call, e.g. authorization)
+//   mcp-http: JSON-RPC `tools/call` POSTs replayed with undici, one keep-alive connection per caller: origin, path,
+//          tool, era ('modern': 2026-07-28, stateless; 'legacy': one 2025 session per caller, opened before the
+//          clock starts), headers?. The requests are those the SDK v2 client sends, captured once at start.
 //   mcp:   url (sse, streamable-http) or command + args (stdio: the server becomes this process's child)
 //   warmupSeconds (8 callers, before anything is measured), sequential: { warmup, calls } | null,
 //   levels: [concurrency…], seconds,
@@ -12,7 +16,7 @@
 // }
 // MCP concurrency is N calls in flight on ONE client session (one upstream connection), as an
 // application sharing one MCP client would do; HTTP concurrency is N keep-alive connections of one Pool.
-import { Pool } from 'undici';
+import { Pool, Client as UndiciClient } from 'undici';
 // The v2 MCP client is a dependency of the worker, not of the root: imported from there, so that the bench
 // drives the same client the worker uses upstream.
 import {
@@ -50,6 +54,7 @@ async function readStdin() {
 /** Returns { call(i), watchExtra[], close() } for the target. */
 async function connect(t) {
   if (t.kind === 'http') return connectHttp(t);
+  if (t.kind === 'mcp-http') return connectMcpHttp(t);
   const client = new Client({ name: 'mcp-hub-bench', version: '1.0.0' });
   let transport;
   if (t.kind === 'mcp-stdio') {
@@ -82,7 +87,7 @@ async function connect(t) {
 }
 
 function connectHttp(t) {
-  const headers = { 'content-type': 'application/json', accept: t.accept };
+  const headers = { 'content-type': 'application/json', accept: t.accept, ...t.headers };
   const sse = t.accept === 'text/event-stream';
   let pool = null;
   return {
@@ -118,6 +123,153 @@ function connectHttp(t) {
       }
     },
     close: () => pool?.close(),
+  };
+}
+
+/**
+ * Captures the POSTs the SDK v2 client makes for one `tools/call` of `t.tool` on `t.origin + t.path` (and, in
+ * the 2025 era, its `initialize` and `notifications/initialized`), with a logging fetch: { [method]: { headers, body } }.
+ */
+async function captureSdkRequests(t) {
+  const captured = {};
+  const loggingFetch = async (url, init = {}) => {
+    if ((init.method ?? 'GET') === 'POST' && typeof init.body === 'string') {
+      const message = JSON.parse(init.body);
+      if (!Array.isArray(message)) {
+        captured[message.method] = { headers: Object.fromEntries(new Headers(init.headers)), body: message };
+      }
+    }
+    return fetch(url, init);
+  };
+  const client = new Client(
+    { name: 'mcp-hub-bench', version: '1.0.0' },
+    t.era === 'modern' ? { versionNegotiation: { mode: { pin: '2026-07-28' } } } : {},
+  );
+  const transport = new StreamableHTTPClientTransport(new URL(t.path, t.origin), {
+    fetch: loggingFetch,
+    requestInit: { headers: t.headers ?? {} },
+  });
+  await client.connect(transport);
+  try {
+    const result = await client.callTool(
+      { name: t.tool, arguments: { message: MESSAGE } },
+      { timeout: CALL_TIMEOUT_MS },
+    );
+    if (result.isError || result.content?.[0]?.text !== MESSAGE) {
+      throw new Error(`SDK client: unexpected result ${JSON.stringify(result).slice(0, 200)}`);
+    }
+  } finally {
+    if (t.era !== 'modern') await transport.terminateSession?.().catch(() => {});
+    await client.close();
+  }
+  const needed = t.era === 'modern' ? ['tools/call'] : ['initialize', 'notifications/initialized', 'tools/call'];
+  for (const method of needed) if (!captured[method]) throw new Error(`the SDK client sent no ${method} POST`);
+  return captured;
+}
+
+/** The JSON-RPC message answering `id` in a JSON or SSE (`data:` lines) body. */
+function rpcAnswer(text, contentType, id) {
+  if (contentType.includes('text/event-stream')) {
+    for (const line of text.split('\n')) {
+      // A resumable stream starts with a priming event whose data is empty.
+      if (!line.startsWith('data:') || line.slice(5).trim() === '') continue;
+      const message = JSON.parse(line.slice(5));
+      if (message.id === id) return message;
+    }
+    return undefined;
+  }
+  const message = JSON.parse(text);
+  return message.id === id ? message : undefined;
+}
+
+async function connectMcpHttp(t) {
+  const captured = await captureSdkRequests(t);
+  const modern = t.era === 'modern';
+  const options = {
+    pipelining: 1,
+    keepAliveTimeout: 30_000,
+    headersTimeout: CALL_TIMEOUT_MS,
+    bodyTimeout: CALL_TIMEOUT_MS,
+  };
+  const strip = (headers) => {
+    const out = { ...headers, ...t.headers };
+    delete out['mcp-session-id'];
+    return out;
+  };
+  const call = captured['tools/call'];
+  const callHeaders = strip(call.headers);
+  let nextId = 1_000_000;
+  const shapes = {}; // content types answered, for the report
+
+  async function post(client, path, headers, body) {
+    const res = await client.request({ path, method: 'POST', headers, body: JSON.stringify(body) });
+    const text = await res.body.text();
+    const type = String(res.headers['content-type'] ?? '');
+    return { status: res.statusCode, type, text, sessionId: res.headers['mcp-session-id'] };
+  }
+
+  /** Opens a 2025 session on `client` as the SDK client did: initialize, then notifications/initialized. */
+  async function openSession(client) {
+    const id = nextId++;
+    const init = await post(client, t.path, strip(captured.initialize.headers), { ...captured.initialize.body, id });
+    if (init.status !== 200 || !init.sessionId) {
+      throw new Error(`initialize: HTTP ${init.status} (session ${init.sessionId}): ${init.text.slice(0, 200)}`);
+    }
+    const note = captured['notifications/initialized'];
+    const ack = await post(client, t.path, { ...strip(note.headers), 'mcp-session-id': init.sessionId }, note.body);
+    if (ack.status !== 202 && ack.status !== 200) throw new Error(`notifications/initialized: HTTP ${ack.status}`);
+    return init.sessionId;
+  }
+
+  let callers = []; // { client, sessionId }
+  async function closeAll(list) {
+    await Promise.all(
+      list.map(async ({ client, sessionId }) => {
+        if (sessionId) {
+          await client
+            .request({
+              path: t.path,
+              method: 'DELETE',
+              headers: { ...strip(call.headers), 'mcp-session-id': sessionId },
+            })
+            .then((res) => res.body.dump())
+            .catch(() => {});
+        }
+        await client.close();
+      }),
+    );
+  }
+
+  return {
+    watchExtra: [],
+    shapes,
+    /** One keep-alive connection per caller; in the 2025 era, one session per connection. */
+    async setConcurrency(n) {
+      const old = callers;
+      callers = await Promise.all(
+        Array.from({ length: n }, async () => {
+          const client = new UndiciClient(t.origin, options);
+          return { client, sessionId: modern ? undefined : await openSession(client) };
+        }),
+      );
+      await closeAll(old);
+    },
+    async call(_i, caller) {
+      const { client, sessionId } = callers[caller];
+      const id = nextId++;
+      const headers = sessionId ? { ...callHeaders, 'mcp-session-id': sessionId } : callHeaders;
+      const res = await post(client, t.path, headers, { ...call.body, id });
+      if (res.status !== 200) throw new Error(`HTTP ${res.status} ${t.path}: ${res.text.slice(0, 200)}`);
+      const answer = rpcAnswer(res.text, res.type, id);
+      const shape = res.type.split(';')[0];
+      shapes[shape] = (shapes[shape] ?? 0) + 1;
+      if (!answer) throw new Error(`no answer to id ${id} (${res.type}): ${res.text.slice(0, 200)}`);
+      if (answer.error || answer.result?.isError || answer.result?.content?.[0]?.text !== MESSAGE) {
+        throw new Error(`unexpected answer ${t.path}: ${JSON.stringify(answer).slice(0, 200)}`);
+      }
+    },
+    close: () => closeAll(callers),
+    captured,
   };
 }
 
@@ -162,16 +314,18 @@ async function phase(conn, name, { callers, calls = Infinity, seconds = Infinity
   const errorSamples = new Map();
   let errors = 0;
   let started = 0;
+  let nextCaller = 0;
   const before = cpuSnapshot(watched);
   const t0 = performance.now();
   const deadline = t0 + seconds * 1_000;
   await Promise.all(
     Array.from({ length: callers }, async () => {
+      const caller = nextCaller++;
       while (started < calls && performance.now() < deadline) {
         const i = started++;
         const c0 = performance.now();
         try {
-          await conn.call(i);
+          await conn.call(i, caller);
           latencies.push(performance.now() - c0);
         } catch (err) {
           errors++;
@@ -208,7 +362,7 @@ try {
   // Every process on the path is JIT-cold at first: a short burst of concurrent calls warms them all the
   // same way for every target, so that no target profits from one measured before it.
   if (target.warmupSeconds > 0) {
-    conn.setConcurrency?.(WARMUP_CALLERS);
+    await conn.setConcurrency?.(WARMUP_CALLERS);
     await phase(conn, 'warmup', { callers: WARMUP_CALLERS, seconds: target.warmupSeconds });
   }
   if (target.sequential) {
@@ -218,11 +372,11 @@ try {
   }
   for (const callers of target.levels ?? []) {
     await conn.setConcurrency?.(callers);
-    // Opens the connections (and warms the JIT) before the clock starts.
+    // Opens the connections (and sessions; and warms the JIT) before the clock starts.
     await phase(conn, 'warmup', { callers, calls: callers * 10 });
     phases.push(await phase(conn, `c${callers}`, { callers, seconds: target.seconds }));
   }
 } finally {
   await conn.close();
 }
-process.stdout.write(`${JSON.stringify({ phases })}\n`);
+process.stdout.write(`${JSON.stringify({ phases, captured: conn.captured, shapes: conn.shapes })}\n`);
