@@ -5,6 +5,8 @@ import type { ProjectStore } from '../security/project-store.js';
 /** How long a verified key is trusted without asking Redis again. */
 export const KEY_CACHE_TTL_MS = 2_000;
 const MAX_ENTRIES = 10_000;
+/** How long a verified key stays good while Redis cannot be asked (an outage, not a revocation). */
+export const STALE_IF_ERROR_MS = 10 * 60_000;
 
 interface Entry {
   at: number;
@@ -12,13 +14,17 @@ interface Entry {
   keyId: string | undefined;
   /** The key's own expiry: a cached key is not trusted past it. */
   expiresAtMs: number;
+  /** The last successful verification, and when it was made. */
+  good?: Extract<KeyCheck, { ok: true }>;
+  goodAt: number;
 }
 
 /**
  * API key checks for the request path: a verified key is trusted for KEY_CACHE_TTL_MS, so a busy key costs
  * one Redis read every two seconds instead of one per call. Revoking or rotating through this hub forgets
  * the key at once; another hub replica notices within the TTL. Entries are keyed by a digest of the raw
- * key (no secret is kept), and failures are not cached.
+ * key (no secret is kept), and failures are not cached. While Redis is unreachable, a key verified in the
+ * last ten minutes stays good (a revocation made during the outage cannot be seen anyway).
  */
 export class KeyCache {
   private readonly entries = new Map<string, Entry>();
@@ -33,22 +39,41 @@ export class KeyCache {
     const now = this.clock();
     const hit = this.entries.get(digest);
     if (hit && now - hit.at < KEY_CACHE_TTL_MS && now < hit.expiresAtMs) return hit.check;
-    const check = this.verify(raw);
-    if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
-    const entry: Entry = { at: now, check, keyId: undefined, expiresAtMs: Number.POSITIVE_INFINITY };
-    this.entries.set(digest, entry);
-    check.then(
+    // Stale-if-error: while Redis cannot be asked, a key verified in the last STALE_IF_ERROR_MS stays good
+    // (never past its own expiry), so calls go on through a short outage.
+    const lastGood =
+      hit?.good && now < hit.expiresAtMs && now - hit.goodAt < STALE_IF_ERROR_MS
+        ? { result: hit.good, at: hit.goodAt }
+        : undefined;
+    const entry: Entry = {
+      at: now,
+      check: Promise.resolve({ ok: false, reason: 'unknown' }),
+      keyId: hit?.keyId,
+      expiresAtMs: Number.POSITIVE_INFINITY,
+      good: lastGood?.result,
+      goodAt: lastGood?.at ?? 0,
+    };
+    entry.check = this.verify(raw).then(
       (result) => {
         if (result.ok) {
-          entry.keyId = result.principal.keyId;
-          entry.expiresAtMs = result.expiresAtMs;
+          Object.assign(entry, { keyId: result.principal.keyId, expiresAtMs: result.expiresAtMs, good: result });
+          entry.goodAt = this.clock();
         } else if (this.entries.get(digest) === entry) this.entries.delete(digest);
+        return result;
       },
-      () => {
+      (err: unknown) => {
+        if (lastGood) {
+          // Trusted for a moment again; asked anew after KEY_CACHE_TTL_MS.
+          entry.expiresAtMs = lastGood.result.expiresAtMs;
+          return lastGood.result;
+        }
         if (this.entries.get(digest) === entry) this.entries.delete(digest);
+        throw err;
       },
     );
-    return check;
+    if (this.entries.size >= MAX_ENTRIES) this.entries.clear();
+    this.entries.set(digest, entry);
+    return entry.check;
   }
 
   /** Drops a key (after revoke or rotate), so the next request reads its record again. */
