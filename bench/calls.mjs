@@ -65,7 +65,10 @@ const defer = (label, fn) => cleanups.push({ label, fn });
 for (const signal of ['SIGINT', 'SIGTERM']) {
   process.once(signal, () => {
     console.error(`bench: ${signal}, stopping everything`);
-    void cleanup().finally(() => process.exit(130));
+    void cleanup().finally(() => {
+      removeLogs();
+      process.exit(130);
+    });
   });
 }
 
@@ -177,9 +180,10 @@ async function measure(label, group, target) {
 
 // ---- run ------------------------------------------------------------------------------------------------
 const logs = mkdtempSync(join(tmpdir(), 'mcp-hub-bench-'));
-defer('log directory', () => {
+// Removed after the logs are summarized (below), not by cleanup(): the summary reads them.
+const removeLogs = () => {
   if (!KEEP_LOGS) rmSync(logs, { recursive: true, force: true });
-});
+};
 const logFile = (name) => openSync(join(logs, `${name}.log`), 'w');
 const startedAt = performance.now();
 let spread;
@@ -386,6 +390,7 @@ try {
 } finally {
   await cleanup();
   logSummary = summarizeLogs(logs);
+  removeLogs();
 }
 report();
 

@@ -207,6 +207,7 @@ export async function startEchoStack(run, { prefix, spec = {} }) {
       { label: 'worker', pids: [worker.pid] },
       { label: 'upstream', descendantsOf: [worker.pid] },
       { label: 'supervisor', pids: [supervisor.child.pid] },
+      { label: 'redis', pids: [redisServer.pid] },
     ],
   };
 }

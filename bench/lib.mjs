@@ -19,7 +19,7 @@ export function freePort() {
 }
 
 /**
- * Starts a throwaway redis-server; returns { url, stop }. It runs in its own process group, so that a
+ * Starts a throwaway redis-server; returns { url, pid, stop }. It runs in its own process group, so that a
  * Ctrl-C in the terminal stops it only when the bench does, after the processes that need it.
  */
 export async function startRedis() {
@@ -48,6 +48,7 @@ export async function startRedis() {
   probe.disconnect();
   return {
     url: `redis://127.0.0.1:${port}`,
+    pid: child.pid,
     async stop() {
       child.kill('SIGTERM');
       await once(child, 'exit');

@@ -327,8 +327,10 @@ async function phase(conn, name, { callers, calls = Infinity, seconds = Infinity
         try {
           await conn.call(i, caller);
           latencies.push(performance.now() - c0);
+          totals.ok++;
         } catch (err) {
           errors++;
+          totals.errors++;
           const message = String(err?.message ?? err).slice(0, 300);
           errorSamples.set(message, (errorSamples.get(message) ?? 0) + 1);
         }
@@ -356,6 +358,8 @@ async function phase(conn, name, { callers, calls = Infinity, seconds = Infinity
   };
 }
 
+/** Calls made in every phase, warm-ups included. */
+const totals = { ok: 0, errors: 0 };
 const conn = await connect(target);
 const phases = [];
 try {
@@ -379,4 +383,4 @@ try {
 } finally {
   await conn.close();
 }
-process.stdout.write(`${JSON.stringify({ phases, captured: conn.captured, shapes: conn.shapes })}\n`);
+process.stdout.write(`${JSON.stringify({ phases, totals, captured: conn.captured, shapes: conn.shapes })}\n`);

@@ -120,7 +120,7 @@ function report() {
   }
   console.log(table(rows));
 
-  const roles = ['hub', 'worker', 'upstream', 'supervisor', 'load'];
+  const roles = ['hub', 'worker', 'upstream', 'supervisor', 'redis', 'load'];
   const cpuRows = [['path', 'era', ...roles.map((r) => (r === 'load' ? 'load generator' : r))]];
   for (const r of results) {
     const p = r.phases.find((x) => x.name === `c${CALLERS}`);
