@@ -1,11 +1,37 @@
+import { setFlagsFromString } from 'node:v8';
 import type { FieldProblem, Logger } from '@mcp-hub/shared';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
+import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import addFormats from 'ajv-formats';
+import isSafeRegex from 'safe-regex2';
 
 export type ArgumentsValidator = (args: unknown) => FieldProblem[] | null;
 
 const DRAFT_07_RE = /draft-0[4-7]/;
+
+// Tool schemas come from upstream servers, and a `pattern` such as `^(a|aa)+$` would let one argument
+// block the hub's event loop for minutes (ReDoS). V8 can switch a regular expression to its linear-time
+// engine once it backtracks too much; that engine has no `u` flag, so patterns without Unicode syntax are
+// compiled without it (`.` then matches a UTF-16 unit rather than a code point).
+setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
+const UNICODE_SYNTAX_RE = /\\[pPu]\{|\\u[dD][89a-fA-F]|[\uD800-\uDFFF]/;
+const UNCHECKED: { test(value: string): boolean } = { test: () => true };
+
+/**
+ * Compiles a schema `pattern` so that no argument can make it run long: without `u` (linear fallback) when it
+ * needs no Unicode syntax; with `u` only when it passes the star-height check of safe-regex2; otherwise not
+ * enforced by the hub (the upstream server still validates). Calls `onUnsafe` for the last case.
+ */
+export function guardedRegExpEngine(onUnsafe: (pattern: string) => void): RegExpEngine {
+  const engine = (pattern: string, flags: string) => {
+    if (!UNICODE_SYNTAX_RE.test(pattern)) return new RegExp(pattern, flags.replace('u', ''));
+    if (isSafeRegex(new RegExp(pattern, flags))) return new RegExp(pattern, flags);
+    onUnsafe(pattern);
+    return UNCHECKED;
+  };
+  return Object.assign(engine, { code: 'new RegExp' });
+}
 
 function problemsOf(errors: ErrorObject[] | null | undefined): FieldProblem[] {
   return (errors ?? []).map((e) => {
@@ -26,8 +52,24 @@ function problemsOf(errors: ErrorObject[] | null | undefined): FieldProblem[] {
  * validates, and a bad schema must not make its tool uncallable.
  */
 export class ToolValidatorFactory {
-  private readonly modern = new Ajv2020({ allErrors: true, strict: false, validateSchema: false });
-  private readonly legacy = new Ajv({ allErrors: true, strict: false, validateSchema: false });
+  private readonly regExp = guardedRegExpEngine((pattern) =>
+    this.log.warn(
+      { event: 'tool.schema.unsafe_pattern', pattern },
+      'a tool schema pattern can backtrack without bound; the hub does not enforce it (the server still may)',
+    ),
+  );
+  private readonly modern = new Ajv2020({
+    allErrors: true,
+    strict: false,
+    validateSchema: false,
+    code: { regExp: this.regExp },
+  });
+  private readonly legacy = new Ajv({
+    allErrors: true,
+    strict: false,
+    validateSchema: false,
+    code: { regExp: this.regExp },
+  });
   /** Compiled once per tool revision (its digest), however often the cache reloads the tool list. */
   private readonly compiled = new Map<string, ArgumentsValidator>();
 
