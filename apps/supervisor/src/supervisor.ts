@@ -25,6 +25,20 @@ import { Semaphore } from './semaphore.js';
 const STARTUP_POLL_MS = 25;
 const HEALTH_TIMEOUT_MS = 1_500;
 const CLOSE_DEADLINE_MS = 30_000;
+/** On shutdown, how long any one Redis step may take: stopping the processes must not wait for a dead Redis. */
+const SHUTDOWN_REDIS_MS = 2_000;
+
+/** `promise`, or undefined once `ms` have passed (the promise goes on; its failure is ignored). */
+function bounded<T>(promise: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  promise.catch(() => {});
+  return Promise.race([
+    promise,
+    new Promise<undefined>((resolve) => {
+      timer = setTimeout(() => resolve(undefined), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
 
 export const DEFAULT_WORKER_ENTRY = fileURLToPath(new URL('../../worker/dist/main.js', import.meta.url));
 
@@ -467,7 +481,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   }
 
   /** Ends the current process of `w` (group SIGTERM, then SIGKILL) and frees its port. */
-  async function stopProcess(w: ManagedWorker, reason: string): Promise<void> {
+  async function stopProcess(w: ManagedWorker, reason: string, redisDeadlineMs?: number): Promise<void> {
     const { pid, port, instance } = w;
     w.instance = `${w.instance}:stopped`; // makes pending exit and startup notices stale
     // An adopted worker is not our child: make sure the pid is still that worker before signalling it.
@@ -476,25 +490,37 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       const how = await stopProcessGroup(pid, config.stopGraceMs, w.own ? w.exited : undefined);
       log.info({ event: 'worker.terminated', server: w.id, pid, port, reason, how }, 'worker stopped');
     }
-    if (port !== undefined) await ports.release(port).catch(() => {});
+    if (port !== undefined) {
+      const released = ports.release(port).catch(() => {});
+      await (redisDeadlineMs === undefined ? released : bounded(released, redisDeadlineMs));
+    }
   }
 
-  /** Stops a worker for good (deleted, disabled, idle, shutdown). */
-  async function stopWorker(w: ManagedWorker, reason: string, keepRecord: boolean): Promise<void> {
+  /**
+   * Stops a worker for good (deleted, disabled, idle, shutdown). With `redisDeadlineMs` (shutdown), each
+   * Redis write waits at most that long, so the process is stopped even while Redis is unreachable.
+   */
+  async function stopWorker(
+    w: ManagedWorker,
+    reason: string,
+    keepRecord: boolean,
+    redisDeadlineMs?: number,
+  ): Promise<void> {
+    const redisStep = <T>(p: Promise<T>) => (redisDeadlineMs === undefined ? p : bounded(p, redisDeadlineMs));
     clearTimeout(w.timer);
     const port = w.port;
     if (hasProcess(w.status)) {
-      await transition(w, 'stop', reason);
-      await stopProcess(w, reason);
-      await transition(w, 'stopped', reason);
+      await redisStep(transition(w, 'stop', reason));
+      await stopProcess(w, reason, redisDeadlineMs);
+      await redisStep(transition(w, 'stopped', reason));
     } else if (w.status !== 'stopped') {
-      await transition(w, 'stop', reason);
+      await redisStep(transition(w, 'stop', reason));
     }
     managed.delete(w.id);
     if (keepRecord) {
-      await store.releaseLease(w.id);
+      await redisStep(store.releaseLease(w.id));
     } else {
-      await store.deleteRecord(w.id, port);
+      await redisStep(store.deleteRecord(w.id, port));
     }
   }
 
@@ -639,15 +665,16 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     for (const timer of [resyncTimer, healthTimer]) clearTimeout(timer);
     const steps: [string, () => Promise<unknown>][] = [
       ['unsubscribe', async () => subscriber && (await closeRedis(subscriber))],
-      ['drain', () => queue.idle()],
+      // A reconcile stuck on an unreachable Redis must not keep the workers running.
+      ['drain', () => bounded(queue.idle(), SHUTDOWN_REDIS_MS)],
       [
         'workers',
         () =>
           Promise.all(
             [...managed.values()].map(async (w) => {
               clearTimeout(w.timer);
-              if (config.keepWorkersOnExit) return store.releaseLease(w.id);
-              return stopWorker(w, 'shutdown', false);
+              if (config.keepWorkersOnExit) return bounded(store.releaseLease(w.id), SHUTDOWN_REDIS_MS);
+              return stopWorker(w, 'shutdown', false, SHUTDOWN_REDIS_MS);
             }),
           ),
       ],
