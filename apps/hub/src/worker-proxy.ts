@@ -130,7 +130,7 @@ export async function forwardToWorker(
       const body = Buffer.concat(chunks);
       headers['content-length'] = String(body.length);
       res.writeHead(upstream.statusCode, headers);
-      res.write(body);
+      res.end(body);
     }
   } catch (err) {
     if (!abort.signal.aborted) error = err as Error;

@@ -200,8 +200,11 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         // pipeline allocates an AbortController and an error per call, a measurable cost on this path.)
         const chunks: Buffer[] = [];
         for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
+        const body = Buffer.concat(chunks);
+        // With a length and end(body), headers and body leave in one write (no chunked terminator after it).
+        answerHeaders['content-length'] = String(body.length);
         res.writeHead(status, answerHeaders);
-        res.write(Buffer.concat(chunks));
+        res.end(body);
       }
     } catch (err) {
       if (!abort.signal.aborted) {
