@@ -208,6 +208,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     keepAliveMs: SSE_KEEP_ALIVE_MS,
     sessionIdleTtlMs: MCP_SESSION_IDLE_TTL_MS,
     sameCaller: (opened, presented) => callerId(opened as Principal) === callerId(presented as Principal),
+    callerKey: (auth) => callerId(auth as Principal),
   });
   // Servers and tools coming and going change the aggregated list: tell connected clients (once per burst).
   let listChanged: NodeJS.Timeout | undefined;

@@ -282,6 +282,40 @@ describe('rate limits and usage through HTTP', () => {
     expect(list.status).toBe(200);
   });
 
+  it('counts every tools/call of a batch, reads a body with a byte-order mark, and refuses what it cannot read', async () => {
+    await awayFromHourEdge();
+    const k = await createKey(hub, { limits: { perHour: 3 } });
+    const call = (id: number) => ({
+      jsonrpc: '2.0',
+      id,
+      method: 'tools/call',
+      params: { name: 'echo', arguments: {} },
+    });
+    const raw = async (text: string) => {
+      const res = await request(`${hub.base}/mcp/${SERVER}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${k.key}`, 'content-type': 'application/json' },
+        body: text,
+      });
+      return { status: res.statusCode, headers: res.headers, text: await res.body.text() };
+    };
+    const forwarded = worker.calls.length;
+    // A ping first and four calls after it: all four count, so the batch is over a limit of 3.
+    const batch = await raw(
+      JSON.stringify([{ jsonrpc: '2.0', id: 0, method: 'ping' }, call(1), call(2), call(3), call(4)]),
+    );
+    expect(batch.status, batch.text).toBe(429);
+    // The three calls admitted before the fourth was refused were counted: nothing is left.
+    const bom = await raw(`\uFEFF${JSON.stringify(call(5))}`);
+    expect(bom.status, bom.text).toBe(429);
+    // A body the hub cannot read is refused, not passed on for the worker to read its own way.
+    const broken = await raw('{"jsonrpc":"2.0","method":"tools/call",');
+    expect(broken.status).toBe(400);
+    expect(JSON.parse(broken.text)).toMatchObject({ error: { code: 'invalid_json' } });
+    // None of the three reached the worker.
+    expect(worker.calls.length).toBe(forwarded);
+  });
+
   it('does not limit or count the admin token', async () => {
     const res = await callTool(hub, ADMIN);
     expect(res.status).toBe(200);

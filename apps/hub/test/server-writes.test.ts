@@ -80,6 +80,12 @@ describe('which addresses are private', () => {
     expect(await deniedUrlReason('https://outside.example/mcp', resolve)).toBeUndefined();
     expect(await deniedUrlReason('http://localhost:3000/mcp', resolve)).toMatch(/loopback/);
     expect(await deniedUrlReason('http://[::1]:3000/mcp', resolve)).toMatch(/::1/);
+    // A name that does not resolve now might resolve anywhere later: refused.
+    const nxdomain = async () => {
+      throw Object.assign(new Error('not found'), { code: 'ENOTFOUND' });
+    };
+    expect(await deniedUrlReason('https://not-yet.example/mcp', nxdomain)).toMatch(/does not resolve \(ENOTFOUND\)/);
+    expect(isPrivateAddress('64:ff9b::a9fe:a9fe')).toBe(true); // NAT64 of 169.254.169.254
   });
 });
 

@@ -97,6 +97,7 @@ export class KeyCache {
         scopes,
         member: key.member,
         limits: key.limits,
+        expiresAt: key.expiresAt,
       },
     };
   }

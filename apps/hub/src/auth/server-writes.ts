@@ -1,6 +1,7 @@
 import {
   AppError,
   keepMaskedSecrets,
+  MASK,
   type Registry,
   type SecretBox,
   type ServerSpec,
@@ -20,6 +21,17 @@ export interface ServerWriteGuardOptions {
   stdioAllowedCommands: readonly string[] | undefined;
   /** Refuse remote URLs that are or resolve to private, loopback or link-local addresses. */
   denyPrivateUrls: boolean;
+}
+
+/** Where a server's secrets go: its transport and URL, or its command line. */
+function destination(spec: ServerSpecBody | ServerSpec): string {
+  const c = spec.config as Record<string, unknown>;
+  return JSON.stringify([spec.transport, c.url, c.baseUrl, c.command, c.args, c.cwd]);
+}
+
+function sendsMaskedSecrets(spec: ServerSpecBody): boolean {
+  const c = spec.config as Record<string, unknown>;
+  return ['env', 'headers'].some((field) => Object.values((c[field] as Record<string, string>) ?? {}).includes(MASK));
 }
 
 /**
@@ -47,6 +59,14 @@ export class ServerWriteGuard {
     }
     await this.checkUniqueName(next);
 
+    if (before && sendsMaskedSecrets(next) && destination(next) !== destination(before)) {
+      // "***" keeps a stored secret; it must not follow the server to a new URL or command it was not meant for.
+      throw new AppError(
+        'invalid_request',
+        'the server now points elsewhere (transport, URL or command changed): send its env and headers values again instead of "***"',
+        [{ path: 'config', message: 'masked secrets with a new destination' }],
+      );
+    }
     const kept = keepMaskedSecrets(next, before ?? undefined);
     return this.opts.secrets ? sealSpecSecrets(kept, this.opts.secrets, before ?? undefined) : kept;
   }

@@ -15,6 +15,8 @@ export type Principal =
       scopes: readonly Scope[];
       member?: string;
       limits?: KeyLimits;
+      /** The key's own expiry (ISO 8601), when it has one. */
+      expiresAt?: string;
     }
   | { kind: 'anonymous' };
 

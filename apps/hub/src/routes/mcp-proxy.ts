@@ -44,16 +44,18 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
   const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 256, pipelining: 1 });
   app.addHook('onClose', () => agent.close());
 
-  // Bodies go on byte for byte. A body that is no JSON is still forwarded: the worker answers it with the
-  // JSON-RPC parse error the protocol prescribes.
+  // Bodies go on byte for byte, but only bodies the hub itself could read: what it limits and counts
+  // (the tools/call messages) must be what the worker runs. A leading byte-order mark is dropped first.
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
-    const buffer = body as Buffer;
+    let buffer = body as Buffer;
+    if (buffer[0] === 0xef && buffer[1] === 0xbb && buffer[2] === 0xbf) buffer = buffer.subarray(3);
     rawBodies.set(req, buffer);
+    if (buffer.length === 0) return done(null, undefined);
     try {
-      done(null, buffer.length === 0 ? undefined : JSON.parse(buffer.toString('utf8')));
-    } catch {
-      done(null, undefined);
+      done(null, JSON.parse(buffer.toString('utf8')));
+    } catch (err) {
+      done(new AppError('invalid_json', `the body is not valid JSON: ${(err as Error).message}`), undefined);
     }
   });
 
@@ -73,9 +75,21 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
       if (err instanceof AppError && err.code === 'worker_unavailable') reply.header('retry-after', RETRY_AFTER_S);
       throw err;
     }
-    // A tools/call is limited and counted like a call on the REST route.
-    const call = toolCallOf(req.body);
-    const done = call ? await guard.admit(req.principal, id, call, reply) : undefined;
+    // Every tools/call (each of a batch) is limited and counted like a call on the REST route.
+    const dones: ((ok: boolean) => void)[] = [];
+    const done = (ok: boolean) => {
+      for (const d of dones) d(ok);
+    };
+    try {
+      for (const name of toolCallsOf(req.body)) {
+        // Names the server does not have are counted under one name, so clients cannot grow usage records.
+        const tool = (await cache.tool(id, name)) ? name : '(unknown)';
+        dones.push(await guard.admit(req.principal, id, tool, reply));
+      }
+    } catch (err) {
+      done(false);
+      throw err;
+    }
     const started = performance.now();
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
     let outcome: Awaited<ReturnType<typeof forwardToWorker>>;
@@ -90,10 +104,10 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
         headersTimeoutMs: HEADERS_TIMEOUT_MS,
       });
     } catch (err) {
-      done?.(false);
+      done(false);
       throw err;
     }
-    done?.(outcome.status >= 200 && outcome.status < 400 && outcome.error === undefined);
+    done(outcome.status >= 200 && outcome.status < 400 && outcome.error === undefined);
     log.info(
       {
         event: 'mcp.proxy.done',
@@ -163,12 +177,15 @@ export function callerId(principal: Principal): string {
   return principal.kind === 'key' ? `key:${principal.keyId}` : principal.kind;
 }
 
-/** The tool name of a `tools/call` message (the first of a batch), else undefined. */
-export function toolCallOf(body: unknown): string | undefined {
-  const first = Array.isArray(body) ? body[0] : body;
-  if (!first || typeof first !== 'object' || (first as { method?: unknown }).method !== 'tools/call') return undefined;
-  const name = (first as { params?: { name?: unknown } }).params?.name;
-  return typeof name === 'string' ? name : undefined;
+/** The tool names of the `tools/call` messages of a body (one message or a batch). */
+export function toolCallsOf(body: unknown): string[] {
+  const out: string[] = [];
+  for (const message of Array.isArray(body) ? body : [body]) {
+    if (!message || typeof message !== 'object' || (message as { method?: unknown }).method !== 'tools/call') continue;
+    const name = (message as { params?: { name?: unknown } }).params?.name;
+    out.push(typeof name === 'string' ? name : '');
+  }
+  return out;
 }
 
 /** The JSON-RPC method of a message (or the first of a batch), for logs. */

@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { AppError } from '@mcp-hub/shared';
 import { z } from 'zod';
 import type { AuditLog } from '../auth/audit-trail.js';
+import { checkKeyCreation, checkKeyRotation } from '../auth/delegation.js';
 import type { KeyCache } from '../auth/key-cache.js';
 import { canSee } from '../plugins/auth.js';
 import type { AuditLog as AuditStream } from '../security/audit.js';
@@ -93,6 +94,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
     '/api/projects/:pid/keys',
     { schema: { params: Pid, body: CreateKeyBodySchema, response: { 201: Any, ...errorResponses } } },
     async (req, reply) => {
+      checkKeyCreation(req.principal, req.body);
       const { record, key } = await store.createKey(req.params.pid, req.body);
       await audit.record(req, 'key.create', { type: 'key', id: record.id }, req.params.pid, null, record);
       // The only time the secret is shown.
@@ -121,6 +123,8 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
       schema: { params: PidKey, body: RotateKeyBodySchema.optional(), response: { 201: Any, ...errorResponses } },
     },
     async (req, reply) => {
+      const target = await store.getKeyRecord(req.params.keyId);
+      if (target && target.project === req.params.pid) checkKeyRotation(req.principal, target);
       const grace = req.body?.graceMs ?? opts.rotationGraceMs;
       const { record, key, previous } = await store.rotateKey(req.params.pid, req.params.keyId, grace);
       opts.keyCache.forget(previous.id);

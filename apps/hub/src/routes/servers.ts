@@ -8,6 +8,7 @@ import {
   type ServerSpec,
   specBodyFromInput,
 } from '@mcp-hub/shared';
+import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { AuditLog } from '../auth/audit-trail.js';
 import type { ServerWriteGuard } from '../auth/server-writes.js';
@@ -34,8 +35,20 @@ function view(spec: ServerSpec, runtime: RuntimeRecord | null): ServerSpec & { r
   return runtime ? { ...masked, runtime } : masked;
 }
 
+function notFound(id: string): AppError {
+  return new AppError('server_not_found', `server "${id}" not found`);
+}
+
 /** The admin API over the server registry: `/api/servers…`. */
 export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (app, { registry, writes, audit }) => {
+  /** The server of `:id` as the registry holds it, if the caller may see it; else 404 (as if missing). */
+  async function visibleServer(req: FastifyRequest): Promise<ServerSpec> {
+    const { id } = req.params as { id: string };
+    const spec = await registry.requireServer(id);
+    if (!canSee(req.principal, spec.project)) throw notFound(id);
+    return spec;
+  }
+
   app.post(
     '/api/servers',
     { schema: { body: ServerInputSchema, response: { 201: ServerViewSchema, ...errorResponses } } },
@@ -72,6 +85,8 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     },
     async (req, reply) => {
       const before = await registry.getServer(req.params.id);
+      // The auth hook judged ownership from the hub's cache; the registry read is the one that counts.
+      if (before && !canSee(req.principal, before.project)) throw notFound(req.params.id);
       const body = await writes.prepare(req.principal, specBodyFromInput(req.body), before);
       const { spec, created } = await registry.upsertServer(body, 'replace', req.body.rev);
       const runtime = created ? null : await registry.getRuntime(spec.id);
@@ -99,10 +114,7 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     '/api/servers/:id',
     { schema: { params: ServerIdParamsSchema, response: { 200: ServerViewSchema, ...errorResponses } } },
     async (req) => {
-      const [spec, runtime] = await Promise.all([
-        registry.requireServer(req.params.id),
-        registry.getRuntime(req.params.id),
-      ]);
+      const [spec, runtime] = await Promise.all([visibleServer(req), registry.getRuntime(req.params.id)]);
       return view(spec, runtime);
     },
   );
@@ -111,7 +123,7 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     '/api/servers/:id',
     { schema: { params: ServerIdParamsSchema, response: { 204: z.undefined(), ...errorResponses } } },
     async (req, reply) => {
-      const before = await registry.requireServer(req.params.id);
+      const before = await visibleServer(req);
       await registry.deleteServer(req.params.id);
       await audit.record(req, 'server.delete', { type: 'server', id: before.id }, before.project, before, null);
       return reply.status(204).send();
@@ -122,7 +134,7 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     '/api/servers/:id/tools',
     { schema: { params: ServerIdParamsSchema, response: { 200: ToolListSchema, ...errorResponses } } },
     async (req) => {
-      await registry.requireServer(req.params.id);
+      await visibleServer(req);
       return { tools: await registry.listTools(req.params.id) };
     },
   );
@@ -131,8 +143,8 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     '/api/servers/:id/restart',
     { schema: { params: ServerIdParamsSchema, response: { 202: RestartAcceptedSchema, ...errorResponses } } },
     async (req, reply) => {
+      const spec = await visibleServer(req);
       const result = await registry.requestRestart(req.params.id);
-      const spec = await registry.getServer(req.params.id);
       await audit.record(req, 'server.restart', { type: 'server', id: req.params.id }, spec?.project, null, null);
       return reply.status(202).send({ id: req.params.id, ...result });
     },

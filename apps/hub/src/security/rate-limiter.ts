@@ -463,10 +463,21 @@ export class RateLimiter {
   async check(req: CheckRequest): Promise<Decision> {
     const p = plan(req, this.keys, this.clock(), this.slotTtlMs);
     if (this.current === 'redis') {
+      const applied = this.applyInRedis(p);
       try {
-        const result = await withTimeout(this.applyInRedis(p), this.commandTimeoutMs);
+        const result = await withTimeout(applied, this.commandTimeoutMs);
         return decide(p, result, () => this.releaseInRedis(p.keyId, p.callId));
       } catch (err) {
+        // The script may still run after the timeout: free the slot it would hold for a call that is now
+        // counted in memory instead (its window counts stay; they err on the safe side).
+        if (err instanceof TimeoutError && p.cap > 0) {
+          applied.then(
+            (late) => {
+              if (late.allowed) void this.releaseInRedis(p.keyId, p.callId);
+            },
+            () => {},
+          );
+        }
         this.fallBack(err);
       }
     }

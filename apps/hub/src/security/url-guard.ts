@@ -28,6 +28,8 @@ for (const [net, prefix] of [
   ['fc00::', 7],
   ['fe80::', 10],
   ['ff00::', 8],
+  ['64:ff9b::', 96], // NAT64: reaches IPv4 addresses, private ones included
+  ['64:ff9b:1::', 48],
 ] as const) {
   DENIED.addSubnet(net, prefix, 'ipv6');
 }
@@ -54,7 +56,13 @@ export async function deniedUrlReason(
 ): Promise<string | undefined> {
   const host = new URL(raw).hostname.replace(/^\[|\]$/g, '');
   if (host === 'localhost' || host.endsWith('.localhost')) return `${host} is a loopback name`;
-  const addresses = isIP(host) ? [host] : await resolve(host).catch(() => [] as string[]);
+  let addresses: string[];
+  try {
+    addresses = isIP(host) ? [host] : await resolve(host);
+  } catch (err) {
+    // Fail closed: a name that does not resolve now may resolve to anything later.
+    return `${host} does not resolve (${(err as NodeJS.ErrnoException).code ?? 'lookup failed'})`;
+  }
   const bad = addresses.find(isPrivateAddress);
   return bad === undefined ? undefined : `${host} resolves to the private address ${bad}`;
 }

@@ -1,6 +1,8 @@
 export { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
 export {
   createMcpFront,
+  DEFAULT_MAX_SESSIONS,
+  DEFAULT_MAX_SESSIONS_PER_CALLER,
   type McpEra,
   type McpFront,
   type McpFrontOptions,

@@ -34,6 +34,45 @@ describe('createMcpFront', () => {
     for (const cleanup of cleanups.splice(0).reverse()) await cleanup().catch(() => {});
   });
 
+  it('caps open sessions, per caller (429) and in all (503)', async () => {
+    const front = createMcpFront({
+      serverFactory: pingServer([]),
+      log: captureLogger('worker').log,
+      keepAliveMs: 1_000,
+      maxSessions: 3,
+      maxSessionsPerCaller: 2,
+    });
+    const http = createServer((req, res) => void front.handleMcp(req, res, undefined, req.headers['x-caller']));
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    cleanups.push(
+      () => new Promise((resolve) => http.close(resolve)),
+      () => front.close(),
+    );
+    const url = `http://127.0.0.1:${(http.address() as AddressInfo).port}/mcp`;
+    const initialize = async (caller: string) => {
+      const res = await fetch(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          accept: 'application/json, text/event-stream',
+          'x-caller': caller,
+        },
+        body: JSON.stringify({
+          jsonrpc: '2.0',
+          id: 1,
+          method: 'initialize',
+          params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: caller, version: '1' } },
+        }),
+      });
+      await res.text();
+      return res.status;
+    };
+    expect([await initialize('a'), await initialize('a'), await initialize('a')]).toEqual([200, 200, 429]);
+    expect(await initialize('b')).toBe(200);
+    expect(await initialize('c')).toBe(503);
+    expect(front.sessionCount()).toBe(3);
+  });
+
   it('drops a 2025 session idle past sessionIdleTtlMs (404 then), but not one holding a stream open', async () => {
     const captured = captureLogger('worker');
     const made: McpServerContext[] = [];

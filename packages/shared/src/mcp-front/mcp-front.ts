@@ -46,7 +46,16 @@ export interface McpFrontOptions {
    * presented by another caller is answered 404, as if it did not exist.
    */
   sameCaller?: (opened: unknown, presented: unknown) => boolean;
+  /** Most open 2025 sessions (Streamable HTTP and SSE) at once; more get 503 (default 1000). */
+  maxSessions?: number;
+  /** Most open sessions of one caller (`callerKey(auth)`); more get 429 (default 100). */
+  maxSessionsPerCaller?: number;
+  /** Names the caller of `auth` for the per-caller cap (default: `String(auth)`). */
+  callerKey?: (auth: unknown) => string;
 }
+
+export const DEFAULT_MAX_SESSIONS = 1_000;
+export const DEFAULT_MAX_SESSIONS_PER_CALLER = 100;
 
 /** Serves any number of downstream MCP clients, of every protocol era, from one server factory. */
 export interface McpFront {
@@ -113,6 +122,31 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
   const idleTtlMs = options.sessionIdleTtlMs ?? 0;
   const maxEvents = options.maxEventsPerSession ?? DEFAULT_MAX_EVENTS;
   const sameCaller = options.sameCaller ?? ((opened: unknown, presented: unknown) => opened === presented);
+  const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
+  const maxPerCaller = options.maxSessionsPerCaller ?? DEFAULT_MAX_SESSIONS_PER_CALLER;
+  const callerKey = options.callerKey ?? ((auth: unknown) => String(auth));
+
+  /** The refusal for a new session over a cap (sessions hold memory: a server and an event store each). */
+  function overCap(auth: unknown): Response | undefined {
+    if (sessions.size >= maxSessions) {
+      log.warn(
+        { event: 'mcp.session.refused', reason: 'max_sessions', sessions: sessions.size },
+        'too many MCP sessions',
+      );
+      return jsonRpcError(503, TRANSPORT_ERROR, 'Too many open sessions; retry later', { 'retry-after': '5' });
+    }
+    const caller = callerKey(auth);
+    let mine = 0;
+    for (const session of sessions.values()) if (callerKey(session.auth) === caller) mine++;
+    if (mine >= maxPerCaller) {
+      log.warn(
+        { event: 'mcp.session.refused', reason: 'max_sessions_per_caller', sessions: mine },
+        'caller has too many MCP sessions',
+      );
+      return jsonRpcError(429, TRANSPORT_ERROR, `Too many open sessions for this caller (${maxPerCaller}); close some`);
+    }
+    return undefined;
+  }
   const sessions = new Map<string, Session>();
   let closing: Promise<void> | undefined;
 
@@ -174,6 +208,8 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
 
   /** Opens a 2025 Streamable HTTP session for an `initialize` POST; it is kept only if initialize succeeds. */
   async function initializeSession(request: Request, parsedBody: unknown, auth: unknown): Promise<Response> {
+    const refused = overCap(auth);
+    if (refused) return refused;
     const server = lowLevel(
       serverFactory({ era: 'legacy', requestId: headerRequestId(request.headers.get('x-request-id')), auth }),
     );
@@ -279,6 +315,11 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
   async function handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string, auth?: unknown) {
     if (closing) {
       await writeResponse(res, jsonRpcError(503, TRANSPORT_ERROR, 'The server is shutting down'), undefined);
+      return;
+    }
+    const refused = overCap(auth);
+    if (refused) {
+      await writeResponse(res, refused, undefined);
       return;
     }
     const server = lowLevel(
