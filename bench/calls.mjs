@@ -10,23 +10,13 @@
 // level (3), BENCH_SEQUENTIAL calls (2000), BENCH_WARMUP_SECONDS at 8 callers before each path (1),
 // BENCH_SPREAD_SECONDS (30), BENCH_SPREAD_CALLERS (64); BENCH_KEEP_LOGS=1 keeps the processes' logs.
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
-import { createConnection } from 'node:net';
-import { availableParallelism, cpus, tmpdir } from 'node:os';
+import { closeSync, openSync } from 'node:fs';
+import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
 import { createKeys, Registry } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
-import { request } from 'undici';
+import { createRun, ECHO, echoSpec, envNumber, waitForCall, waitForPort, waitRunning } from './harness.mjs';
 import { alive, descendantsOf, freePort, ROOT, sleep, startApp, startRedis, stopProcess, table } from './lib.mjs';
-
-function envNumber(name, fallback) {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number, got "${raw}"`);
-  return value;
-}
 
 const SECONDS = envNumber('BENCH_SECONDS', 3);
 const SEQUENTIAL = Math.round(envNumber('BENCH_SEQUENTIAL', 2_000));
@@ -36,84 +26,13 @@ const SPREAD_SECONDS = envNumber('BENCH_SPREAD_SECONDS', 30);
 const SPREAD_CALLERS = Math.round(envNumber('BENCH_SPREAD_CALLERS', 64));
 const SPREAD_SERVERS = 20;
 const LEVELS = [1, 8, 32, 64];
-const KEEP_LOGS = process.env.BENCH_KEEP_LOGS === '1';
-const READY_TIMEOUT_MS = 30_000;
-const ECHO = `${ROOT}test/fixtures/echo-server.mjs`;
 const BIN = `${ROOT}node_modules/.bin/`;
 const PREFIX = 'bench-calls:';
 
 // Everything started is stopped in reverse order, on success, on error and on Ctrl-C; load generators
-// first, so that no server is asked to drain connections that keep sending calls.
-const cleanups = [];
-const loads = new Set();
-let cleaning;
-function cleanup() {
-  cleaning ??= (async () => {
-    for (const child of loads) await stopProcess(child, 2_000).catch(() => {});
-    while (cleanups.length > 0) {
-      const { label, fn } = cleanups.pop();
-      try {
-        await fn();
-      } catch (err) {
-        console.error(`bench: stopping ${label} failed: ${err.message}`);
-      }
-    }
-  })();
-  return cleaning;
-}
-const defer = (label, fn) => cleanups.push({ label, fn });
-for (const signal of ['SIGINT', 'SIGTERM']) {
-  process.once(signal, () => {
-    console.error(`bench: ${signal}, stopping everything`);
-    void cleanup().finally(() => {
-      removeLogs();
-      process.exit(130);
-    });
-  });
-}
-
-const progress = (message) => process.stderr.write(`bench calls: ${message}\n`);
-
-/** Resolves once something accepts TCP connections on 127.0.0.1:port. */
-async function waitForPort(port, what) {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    const ok = await new Promise((resolve) => {
-      const socket = createConnection({ host: '127.0.0.1', port });
-      socket.once('connect', () => {
-        socket.destroy();
-        resolve(true);
-      });
-      socket.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await sleep(100);
-  }
-  throw new Error(`${what} did not listen on port ${port} within ${READY_TIMEOUT_MS} ms`);
-}
-
-/** Polls until a POST answers 200 (the hub learns a new server's tools and runtime from Redis). */
-async function waitForCall(url) {
-  const deadline = Date.now() + READY_TIMEOUT_MS;
-  let last = '';
-  while (Date.now() < deadline) {
-    try {
-      const res = await request(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/json' },
-        body: JSON.stringify({ message: 'hi' }),
-        headersTimeout: 5_000,
-        bodyTimeout: 5_000,
-      });
-      last = `${res.statusCode} ${await res.body.text()}`;
-      if (res.statusCode === 200) return;
-    } catch (err) {
-      last = err.message;
-    }
-    await sleep(100);
-  }
-  throw new Error(`${url} did not answer 200 within ${READY_TIMEOUT_MS} ms (last: ${last})`);
-}
+// first, so that no server is asked to drain connections that keep sending calls (bench/harness.mjs).
+const run = createRun('calls');
+const { defer, runLoad, logFile, progress, logs } = run;
 
 /** Starts a proxy through its node_modules/.bin shim (which execs node, so the pid is the proxy's). */
 async function startProxy(name, bin, args, port, logs) {
@@ -133,34 +52,6 @@ async function stopTree(child) {
   for (const pid of descendants) if (alive(pid)) process.kill(pid, 'SIGKILL');
 }
 
-/** Runs bench/load.mjs on `target` in its own process; resolves its parsed results. */
-async function runLoad(target) {
-  const child = spawn(process.execPath, ['--no-warnings', `${ROOT}bench/load.mjs`], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-  });
-  loads.add(child);
-  let out = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk) => {
-    out += chunk;
-  });
-  child.stdin.end(JSON.stringify(target));
-  const [code] = await once(child, 'exit');
-  loads.delete(child);
-  if (code !== 0) throw new Error(`load generator exited with code ${code} for ${target.label}`);
-  return JSON.parse(out);
-}
-
-const spec = (id) => ({
-  id,
-  name: id,
-  namespace: id,
-  transport: 'stdio',
-  config: { command: process.execPath, args: [ECHO], env: {} },
-  tags: [],
-  enabled: true,
-  timeoutMs: 60_000,
-});
-
 const results = []; // { label, group, phases }
 
 async function measure(label, group, target) {
@@ -179,12 +70,6 @@ async function measure(label, group, target) {
 }
 
 // ---- run ------------------------------------------------------------------------------------------------
-const logs = mkdtempSync(join(tmpdir(), 'mcp-hub-bench-'));
-// Removed after the logs are summarized (below), not by cleanup(): the summary reads them.
-const removeLogs = () => {
-  if (!KEEP_LOGS) rmSync(logs, { recursive: true, force: true });
-};
-const logFile = (name) => openSync(join(logs, `${name}.log`), 'w');
 const startedAt = performance.now();
 let spread;
 let logSummary = [];
@@ -219,7 +104,7 @@ try {
     }
   });
 
-  await registry.upsertServer(spec('echo'), 'create');
+  await registry.upsertServer(echoSpec('echo'), 'create');
   const worker = await waitRunning(registry, 'echo');
 
   const hubPort = await freePort();
@@ -362,7 +247,7 @@ try {
   progress(`registering ${SPREAD_SERVERS} servers…`);
   const ids = spreadIds();
   const t0 = performance.now();
-  for (const id of ids) await registry.upsertServer(spec(id), 'create');
+  for (const id of ids) await registry.upsertServer(echoSpec(id), 'create');
   const spreadWorkers = [];
   for (const id of ids) spreadWorkers.push(await waitRunning(registry, id, 120_000));
   const allRunningMs = performance.now() - t0;
@@ -388,54 +273,14 @@ try {
   });
   spread = { phase: phases[0], allRunningMs };
 } finally {
-  await cleanup();
-  logSummary = summarizeLogs(logs);
-  removeLogs();
+  // Stops everything, then summarizes the logs (before they are removed).
+  logSummary = await run.finish(['hub', 'hub-info', 'supervisor']);
 }
 report();
 
 // ---- helpers used above ---------------------------------------------------------------------------------
 function spreadIds() {
   return Array.from({ length: SPREAD_SERVERS }, (_, i) => `spread-${String(i + 1).padStart(2, '0')}`);
-}
-
-async function waitRunning(registry, id, timeoutMs = READY_TIMEOUT_MS) {
-  const deadline = Date.now() + timeoutMs;
-  let runtime = null;
-  while (Date.now() < deadline) {
-    runtime = await registry.getRuntime(id);
-    if (runtime?.status === 'running' && runtime.port !== undefined) return runtime;
-    await sleep(100);
-  }
-  throw new Error(
-    `server ${id} not running after ${timeoutMs} ms (status ${runtime?.status}, last_error ${runtime?.lastError})`,
-  );
-}
-
-/** Warnings and errors the hub, supervisor and workers logged, counted by service, level and event. */
-function summarizeLogs(dir) {
-  const counts = new Map();
-  for (const name of ['hub', 'hub-info', 'supervisor']) {
-    let text = '';
-    try {
-      text = readFileSync(join(dir, `${name}.log`), 'utf8');
-    } catch {
-      continue;
-    }
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      let entry;
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      if (!['warn', 'error', 'fatal'].includes(entry.level)) continue;
-      const key = [entry.service, entry.level, entry.event ?? '', entry.error ?? '', entry.msg ?? ''].join('\u0000');
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-    }
-  }
-  return [...counts].map(([key, count]) => [...key.split('\u0000'), count]);
 }
 
 // ---- report ---------------------------------------------------------------------------------------------
@@ -581,5 +426,5 @@ function report() {
     );
   }
   console.log(`\nSummary: ${parts.join('; ')}. Whole run ${((performance.now() - startedAt) / 1000).toFixed(0)} s.`);
-  if (KEEP_LOGS) console.log(`Logs kept in ${logs}`);
+  if (run.keepLogs) console.log(`Logs kept in ${logs}`);
 }
