@@ -1,5 +1,6 @@
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -152,5 +153,16 @@ export function startSupervisorProcess(
     },
     stdio: ['ignore', stdout, 'inherit'],
     detached: true,
+  });
+}
+
+/** Appends every JSON log line of a process's piped stdout to `into` (lines that are not JSON are skipped). */
+export function collectJsonLines(child: ChildProcess, into: Record<string, unknown>[]): void {
+  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {
+    try {
+      into.push(JSON.parse(line) as Record<string, unknown>);
+    } catch {
+      // not a log line
+    }
   });
 }

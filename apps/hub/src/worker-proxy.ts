@@ -1,4 +1,4 @@
-import type { IncomingHttpHeaders } from 'node:http';
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import { AppError, drained } from '@mcp-hub/shared';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { type Agent, errors as undiciErrors } from 'undici';
@@ -25,6 +25,35 @@ const DROPPED_RESPONSE_HEADERS = new Set([
   'date',
   'x-request-id',
 ]);
+
+/**
+ * Writes a worker's answer to the client: an event stream chunk by chunk as the worker writes it (with
+ * back-pressure), anything else read whole and sent in one write (a length and `end(body)`: headers and
+ * body leave together, no chunked terminator after them). Plain loops, not stream.pipeline, which costs
+ * an AbortController and an error object per call on the hot path. Throws when the worker's body fails.
+ */
+export async function relayBody(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | string[]>,
+  body: AsyncIterable<unknown>,
+  streaming: boolean,
+): Promise<void> {
+  if (streaming) {
+    res.writeHead(status, headers);
+    res.flushHeaders();
+    for await (const chunk of body) {
+      if (!res.write(chunk)) await drained(res);
+    }
+    return;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(chunk as Buffer);
+  const whole = Buffer.concat(chunks);
+  headers['content-length'] = String(whole.length);
+  res.writeHead(status, headers);
+  res.end(whole);
+}
 
 export interface ForwardOptions {
   agent: Agent;
@@ -118,20 +147,7 @@ export async function forwardToWorker(
   }
   let error: Error | undefined;
   try {
-    if (streaming) {
-      res.writeHead(upstream.statusCode, headers);
-      res.flushHeaders();
-      for await (const chunk of upstream.body) {
-        if (!res.write(chunk)) await drained(res);
-      }
-    } else {
-      const chunks: Buffer[] = [];
-      for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
-      const body = Buffer.concat(chunks);
-      headers['content-length'] = String(body.length);
-      res.writeHead(upstream.statusCode, headers);
-      res.end(body);
-    }
+    await relayBody(res, upstream.statusCode, headers, upstream.body, streaming);
   } catch (err) {
     if (!abort.signal.aborted) error = err as Error;
   } finally {

@@ -2,12 +2,10 @@ import type { ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { loadHubConfig } from '@mcp-hub/shared';
 import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client';
 import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import type { FastifyInstance } from 'fastify';
@@ -15,6 +13,15 @@ import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runInspector } from '../../../test/inspector.js';
 import {
+  type AnyClient,
+  callTool,
+  callWithProgress,
+  mcpClients,
+  textOf,
+  toolNames,
+} from '../../../test/mcp-clients.js';
+import {
+  collectJsonLines,
   EVERYTHING_ENTRY,
   killByKeyPrefix,
   startSupervisorProcess,
@@ -49,17 +56,8 @@ let hub: FastifyInstance;
 let base: string;
 let supervisor: ChildProcess;
 
-type AnyClient = ClientV1 | ClientV2;
-interface Progress {
-  progress: number;
-  total?: number;
-}
-
-/** Every client a test opened, closed after it (a failing test must not leave a stream open). */
-const opened: AnyClient[] = [];
-afterEach(async () => {
-  await Promise.allSettled(opened.splice(0).map((client) => client.close()));
-});
+const clients = mcpClients(CLIENT_INFO);
+afterEach(() => clients.closeAll());
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {
   const res = await fetch(`${base}${path}`, {
@@ -96,65 +94,12 @@ async function running(id: string, notPid?: number): Promise<number> {
   );
 }
 
-async function modernClient(path: string, headers: Record<string, string> = {}): Promise<ClientV2> {
-  const client = new ClientV2(CLIENT_INFO, { versionNegotiation: { mode: 'auto' } });
-  await client.connect(
-    new StreamableV2(new URL(`${base}${path}`), { requestInit: { headers: { ...AUTH, ...headers } } }),
-  );
-  opened.push(client);
-  return client;
-}
-
-async function streamableClient(
-  path: string,
-  headers: Record<string, string> = {},
-): Promise<{ client: ClientV1; transport: StreamableV1 }> {
-  const client = new ClientV1(CLIENT_INFO);
-  const transport = new StreamableV1(new URL(`${base}${path}`), { requestInit: { headers: { ...AUTH, ...headers } } });
-  await client.connect(transport);
-  opened.push(client);
-  return { client, transport };
-}
-
-async function sseClient(path: string, headers: Record<string, string> = {}): Promise<ClientV1> {
-  const client = new ClientV1(CLIENT_INFO);
-  await client.connect(
-    new SSEClientTransport(new URL(`${base}${path}`), { requestInit: { headers: { ...AUTH, ...headers } } }),
-  );
-  opened.push(client);
-  return client;
-}
-
-function textOf(result: unknown): string {
-  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
-  return content.map((block) => block.text ?? '').join('');
-}
-
-async function callTool(client: AnyClient, name: string, args: Record<string, unknown>, signal?: AbortSignal) {
-  return client instanceof ClientV2
-    ? client.callTool({ name, arguments: args }, signal ? { signal } : undefined)
-    : client.callTool({ name, arguments: args }, undefined, signal ? { signal } : undefined);
-}
-
-/** Calls a tool with a progress callback (the client then sends a progress token). */
-async function callWithProgress(
-  client: AnyClient,
-  name: string,
-  args: Record<string, unknown>,
-): Promise<{ text: string; progress: Progress[] }> {
-  const progress: Progress[] = [];
-  const onprogress = (p: Progress) => progress.push({ progress: p.progress, total: p.total });
-  const result =
-    client instanceof ClientV2
-      ? await client.callTool({ name, arguments: args }, { onprogress })
-      : await client.callTool({ name, arguments: args }, undefined, { onprogress });
-  return { text: textOf(result), progress };
-}
-
-async function toolNames(client: AnyClient): Promise<string[]> {
-  const { tools } = await client.listTools();
-  return tools.map((tool) => tool.name);
-}
+const modernClient = (path: string, headers: Record<string, string> = {}) =>
+  clients.modern(`${base}${path}`, { ...AUTH, ...headers });
+const streamableClient = (path: string, headers: Record<string, string> = {}) =>
+  clients.streamable(`${base}${path}`, { ...AUTH, ...headers });
+const sseClient = (path: string, headers: Record<string, string> = {}) =>
+  clients.sse(`${base}${path}`, { ...AUTH, ...headers });
 
 /**
  * Starts a long call, aborts it with the request options' signal once the first progress arrived, and checks
@@ -229,13 +174,7 @@ beforeAll(async () => {
     },
     'pipe',
   );
-  createInterface({ input: supervisor.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    try {
-      processLines.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // not a log line
-    }
-  });
+  collectJsonLines(supervisor, processLines);
 
   hub = await buildHub({
     config: loadHubConfig({
@@ -267,7 +206,7 @@ beforeAll(async () => {
 }, 90_000);
 
 afterAll(async () => {
-  await Promise.allSettled(opened.splice(0).map((client) => client.close()));
+  await clients.closeAll();
   // The supervisor first (it stops its workers), then the hub, then whatever a hung shutdown left.
   await stopProcess(supervisor);
   await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);

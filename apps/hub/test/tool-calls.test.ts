@@ -4,12 +4,12 @@ import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  collectJsonLines,
   EVERYTHING_ENTRY,
   fixture,
   killByKeyPrefix,
@@ -95,13 +95,7 @@ beforeAll(async () => {
     },
     'pipe',
   );
-  createInterface({ input: supervisor.stdout as NodeJS.ReadableStream }).on('line', (line) => {
-    try {
-      processLines.push(JSON.parse(line) as Record<string, unknown>);
-    } catch {
-      // not a log line
-    }
-  });
+  collectJsonLines(supervisor, processLines);
 
   restApi = createServer((req, res) => {
     let body = '';

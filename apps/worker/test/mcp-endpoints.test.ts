@@ -2,59 +2,35 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client';
-import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
-import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
-import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runInspector } from '../../../test/inspector.js';
+import {
+  type AnyClient,
+  callTool,
+  callWithProgress,
+  mcpClients,
+  textOf,
+  toolNames,
+} from '../../../test/mcp-clients.js';
 import { captureLogger, testRedis } from '../../../test/support.js';
 import type { Worker } from '../src/index.js';
 import { EVERYTHING, FIXTURES, registerServer, startTestWorker, waitFor } from './helpers.js';
-
-type AnyClient = ClientV1 | ClientV2;
-interface Progress {
-  progress: number;
-  total?: number;
-}
 
 const MEMORY = fileURLToPath(
   new URL('../../../node_modules/@modelcontextprotocol/server-memory/dist/index.js', import.meta.url),
 );
 const CLIENT_INFO = { name: 'mcp-endpoints-test', version: '1.0.0' };
 
-/** Every client a test opened, closed after it (a failing test must not leave a stream open). */
-const opened: AnyClient[] = [];
-afterEach(async () => {
-  await Promise.allSettled(opened.splice(0).map((client) => client.close()));
-});
+const clients = mcpClients(CLIENT_INFO);
+afterEach(() => clients.closeAll());
 
-async function modernClient(port: number, headers: Record<string, string> = {}): Promise<ClientV2> {
-  const client = new ClientV2(CLIENT_INFO, { versionNegotiation: { mode: 'auto' } });
-  await client.connect(new StreamableV2(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers } }));
-  opened.push(client);
-  return client;
-}
-
-async function streamableClient(
-  port: number,
-  headers: Record<string, string> = {},
-): Promise<{ client: ClientV1; transport: StreamableV1 }> {
-  const client = new ClientV1(CLIENT_INFO);
-  const transport = new StreamableV1(new URL(`http://127.0.0.1:${port}/mcp`), { requestInit: { headers } });
-  await client.connect(transport);
-  opened.push(client);
-  return { client, transport };
-}
-
-async function sseClient(port: number): Promise<ClientV1> {
-  const client = new ClientV1(CLIENT_INFO);
-  await client.connect(new SSEClientTransport(new URL(`http://127.0.0.1:${port}/sse`)));
-  opened.push(client);
-  return client;
-}
+const modernClient = (port: number, headers: Record<string, string> = {}) =>
+  clients.modern(`http://127.0.0.1:${port}/mcp`, headers);
+const streamableClient = (port: number, headers: Record<string, string> = {}) =>
+  clients.streamable(`http://127.0.0.1:${port}/mcp`, headers);
+const sseClient = (port: number) => clients.sse(`http://127.0.0.1:${port}/sse`);
 
 /** Reads SSE events from a response until one matches, then stops reading (the stream may stay open). */
 async function readSseUntil(
@@ -87,37 +63,6 @@ async function readSseUntil(
       }
     }
   }
-}
-
-function textOf(result: unknown): string {
-  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
-  return content.map((block) => block.text ?? '').join('');
-}
-
-/** Calls a tool with a progress callback (the client then sends a progress token). */
-async function callWithProgress(
-  client: AnyClient,
-  name: string,
-  args: Record<string, unknown>,
-): Promise<{ text: string; progress: Progress[] }> {
-  const progress: Progress[] = [];
-  const onprogress = (p: Progress) => progress.push({ progress: p.progress, total: p.total });
-  const result =
-    client instanceof ClientV2
-      ? await client.callTool({ name, arguments: args }, { onprogress })
-      : await client.callTool({ name, arguments: args }, undefined, { onprogress });
-  return { text: textOf(result), progress };
-}
-
-async function callTool(client: AnyClient, name: string, args: Record<string, unknown>, signal?: AbortSignal) {
-  return client instanceof ClientV2
-    ? client.callTool({ name, arguments: args }, signal ? { signal } : undefined)
-    : client.callTool({ name, arguments: args }, undefined, signal ? { signal } : undefined);
-}
-
-async function toolNames(client: AnyClient): Promise<string[]> {
-  const { tools } = await client.listTools();
-  return tools.map((tool) => tool.name);
 }
 
 describe('MCP endpoints: server-everything behind the worker', () => {

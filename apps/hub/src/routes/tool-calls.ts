@@ -1,9 +1,10 @@
-import { AppError, drained, errorBody, type Logger, type RuntimeRecord } from '@mcp-hub/shared';
+import { AppError, errorBody, type Logger, type RuntimeRecord } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
 import type { RegistryCache } from '../registry-cache.js';
 import { RETRY_AFTER_S, type WorkerLocator, workerOrigin, workerUnavailable } from '../worker-locator.js';
+import { relayBody } from '../worker-proxy.js';
 
 export interface ToolCallRoutesOptions {
   cache: RegistryCache;
@@ -188,24 +189,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     if (upstream.headers['retry-after']) answerHeaders['retry-after'] = String(upstream.headers['retry-after']);
     let status = upstream.statusCode;
     try {
-      if (streaming) {
-        // SSE: headers at once, then each chunk as the worker writes it.
-        res.writeHead(status, answerHeaders);
-        res.flushHeaders();
-        for await (const chunk of upstream.body) {
-          if (!res.write(chunk)) await drained(res);
-        }
-      } else {
-        // One JSON body: read it whole and answer in a single write. (Plain loops, not stream.pipeline:
-        // pipeline allocates an AbortController and an error per call, a measurable cost on this path.)
-        const chunks: Buffer[] = [];
-        for await (const chunk of upstream.body) chunks.push(chunk as Buffer);
-        const body = Buffer.concat(chunks);
-        // With a length and end(body), headers and body leave in one write (no chunked terminator after it).
-        answerHeaders['content-length'] = String(body.length);
-        res.writeHead(status, answerHeaders);
-        res.end(body);
-      }
+      await relayBody(res, status, answerHeaders, upstream.body, streaming);
     } catch (err) {
       if (!abort.signal.aborted) {
         status = 0;

@@ -1,0 +1,82 @@
+import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client';
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
+import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+
+/** MCP clients of every era the tests drive: the SDK v2 client (2026-07-28) and v1 (2025 sessions, SSE). */
+export type AnyClient = ClientV1 | ClientV2;
+
+export interface Progress {
+  progress: number;
+  total?: number;
+}
+
+/**
+ * Opens clients and remembers them, so that `closeAll()` (in an afterEach) closes every one a test opened:
+ * a failing test must not leave a stream open.
+ */
+export function mcpClients(info: { name: string; version: string }) {
+  const opened: AnyClient[] = [];
+  const track = <C extends AnyClient>(client: C): C => {
+    opened.push(client);
+    return client;
+  };
+  return {
+    async closeAll(): Promise<void> {
+      await Promise.allSettled(opened.splice(0).map((client) => client.close()));
+    },
+    /** The SDK v2 client (speaks 2026-07-28, falls back to 2025) on a Streamable HTTP URL. */
+    async modern(url: string, headers: Record<string, string> = {}): Promise<ClientV2> {
+      const client = new ClientV2(info, { versionNegotiation: { mode: 'auto' } });
+      await client.connect(new StreamableV2(new URL(url), { requestInit: { headers } }));
+      return track(client);
+    },
+    /** The SDK v1 client: a 2025-era Streamable HTTP session. */
+    async streamable(
+      url: string,
+      headers: Record<string, string> = {},
+    ): Promise<{ client: ClientV1; transport: StreamableV1 }> {
+      const client = new ClientV1(info);
+      const transport = new StreamableV1(new URL(url), { requestInit: { headers } });
+      await client.connect(transport);
+      return { client: track(client), transport };
+    },
+    /** The SDK v1 client on the legacy HTTP+SSE transport. */
+    async sse(url: string, headers: Record<string, string> = {}): Promise<ClientV1> {
+      const client = new ClientV1(info);
+      await client.connect(new SSEClientTransport(new URL(url), { requestInit: { headers } }));
+      return track(client);
+    },
+  };
+}
+
+export function textOf(result: unknown): string {
+  const content = (result as { content?: { type: string; text?: string }[] }).content ?? [];
+  return content.map((block) => block.text ?? '').join('');
+}
+
+export async function callTool(client: AnyClient, name: string, args: Record<string, unknown>, signal?: AbortSignal) {
+  return client instanceof ClientV2
+    ? client.callTool({ name, arguments: args }, signal ? { signal } : undefined)
+    : client.callTool({ name, arguments: args }, undefined, signal ? { signal } : undefined);
+}
+
+/** Calls a tool with a progress callback (the client then sends a progress token). */
+export async function callWithProgress(
+  client: AnyClient,
+  name: string,
+  args: Record<string, unknown>,
+): Promise<{ text: string; progress: Progress[] }> {
+  const progress: Progress[] = [];
+  const onprogress = (p: Progress) => progress.push({ progress: p.progress, total: p.total });
+  const result =
+    client instanceof ClientV2
+      ? await client.callTool({ name, arguments: args }, { onprogress })
+      : await client.callTool({ name, arguments: args }, undefined, { onprogress });
+  return { text: textOf(result), progress };
+}
+
+export async function toolNames(client: AnyClient): Promise<string[]> {
+  const { tools } = await client.listTools();
+  return tools.map((tool) => tool.name);
+}
