@@ -64,3 +64,80 @@ export async function startPrivateRedis(): Promise<PrivateRedis> {
     },
   };
 }
+
+/**
+ * A redis-server of one test alone, on a fixed port, with an fsync'd AOF so that a SIGKILL loses nothing:
+ * for tests of what happens while Redis is away and when it comes back (`kill`, then `start` again).
+ */
+export class DurableRedis {
+  private child: ChildProcess | null = null;
+  readonly dir = mkdtempSync(join(tmpdir(), 'mcp-hub-durable-redis-'));
+  constructor(readonly port: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const child = spawn(
+      'redis-server',
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--dir',
+        this.dir,
+      ],
+      { stdio: ['ignore', 'ignore', 'inherit'] },
+    );
+    this.child = child;
+    const probe = new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
+    probe.on('error', () => {});
+    try {
+      for (let i = 0; i < 200; i++) {
+        if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
+        const up = await probe.connect().then(
+          () => true,
+          () => false,
+        );
+        if (up) {
+          // Connected; answers PONG once it has loaded its AOF (LOADING errors until then).
+          for (let j = 0; j < 400; j++) {
+            if ((await probe.ping().catch(() => null)) === 'PONG') return;
+            await new Promise((r) => setTimeout(r, 25));
+          }
+          throw new Error(`redis-server on port ${this.port} did not finish loading`);
+        }
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      throw new Error(`redis-server did not answer on port ${this.port}`);
+    } finally {
+      probe.disconnect();
+    }
+  }
+
+  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const exited = once(child, 'exit');
+    child.kill(signal);
+    await exited;
+  }
+
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
+  }
+
+  async destroy(): Promise<void> {
+    this.signal('SIGCONT');
+    await this.kill();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,21 +1,12 @@
-/**
- * Issue 6, limits through HTTP: per-key rate limits and concurrency caps on the tool-call paths of a listening
- * hub, the 429 answer, usage counters and their reset, and what the hub does while its Redis is down. No
- * supervisor runs: a fake worker (a plain HTTP server) answers, and its runtime record is written by hand.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { loadHubConfig, type RedisKeys, Registry, runtimeToHash } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import getPort from 'get-port';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DurableRedis } from '../../../test/redis-server.js';
 import { captureLogger, redisUrl, testPrefix, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -325,76 +316,15 @@ describe('rate limits and usage through HTTP', () => {
 
 // ---- a Redis that goes away -------------------------------------------------------------------------------
 
-interface OwnRedis {
-  url: string;
-  start(): Promise<void>;
-  kill(): Promise<void>;
-  stop(): Promise<void>;
-}
-
-/** A redis-server of this test: append-only with fsync on every write, restartable on the same port and dir. */
-async function ownRedis(): Promise<OwnRedis> {
-  const port = await getPort({ host: '127.0.0.1' });
-  const dir = mkdtempSync(join(tmpdir(), 'mcp-hub-limits-redis-'));
-  let child: ChildProcess | undefined;
-  const url = `redis://127.0.0.1:${port}`;
-  const self: OwnRedis = {
-    url,
-    async start() {
-      child = spawn(
-        'redis-server',
-        [
-          '--port',
-          String(port),
-          '--bind',
-          '127.0.0.1',
-          '--save',
-          '',
-          '--appendonly',
-          'yes',
-          '--appendfsync',
-          'always',
-          '--dir',
-          dir,
-        ],
-        { stdio: ['ignore', 'ignore', 'inherit'] },
-      );
-      const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-      probe.on('error', () => {});
-      try {
-        await waitFor(
-          'redis-server up',
-          () =>
-            probe.connect().then(
-              () => true,
-              () => false,
-            ),
-          10_000,
-        );
-        await waitFor('redis-server loaded', async () => (await probe.ping()) === 'PONG', 10_000);
-      } finally {
-        probe.disconnect();
-      }
-    },
-    /** SIGKILL: a crash, not a shutdown (no final save). */
-    async kill() {
-      if (child && child.exitCode === null && child.signalCode === null) {
-        const exited = once(child, 'exit');
-        child.kill('SIGKILL');
-        await exited;
-      }
-    },
-    async stop() {
-      await self.kill();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  await self.start();
-  return self;
+/** A durable redis-server of this test (test/redis-server.ts), started. */
+async function ownRedis(): Promise<DurableRedis> {
+  const redis = new DurableRedis(await getPort({ host: '127.0.0.1' }));
+  await redis.start();
+  return redis;
 }
 
 describe('while Redis is down', () => {
-  let redis: OwnRedis;
+  let redis: DurableRedis;
   let client: Redis;
   let hub: Hub;
   let worker: FakeWorker;
@@ -413,7 +343,7 @@ describe('while Redis is down', () => {
     await stopFakeWorker(worker);
     await hub?.app.close();
     client?.disconnect();
-    await redis?.stop();
+    await redis?.destroy();
   });
 
   it('keeps serving verified keys on in-memory limits while Redis is down, and loses nothing stored', async () => {

@@ -1,12 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { closeRedis, createKeys, createRedis, isAppError } from '@mcp-hub/shared';
 import getPort from 'get-port';
-import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { DurableRedis } from '../../../test/redis-server.js';
 import { captureLogger, testPrefix, testRedis } from '../../../test/support.js';
 import {
   type AllowedDecision,
@@ -275,73 +271,6 @@ describe('rateLimitHeaders', () => {
   });
 });
 
-/** A redis-server of this test alone, on a fixed port, with an fsync'd AOF so that a SIGKILL loses nothing. */
-class OwnRedis {
-  private child: ChildProcess | null = null;
-  readonly dir = mkdtempSync(join(tmpdir(), 'mcp-hub-limiter-redis-'));
-  constructor(readonly port: number) {}
-
-  get url(): string {
-    return `redis://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    const child = spawn(
-      'redis-server',
-      [
-        '--port',
-        String(this.port),
-        '--bind',
-        '127.0.0.1',
-        '--save',
-        '',
-        '--appendonly',
-        'yes',
-        '--appendfsync',
-        'always',
-        '--dir',
-        this.dir,
-      ],
-      { stdio: ['ignore', 'ignore', 'inherit'] },
-    );
-    this.child = child;
-    const probe = new Redis({ port: this.port, host: '127.0.0.1', lazyConnect: true, retryStrategy: () => null });
-    probe.on('error', () => {});
-    try {
-      for (let i = 0; i < 200; i++) {
-        if (child.exitCode !== null) throw new Error(`redis-server exited with ${child.exitCode}`);
-        const up = await probe.connect().then(
-          () => true,
-          () => false,
-        );
-        if (up) return;
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      throw new Error(`redis-server did not answer on port ${this.port}`);
-    } finally {
-      probe.disconnect();
-    }
-  }
-
-  async kill(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const exited = once(child, 'exit');
-    child.kill(signal);
-    await exited;
-  }
-
-  signal(signal: NodeJS.Signals): void {
-    this.child?.kill(signal);
-  }
-
-  async destroy(): Promise<void> {
-    this.signal('SIGCONT');
-    await this.kill();
-    rmSync(this.dir, { recursive: true, force: true });
-  }
-}
-
 async function waitFor(predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!predicate()) {
@@ -351,13 +280,13 @@ async function waitFor(predicate: () => boolean, timeoutMs = 15_000): Promise<vo
 }
 
 describe('RateLimiter fallback', () => {
-  const servers: OwnRedis[] = [];
+  const servers: DurableRedis[] = [];
   afterAll(async () => {
     for (const server of servers) await server.destroy();
   });
 
   async function setUp() {
-    const server = new OwnRedis(await getPort({ host: '127.0.0.1' }));
+    const server = new DurableRedis(await getPort({ host: '127.0.0.1' }));
     servers.push(server);
     await server.start();
     const { log, lines } = captureLogger();
