@@ -1,36 +1,31 @@
-import { setFlagsFromString } from 'node:v8';
 import type { FieldProblem, Logger } from '@mcp-hub/shared';
 import { Ajv, type ErrorObject, type ValidateFunction } from 'ajv';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import type { RegExpEngine } from 'ajv/dist/types/index.js';
 import addFormats from 'ajv-formats';
-import isSafeRegex from 'safe-regex2';
+import { compileLinearPattern } from './linear-pattern.js';
 
 export type ArgumentsValidator = (args: unknown) => FieldProblem[] | null;
 
 const DRAFT_07_RE = /draft-0[4-7]/;
 
-// Tool schemas come from upstream servers, and a `pattern` such as `^(a|aa)+$` would let one argument
-// block the hub's event loop for minutes (ReDoS). V8 can switch a regular expression to its linear-time
-// engine once it backtracks too much; that engine has no `u` flag, so patterns without Unicode syntax are
-// compiled without it (`.` then matches a UTF-16 unit rather than a code point).
-setFlagsFromString('--enable-experimental-regexp-engine-on-excessive-backtracks');
-const UNICODE_SYNTAX_RE = /\\[pPu]\{|\\u[dD][89a-fA-F]|[\uD800-\uDFFF]/;
 const UNCHECKED: { test(value: string): boolean } = { test: () => true };
 
 /**
- * Compiles a schema `pattern` so that no argument can make it run long: without `u` (linear fallback) when it
- * needs no Unicode syntax; with `u` only when it passes the star-height check of safe-regex2; otherwise not
- * enforced by the hub (the upstream server still validates). Calls `onUnsafe` for the last case.
+ * Tool schemas come from upstream servers (and REST tools from keys), and a `pattern` such as `^(a|aa)+$` or
+ * `^(\p{L}|a)*$` would let one argument block the hub's event loop for minutes on a backtracking engine
+ * (ReDoS). Every `pattern` and `patternProperties` key therefore runs on RE2 (linear in the input). A pattern
+ * RE2 cannot run (lookarounds, backreferences) is not enforced by the hub — the upstream server still
+ * validates — and `onUnenforced` is told, once per compiled schema.
  */
-export function guardedRegExpEngine(onUnsafe: (pattern: string) => void): RegExpEngine {
-  const engine = (pattern: string, flags: string) => {
-    if (!UNICODE_SYNTAX_RE.test(pattern)) return new RegExp(pattern, flags.replace('u', ''));
-    if (isSafeRegex(new RegExp(pattern, flags))) return new RegExp(pattern, flags);
-    onUnsafe(pattern);
+export function linearRegExpEngine(onUnenforced: (pattern: string) => void): RegExpEngine {
+  const engine = (pattern: string) => {
+    const compiled = compileLinearPattern(pattern);
+    if (compiled) return compiled;
+    onUnenforced(pattern);
     return UNCHECKED;
   };
-  return Object.assign(engine, { code: 'new RegExp' });
+  return Object.assign(engine, { code: 'linearPattern' });
 }
 
 function problemsOf(errors: ErrorObject[] | null | undefined): FieldProblem[] {
@@ -52,12 +47,17 @@ function problemsOf(errors: ErrorObject[] | null | undefined): FieldProblem[] {
  * validates, and a bad schema must not make its tool uncallable.
  */
 export class ToolValidatorFactory {
-  private readonly regExp = guardedRegExpEngine((pattern) =>
+  /** The tool whose schema is being compiled, for the log line of a pattern RE2 cannot run. */
+  private compiling: { server: string; tool: string; logged: Set<string> } | undefined;
+  private readonly regExp = linearRegExpEngine((pattern) => {
+    const at = this.compiling;
+    if (at?.logged.has(pattern)) return;
+    at?.logged.add(pattern);
     this.log.warn(
-      { event: 'tool.schema.unsafe_pattern', pattern },
-      'a tool schema pattern can backtrack without bound; the hub does not enforce it (the server still may)',
-    ),
-  );
+      { event: 'tool.schema.unsafe_pattern', server: at?.server, tool: at?.tool, pattern },
+      'a tool schema pattern cannot run in linear time (lookaround or backreference); the hub does not enforce it (the server still may)',
+    );
+  });
   private readonly modern = new Ajv2020({
     allErrors: true,
     strict: false,
@@ -97,6 +97,7 @@ export class ToolValidatorFactory {
   private build(serverId: string, toolName: string, schema: Record<string, unknown>): ArgumentsValidator {
     const ajv = typeof schema.$schema === 'string' && DRAFT_07_RE.test(schema.$schema) ? this.legacy : this.modern;
     let validate: ValidateFunction;
+    this.compiling = { server: serverId, tool: toolName, logged: new Set() };
     try {
       const { $id: _id, ...rest } = schema; // ids would collide across servers in one Ajv instance
       validate = ajv.compile(rest);
@@ -107,6 +108,8 @@ export class ToolValidatorFactory {
         'tool input schema does not compile; arguments are passed on unchecked',
       );
       return () => null;
+    } finally {
+      this.compiling = undefined;
     }
     return (args) => (validate(args) ? null : problemsOf(validate.errors));
   }
