@@ -351,6 +351,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
         REDIS_URL: config.redisUrl,
         KEY_PREFIX: config.keyPrefix,
         LOG_LEVEL: config.logLevel,
+        MCP_UPSTREAM_MAX_MESSAGE_BYTES: String(config.upstreamMaxMessageBytes),
       });
     } catch (err) {
       release();

@@ -147,7 +147,10 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     throw new WorkerExitError(WORKER_EXIT_CODES.specUnavailable, (error as Error).message);
   }
 
-  const upstream = createUpstream(serverSpec, log.child({ component: 'upstream' }), options);
+  const upstream = createUpstream(serverSpec, log.child({ component: 'upstream' }), {
+    ...options,
+    maxMessageBytes: config.upstreamMaxMessageBytes,
+  });
   const runner = new CallRunner({ upstream, log, timeoutMs: serverSpec.timeoutMs });
 
   let tools: readonly ToolInput[] = [];

@@ -57,8 +57,11 @@ export function startTestWorker(args: {
   instance?: string;
   onFatal?: WorkerDeps['onFatal'];
   options?: Partial<WorkerOptions>;
+  /** More worker environment (e.g. MCP_UPSTREAM_MAX_MESSAGE_BYTES). */
+  env?: Record<string, string>;
 }): Promise<Worker> {
   const config = loadWorkerConfig({
+    ...args.env,
     REDIS_URL: redisUrl(),
     KEY_PREFIX: args.prefix,
     MCP_SERVER_ID: args.serverId,

@@ -29,6 +29,8 @@ export const DEFAULT_BACKOFF_BASE_MS = 500;
 export const DEFAULT_BACKOFF_MAX_MS = 30_000;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STABLE_AFTER_MS = 10_000;
+/** Largest message a worker takes from its upstream: the MCP SDK's own limit for stdio (10 MiB). */
+export const DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
 /** Workers started at once: booting Node processes are CPU-bound, and twenty at once on two cores take longer than in turns. */
 export const DEFAULT_START_CONCURRENCY = Math.max(2, availableParallelism() * 2);
 
@@ -208,6 +210,7 @@ const SupervisorEnvSchema = z.object({
   MCP_WORKER_START_CONCURRENCY: positiveInt.default(DEFAULT_START_CONCURRENCY),
   MCP_SUPERVISOR_KEEP_WORKERS: bool.default(false),
   MCP_WORKER_ENTRY: z.string().min(1).optional(),
+  MCP_UPSTREAM_MAX_MESSAGE_BYTES: positiveInt.default(DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES),
 });
 
 export interface SupervisorConfig {
@@ -240,6 +243,8 @@ export interface SupervisorConfig {
   keepWorkersOnExit: boolean;
   /** Path of the worker's entry script; default: the built worker app. */
   workerEntry: string | undefined;
+  /** Largest upstream message (stdio line, JSON body or SSE event, decompressed) a worker accepts; passed to workers. */
+  upstreamMaxMessageBytes: number;
 }
 
 /** Reads the supervisor's configuration; throws ConfigError naming every bad variable. */
@@ -270,6 +275,7 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     startConcurrency: e.MCP_WORKER_START_CONCURRENCY,
     keepWorkersOnExit: e.MCP_SUPERVISOR_KEEP_WORKERS,
     workerEntry: e.MCP_WORKER_ENTRY,
+    upstreamMaxMessageBytes: e.MCP_UPSTREAM_MAX_MESSAGE_BYTES,
   });
 }
 
@@ -280,6 +286,7 @@ const WorkerEnvSchema = z.object({
   MCP_WORKER_PORT: port,
   MCP_WORKER_INSTANCE: z.string().min(1),
   HUB_SECRET_KEY: secretKey.optional(),
+  MCP_UPSTREAM_MAX_MESSAGE_BYTES: positiveInt.default(DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES),
 });
 
 export interface WorkerConfig {
@@ -292,6 +299,8 @@ export interface WorkerConfig {
   instance: string;
   /** Opens the `env` and `headers` values the hub sealed (HUB_SECRET_KEY, inherited from the supervisor). */
   secretKey: string | undefined;
+  /** Largest upstream message (stdio line, JSON body or SSE event, after decompression); larger ones fail their call. */
+  upstreamMaxMessageBytes: number;
 }
 
 /** Reads a worker's configuration (set by its supervisor); throws ConfigError naming every bad variable. */
@@ -306,6 +315,7 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     port: e.MCP_WORKER_PORT,
     instance: e.MCP_WORKER_INSTANCE,
     secretKey: e.HUB_SECRET_KEY,
+    upstreamMaxMessageBytes: e.MCP_UPSTREAM_MAX_MESSAGE_BYTES,
   });
 }
 

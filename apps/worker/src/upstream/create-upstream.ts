@@ -11,6 +11,8 @@ export interface UpstreamTimings {
   /** First and largest delay between reconnection attempts of a remote upstream, in milliseconds. */
   reconnectBaseDelayMs: number;
   reconnectMaxDelayMs: number;
+  /** Largest message taken from an MCP upstream (stdio line, JSON body, SSE event), in bytes. */
+  maxMessageBytes: number;
 }
 
 /** The upstream adapter for a server's transport (not connected yet). */

@@ -13,6 +13,7 @@ import {
   type Transport,
 } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { createBoundedFetch } from './bounded-fetch.js';
 import { terminateProcess } from './process-exit.js';
 import {
   type CallToolOptions,
@@ -66,6 +67,8 @@ export interface McpUpstreamOptions {
   /** Remote upstreams only: first and largest delay between reconnection attempts, in milliseconds. */
   reconnectBaseDelayMs: number;
   reconnectMaxDelayMs: number;
+  /** Largest message taken from the upstream (a stdio line, a JSON body, one SSE event), in bytes. */
+  maxMessageBytes: number;
 }
 
 const CLIENT_INFO = { name: 'mcp-hub-worker', version: '0.1.0' };
@@ -81,7 +84,8 @@ const STDERR_DRAIN_MS = 500;
 const STDERR_TAIL_LINES = 5;
 const STDERR_LINE_MAX_CHARS = 4_000;
 const TERMINATE_SESSION_TIMEOUT_MS = 1_000;
-const LATE_PROGRESS_RE = /progress notification for an unknown token/i;
+/** Routine after a cancelled or timed-out call: the server's late progress or answer for a request nobody awaits. */
+const LATE_PROGRESS_RE = /progress notification for an unknown token|response for an unknown message ID/i;
 
 /**
  * Remembers the child's pid once spawned: the SDK forgets it as soon as closing starts (including the close
@@ -306,16 +310,25 @@ class McpUpstream implements Upstream {
         env: spec.config.env,
         cwd: spec.config.cwd,
         stderr: 'pipe',
+        maxBufferSize: this.options.maxMessageBytes,
       });
       stderrDone = this.forwardStderr(stdio, stderrTail);
       transport = stdio;
     } else {
       const url = new URL(spec.config.url);
       const requestInit = { headers: spec.config.headers };
+      const { fetch } = createBoundedFetch({
+        maxMessageBytes: this.options.maxMessageBytes,
+        onOversize: ({ id, limitBytes, kind }) =>
+          this.log.warn(
+            { event: 'upstream.message_too_large', rpc_id: id, limit_bytes: limitBytes, kind },
+            'dropped an upstream message over the size limit; its request fails',
+          ),
+      });
       transport =
         spec.transport === 'sse'
-          ? new SSEClientTransport(url, { requestInit })
-          : new StreamableHTTPClientTransport(url, { requestInit });
+          ? new SSEClientTransport(url, { requestInit, fetch })
+          : new StreamableHTTPClientTransport(url, { requestInit, fetch });
     }
     const session: Session = { client, transport, stderrDone, stderrTail };
     client.onclose = () => this.handleSessionClosed(session);
@@ -362,10 +375,13 @@ class McpUpstream implements Upstream {
 
   private handleSessionError(session: Session, error: Error): void {
     if (this.session !== session || this.closing) return;
-    // The SDK drops a progress notification that arrives after its call's result and reports it here;
-    // that is routine, not a transport problem.
-    const level = LATE_PROGRESS_RE.test(error.message) ? 'debug' : 'warn';
-    this.log[level]({ event: 'upstream.error', err: error }, 'upstream transport error');
+    // The SDK drops a progress notification or an answer that arrives after its call ended (cancelled, timed
+    // out) and reports it here; that is routine, not a transport problem.
+    if (LATE_PROGRESS_RE.test(error.message)) {
+      this.log.debug({ event: 'upstream.error', err: error }, 'upstream transport error');
+      return;
+    }
+    this.log.warn({ event: 'upstream.error', err: error }, 'upstream transport error');
     if (!this.remote || this.machine.state !== 'connected') return;
     // The SSE transport's event stream broke: the session is gone. Anything else may be a passing
     // failure of one request, so ask the server whether it is still there.
