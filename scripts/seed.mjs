@@ -14,7 +14,8 @@ if (existsSync('.env')) process.loadEnvFile('.env');
 
 const hub = process.env.HUB_URL ?? `http://${process.env.HUB_HOST || '127.0.0.1'}:${process.env.HUB_PORT || '8080'}`;
 const tokenFile = process.env.HUB_ADMIN_TOKEN_FILE || '.data/admin-token';
-const token = process.env.HUB_ADMIN_TOKEN || (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
+const token =
+  process.env.HUB_ADMIN_TOKEN || (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
 if (!token && !/^none$/i.test(process.env.HUB_AUTH ?? '')) {
   console.error(`seed: no admin token: set HUB_ADMIN_TOKEN, or start the hub once (pnpm start) to create ${tokenFile}`);
   process.exit(1);

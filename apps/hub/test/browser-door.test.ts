@@ -201,7 +201,7 @@ describe('finding 1: a web page cannot register a command, call a tool or restar
   });
 
   it('refuses a cross-site POST without a body to /mcp/<id>/<tool>: the worker is never called', async () => {
-    const crossSite = [
+    const crossSite: Record<string, string>[] = [
       { origin: `http://${EVIL}` },
       { origin: 'null' },
       { origin: `http://localhost:${hub.port + 1}` },
@@ -234,7 +234,12 @@ describe('finding 1: a web page cannot register a command, call a tool or restar
 
   it('refuses a cross-site restart (a POST with no body): the restart counter does not move', async () => {
     const before = await registry.getRestartRequests(SERVER);
-    for (const headers of [{ origin: `http://${EVIL}` }, { 'sec-fetch-site': 'cross-site' }, { host: EVIL }]) {
+    const crossSite: Record<string, string>[] = [
+      { origin: `http://${EVIL}` },
+      { 'sec-fetch-site': 'cross-site' },
+      { host: EVIL },
+    ];
+    for (const headers of crossSite) {
       const res = await send(hub.base, 'POST', `/api/servers/${SERVER}/restart`, headers);
       expect(res.status, json(headers)).toBe(403);
     }

@@ -131,7 +131,7 @@ export function isLoopbackHost(host: string): boolean {
   const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
   if (h === 'localhost' || h === '::1') return true;
   const octets = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
-  return octets !== null && octets.slice(1).every((o) => Number(o) <= 255);
+  return octets?.slice(1).every((o) => Number(o) <= 255) === true;
 }
 
 const HubEnvSchema = z

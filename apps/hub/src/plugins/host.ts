@@ -46,7 +46,8 @@ export interface HostRulesOptions {
 export function hostAllowedBy(opts: HostRulesOptions): (value: string | undefined) => boolean {
   const names = new Set<string>();
   const withPort = new Set<string>();
-  const bound = opts.boundHost.includes(':') && !opts.boundHost.startsWith('[') ? `[${opts.boundHost}]` : opts.boundHost;
+  const bound =
+    opts.boundHost.includes(':') && !opts.boundHost.startsWith('[') ? `[${opts.boundHost}]` : opts.boundHost;
   if (!WILDCARD_HOSTS.has(bound)) {
     const parsed = parseHost(bound);
     if (parsed) names.add(parsed.hostname);
