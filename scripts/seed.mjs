@@ -12,7 +12,11 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 if (existsSync('.env')) process.loadEnvFile('.env');
 
-const hub = process.env.HUB_URL ?? `http://${process.env.HUB_HOST || '127.0.0.1'}:${process.env.HUB_PORT || '8080'}`;
+// A wildcard bind is reached on loopback: the hub refuses 0.0.0.0 as a Host name.
+const bindHost = process.env.HUB_HOST || '127.0.0.1';
+const hub =
+  process.env.HUB_URL ??
+  `http://${['0.0.0.0', '::'].includes(bindHost) ? '127.0.0.1' : bindHost}:${process.env.HUB_PORT || '8080'}`;
 const tokenFile = process.env.HUB_ADMIN_TOKEN_FILE || '.data/admin-token';
 const token =
   process.env.HUB_ADMIN_TOKEN || (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
