@@ -1,6 +1,6 @@
 // What auth and the rate limiter cost on a tool call: `POST /mcp/echo/echo` (the stdio fixture server's echo)
 // through the hub, side by side:
-//   (i)   open: a hub without HUB_ADMIN_TOKEN, no credentials (no auth, no limiter);
+//   (i)   open: a hub with HUB_AUTH=none, no credentials (no auth, no limiter);
 //   (ii)  admin: a hub with HUB_ADMIN_TOKEN, the token as Bearer (auth; the admin is not limited or counted);
 //   (iii) key: the same hub, a project API key with limits {perHour 1e9, perDay 1e9, concurrent 1000}
 //         (auth + key cache + limiter check/release in Redis + usage counting).
@@ -52,7 +52,7 @@ async function api(origin, token, method, path, body) {
 try {
   const stack = await startEchoStack(run, { prefix: PREFIX, spec: { project: PROJECT } });
   const token = randomBytes(24).toString('hex');
-  const hub = await startHub(run, stack, { name: 'hub', env: { HUB_ADMIN_TOKEN: token } });
+  const hub = await startHub(run, stack, { name: 'hub', env: { HUB_AUTH: 'token', HUB_ADMIN_TOKEN: token } });
   const open = await startHub(run, stack, { name: 'hub-open' });
 
   await api(hub.origin, token, 'POST', '/api/projects', { id: PROJECT, name: 'Bench' });

@@ -83,7 +83,8 @@ try {
   defer('redis client', () => redis.disconnect());
   const registry = new Registry(redis, createKeys(PREFIX));
 
-  const common = { REDIS_URL: redisServer.url, KEY_PREFIX: PREFIX };
+  // Its hubs listen on 127.0.0.1 only and measure the call path: open mode, asked for by name.
+  const common = { REDIS_URL: redisServer.url, KEY_PREFIX: PREFIX, HUB_AUTH: 'none' };
   const supervisorLog = logFile('supervisor'); // the workers inherit the supervisor's stdout
   const supervisor = startApp(
     'supervisor',

@@ -177,7 +177,8 @@ export async function startEchoStack(run, { prefix, spec = {} }) {
   run.defer('redis client', () => redis.disconnect());
   const registry = new Registry(redis, createKeys(prefix));
 
-  const common = { REDIS_URL: redisServer.url, KEY_PREFIX: prefix };
+  // Hubs of the bench listen on 127.0.0.1 only and measure the call path: open mode unless a suite sets a token.
+  const common = { REDIS_URL: redisServer.url, KEY_PREFIX: prefix, HUB_AUTH: 'none' };
   const supervisorLog = run.logFile('supervisor'); // the workers inherit the supervisor's stdout
   const supervisor = startApp(
     'supervisor',

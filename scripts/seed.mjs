@@ -2,8 +2,9 @@
 // `pnpm seed`: registers two demo servers on a running hub, so a newcomer can call a tool at once:
 // - "everything": the official MCP test server over stdio (echo, add, a long-running operation with progress…);
 // - "hub": a REST API described as tools — the hub's own admin API — to show REST-backed tools.
-// Idempotent (PUT). Reads HUB_URL (default from HUB_HOST/HUB_PORT) and HUB_ADMIN_TOKEN from the environment or .env.
-import { existsSync } from 'node:fs';
+// Idempotent (PUT). Reads HUB_URL (default from HUB_HOST/HUB_PORT) and the admin token from the environment or
+// .env: HUB_ADMIN_TOKEN, else the file the hub generated it in (HUB_ADMIN_TOKEN_FILE, default .data/admin-token).
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,8 +12,18 @@ const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 if (existsSync('.env')) process.loadEnvFile('.env');
 
-const hub = process.env.HUB_URL ?? `http://${process.env.HUB_HOST || '127.0.0.1'}:${process.env.HUB_PORT || '8080'}`;
-const token = process.env.HUB_ADMIN_TOKEN;
+// A wildcard bind is reached on loopback: the hub refuses 0.0.0.0 as a Host name.
+const bindHost = process.env.HUB_HOST || '127.0.0.1';
+const hub =
+  process.env.HUB_URL ??
+  `http://${['0.0.0.0', '::'].includes(bindHost) ? '127.0.0.1' : bindHost}:${process.env.HUB_PORT || '8080'}`;
+const tokenFile = process.env.HUB_ADMIN_TOKEN_FILE || '.data/admin-token';
+const token =
+  process.env.HUB_ADMIN_TOKEN || (existsSync(tokenFile) ? readFileSync(tokenFile, 'utf8').trim() : undefined);
+if (!token && !/^none$/i.test(process.env.HUB_AUTH ?? '')) {
+  console.error(`seed: no admin token: set HUB_ADMIN_TOKEN, or start the hub once (pnpm start) to create ${tokenFile}`);
+  process.exit(1);
+}
 const auth = token ? { authorization: `Bearer ${token}` } : {};
 const everythingEntry = join(root, 'node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 
@@ -78,6 +89,10 @@ for (const server of servers) {
   }
   console.log(`seed: ${id} ${res.status === 201 ? 'registered' : 'up to date'} (rev ${answer.rev})`);
 }
+// The token itself is never printed here: the shell reads it from where it is kept.
+const tokenVar = process.env.HUB_ADMIN_TOKEN ? 'HUB_ADMIN_TOKEN' : 'HUB_TOKEN';
+const authFlag = token ? ` -H "Authorization: Bearer $${tokenVar}"` : '';
+const exportLine = token && !process.env.HUB_ADMIN_TOKEN ? `export HUB_TOKEN=$(cat ${tokenFile})\n     ` : '';
 console.log(
-  `\nTry: curl -N -X POST ${hub}/mcp/everything/echo -H 'content-type: application/json' -d '{"message":"hi"}'`,
+  `\nTry: ${exportLine}curl -N -X POST ${hub}/mcp/everything/echo${authFlag} -H 'content-type: application/json' -d '{"message":"hi"}'`,
 );

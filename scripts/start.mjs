@@ -2,7 +2,7 @@
 // Runs the whole stack in the foreground: Redis (found or started), the hub and a supervisor.
 // Ctrl-C (or SIGTERM) stops everything it started, in order, and leaves no process behind.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -112,6 +112,35 @@ for (const [name, entry] of apps) {
 process.on('SIGINT', () => void stopAll(0));
 process.on('SIGTERM', () => void stopAll(0));
 
+/**
+ * How to call the hub: the admin token's file and a ready curl line. This terminal message is the one place
+ * the generated token is shown (the hub logs only the file's path).
+ */
+function sayHowToAuthenticate(url) {
+  if (/^none$/i.test(env.HUB_AUTH ?? '')) {
+    say('HUB_AUTH=none: requests without credentials act as admin (this machine only)');
+    return;
+  }
+  if (env.HUB_ADMIN_TOKEN) {
+    say('admin token: HUB_ADMIN_TOKEN from your environment or .env');
+    say(`  curl -s ${url}/api/servers -H "Authorization: Bearer $HUB_ADMIN_TOKEN"`);
+    return;
+  }
+  const file = env.HUB_ADMIN_TOKEN_FILE || '.data/admin-token';
+  let token;
+  try {
+    token = readFileSync(file, 'utf8').trim();
+  } catch {
+    say(`admin token: not readable at ${file} (see the hub's auth.* log lines)`);
+    return;
+  }
+  say(`admin token (kept in ${file}, mode 0600; delete the file and restart for a new one):`);
+  say(`  ${token}`);
+  say('use it:');
+  say(`  export HUB_TOKEN=$(cat ${file})`);
+  say(`  curl -s ${url}/api/servers -H "Authorization: Bearer $HUB_TOKEN"`);
+}
+
 const host = env.HUB_HOST || '127.0.0.1';
 const port = env.HUB_PORT || '8080';
 for (let i = 0; i < 200 && !stopping; i++) {
@@ -119,6 +148,7 @@ for (let i = 0; i < 200 && !stopping; i++) {
     const res = await fetch(`http://${host}:${port}/healthz`);
     if (res.ok) {
       say(`MCP Hub is listening on http://${host}:${port}  (Ctrl-C stops everything)`);
+      sayHowToAuthenticate(`http://${['0.0.0.0', '::'].includes(host) ? '127.0.0.1' : host}:${port}`);
       break;
     }
   } catch {}

@@ -21,6 +21,8 @@ import { KeyCache } from './auth/key-cache.js';
 import { ServerWriteGuard } from './auth/server-writes.js';
 import { canSee, type Principal, registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
+import { registerHostCheck } from './plugins/host.js';
+import { registerJsonBodyRule } from './plugins/json-body.js';
 import { registerOriginCheck } from './plugins/origin.js';
 import { requestIdFrom } from './plugins/request-id.js';
 import { registerZodValidation } from './plugins/zod-validation.js';
@@ -56,6 +58,9 @@ const LIMITER_CONNECT_WAIT_MS = 2_000;
 const SSE_KEEP_ALIVE_MS = 15_000;
 const MCP_SESSION_IDLE_TTL_MS = 30 * 60_000;
 const LIST_CHANGED_DEBOUNCE_MS = 200;
+/** Node checks request and header deadlines on a timer (30 s by default): often enough to keep them near their value. */
+const TIMEOUT_CHECKS_PER_HEADERS_TIMEOUT = 4;
+const MAX_TIMEOUT_CHECK_INTERVAL_MS = 30_000;
 
 /** Resolves when the client is ready, or after `ms` (a Redis that is down is the limiter's fallback case). */
 function connected(client: Redis, ms: number): Promise<void> {
@@ -71,9 +76,16 @@ function connected(client: Redis, ms: number): Promise<void> {
   });
 }
 
-/** Builds the hub's Fastify app without listening; `app.close()` releases everything it opened. */
+/**
+ * Builds the hub's Fastify app without listening; `app.close()` releases everything it opened. Throws when
+ * `config.auth` is `token` and no admin token is given (the hub's main reads or generates one first).
+ */
 export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const { config, log } = deps;
+  if (config.auth === 'token' && config.adminToken === undefined) {
+    // Never fall back to open: an embedding that forgot the token must not serve everyone as admin.
+    throw new Error('buildHub: auth is "token" but no admin token was given (set HUB_ADMIN_TOKEN, or HUB_AUTH=none)');
+  }
   const ownsRedis = deps.redis === undefined;
   const redis = deps.redis ?? createRedis(config.redisUrl, 'request', log.child({ component: 'redis' }));
   const keys = createKeys(config.keyPrefix);
@@ -108,6 +120,17 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     genReqId: requestIdFrom,
     bodyLimit: config.bodyLimitBytes,
     return503OnClosing: true,
+    // The whole request must arrive in time (a trickled body holds a socket otherwise); responses, SSE
+    // streams included, are not limited by these.
+    requestTimeout: config.requestTimeoutMs,
+    http: {
+      requestTimeout: config.requestTimeoutMs,
+      headersTimeout: config.headersTimeoutMs,
+      connectionsCheckingInterval: Math.min(
+        MAX_TIMEOUT_CHECK_INTERVAL_MS,
+        Math.max(1, Math.floor(config.headersTimeoutMs / TIMEOUT_CHECKS_PER_HEADERS_TIMEOUT)),
+      ),
+    },
   });
 
   // Only JSON bodies: text/plain would otherwise reach handlers as a string.
@@ -147,10 +170,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const audit = new AuditLog(auditStream);
   const guard = new CallGuard(limiter, usage);
   const secrets = config.secretKey === undefined ? undefined : new SecretBox(config.secretKey);
-  if (config.adminToken === undefined) {
+  if (config.auth === 'none') {
     log.warn(
       { event: 'auth.open', host: config.host },
-      'HUB_ADMIN_TOKEN is not set: requests without credentials act as admin (set it before exposing the hub)',
+      'HUB_AUTH=none: requests without credentials act as admin (loopback only; never expose this hub)',
     );
   }
   if (secrets === undefined) {
@@ -160,8 +183,16 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     );
   }
 
-  registerOriginCheck(app, config.allowedOrigins);
+  // Order matters: Host first (the hub's own origin is derived from it), then Origin, then credentials,
+  // then the body type; all run before the body is read.
+  registerHostCheck(app, {
+    boundHost: config.host,
+    publicUrl: config.publicUrl,
+    allowedHosts: config.allowedHosts,
+  });
+  registerOriginCheck(app, { allowedOrigins: config.allowedOrigins, publicUrl: config.publicUrl });
   registerAuth(app, {
+    open: config.auth === 'none',
     adminToken: config.adminToken,
     checkKey: (raw) => keyCache.check(raw),
     serverProject: async (id) => {
@@ -170,6 +201,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     },
     log,
   });
+  registerJsonBodyRule(app);
 
   await app.register(healthRoutes, { redis, limiter });
   const writes = new ServerWriteGuard({

@@ -1,4 +1,5 @@
-import { createLogger, loadConfigOrExit, loadHubConfig } from '@mcp-hub/shared';
+import { CONFIG_EXIT_CODE, createLogger, loadConfigOrExit, loadHubConfig } from '@mcp-hub/shared';
+import { AdminTokenFileError, adminTokenFromFile } from './admin-token-file.js';
 import { buildHub } from './app.js';
 
 const SHUTDOWN_DEADLINE_MS = 10_000;
@@ -6,7 +7,20 @@ const SHUTDOWN_DEADLINE_MS = 10_000;
 const config = loadConfigOrExit('hub', () => loadHubConfig());
 
 const log = createLogger({ service: 'hub', level: config.logLevel });
-const app = await buildHub({ config, log });
+
+/** HUB_ADMIN_TOKEN, or (auth `token` without it) the token kept in HUB_ADMIN_TOKEN_FILE, made on first start. */
+function adminToken(): string | undefined {
+  if (config.auth === 'none' || config.adminToken !== undefined) return config.adminToken;
+  try {
+    return adminTokenFromFile(config.adminTokenFile, log);
+  } catch (err) {
+    if (!(err instanceof AdminTokenFileError)) throw err;
+    console.error(`hub: HUB_ADMIN_TOKEN_FILE: ${err.message}`);
+    process.exit(CONFIG_EXIT_CODE);
+  }
+}
+
+const app = await buildHub({ config: Object.freeze({ ...config, adminToken: adminToken() }), log });
 
 let closing: Promise<void> | undefined;
 function shutdown(signal: string): Promise<void> {

@@ -11,7 +11,12 @@ let app: FastifyInstance;
 const SECRET = 'sk-live-do-not-log-0123456789';
 
 beforeAll(async () => {
-  const config = loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_BODY_LIMIT_BYTES: '65536' });
+  const config = loadHubConfig({
+    REDIS_URL: redisUrl(),
+    KEY_PREFIX: t.prefix,
+    HUB_BODY_LIMIT_BYTES: '65536',
+    HUB_AUTH: 'none',
+  });
   app = await buildHub({ config, log: captured.log });
 });
 afterAll(async () => {
@@ -385,7 +390,7 @@ describe('admin token', () => {
 describe('Redis unreachable', () => {
   let offline: FastifyInstance;
   beforeAll(async () => {
-    const config = loadHubConfig({ REDIS_URL: 'redis://127.0.0.1:1', KEY_PREFIX: t.prefix });
+    const config = loadHubConfig({ REDIS_URL: 'redis://127.0.0.1:1', KEY_PREFIX: t.prefix, HUB_AUTH: 'none' });
     offline = await buildHub({ config, log: captureLogger().log });
   });
   afterAll(() => offline.close());

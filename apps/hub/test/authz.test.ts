@@ -176,6 +176,7 @@ describe('ROUTE_POLICIES covers the app', () => {
     const scratch = Fastify();
     registerErrorHandling(scratch, captured.log);
     registerAuth(scratch, {
+      open: false,
       adminToken: ADMIN,
       checkKey: async () => ({ ok: false, reason: 'unknown' }),
       serverProject: async () => null,

@@ -32,7 +32,7 @@ beforeAll(async () => {
     MCP_WORKER_IDLE_TTL: '700ms',
   });
   hub = await buildHub({
-    config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_WAKE_TIMEOUT: '15s' }),
+    config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_WAKE_TIMEOUT: '15s', HUB_AUTH: 'none' }),
     log: hubLogs.log,
   });
   base = await hub.listen({ host: '127.0.0.1', port: 0 });

@@ -11,7 +11,7 @@ describe('hub main', () => {
   });
 
   it('listens, logs JSON lines, and exits 0 on SIGTERM', async () => {
-    const run = runMain('hub', { REDIS_URL: redisUrl(), KEY_PREFIX: testPrefix(), HUB_PORT: '0' });
+    const run = runMain('hub', { REDIS_URL: redisUrl(), KEY_PREFIX: testPrefix(), HUB_PORT: '0', HUB_AUTH: 'none' });
     const listening = await run.waitForEvent('hub.listening');
     expect(listening).toMatchObject({ service: 'hub', level: 'info', host: '127.0.0.1' });
     expect(await run.stop('SIGTERM')).toBe(0);

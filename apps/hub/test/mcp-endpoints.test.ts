@@ -184,6 +184,8 @@ beforeAll(async () => {
       HUB_ADMIN_TOKEN: TOKEN,
       HUB_BODY_LIMIT_BYTES: String(BODY_LIMIT),
       HUB_WAKE_TIMEOUT: '20s',
+      // A local tool (say the Inspector on :3000) is let in by name, never for being on localhost.
+      HUB_ALLOWED_ORIGINS: 'http://localhost:3000',
     }),
     log: hubLogs.log,
   });
@@ -349,7 +351,10 @@ describe('transport hygiene through the hub', () => {
       expect(res.status, path).toBe(403);
       expectHubError(res.text, 'origin_not_allowed');
     }
-    // An allowed origin passes and is answered with CORS headers.
+    // Another local port is another origin; a listed origin passes and is answered with CORS headers.
+    const otherPort = await rawPost('/mcp/everything', INITIALIZE, { ...AUTH, origin: 'http://localhost:3001' });
+    expect(otherPort.status).toBe(403);
+    expectHubError(otherPort.text, 'origin_not_allowed');
     const ok = await rawPost('/mcp/everything', INITIALIZE, { ...AUTH, origin: 'http://localhost:3000' });
     expect(ok.status).toBe(200);
     expect(ok.headers['access-control-allow-origin']).toBe('http://localhost:3000');

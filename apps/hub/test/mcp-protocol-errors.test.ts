@@ -9,7 +9,7 @@ let app: FastifyInstance;
 
 beforeAll(async () => {
   app = await buildHub({
-    config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix }),
+    config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_AUTH: 'none' }),
     log: captureLogger('hub').log,
   });
 });

@@ -115,7 +115,13 @@ beforeAll(async () => {
   const restBase = `http://127.0.0.1:${(restApi.address() as AddressInfo).port}`;
 
   hub = await buildHub({
-    config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_PORT: '0', HUB_WAKE_TIMEOUT: '15s' }),
+    config: loadHubConfig({
+      REDIS_URL: redisUrl(),
+      KEY_PREFIX: t.prefix,
+      HUB_PORT: '0',
+      HUB_WAKE_TIMEOUT: '15s',
+      HUB_AUTH: 'none',
+    }),
     log: hubLogs.log,
   });
   base = await hub.listen({ host: '127.0.0.1', port: 0 });

@@ -34,6 +34,41 @@ describe('config loaders', () => {
     expect((caught as ConfigError).problems).toHaveLength(4);
   });
 
+  it('defaults to token auth with a token file, and refuses open mode beyond loopback', () => {
+    expect(loadHubConfig({})).toMatchObject({
+      auth: 'token',
+      adminTokenFile: '.data/admin-token',
+      allowedHosts: [],
+      requestTimeoutMs: 30_000,
+      headersTimeoutMs: 10_000,
+    });
+    for (const host of ['127.0.0.1', '127.8.9.10', 'localhost', '::1', '[::1]']) {
+      expect(loadHubConfig({ HUB_AUTH: 'none', HUB_HOST: host }).auth, host).toBe('none');
+    }
+    for (const host of ['0.0.0.0', '::', '192.168.1.5', 'hub.example.com', '127.0.0.1.nip.io']) {
+      expect(() => loadHubConfig({ HUB_AUTH: 'none', HUB_HOST: host }), host).toThrow(/HUB_AUTH: "none"/);
+    }
+    expect(() => loadHubConfig({ HUB_AUTH: 'open' })).toThrow(/HUB_AUTH: must be one of token, none/);
+  });
+
+  it('reads allowed hosts and request timeouts, refusing a headers timeout past the request timeout', () => {
+    const config = loadHubConfig({
+      HUB_ALLOWED_HOSTS: 'Hub.Example.com, 10.0.0.5:8080,[fd00::1]',
+      HUB_REQUEST_TIMEOUT: '1m',
+      HUB_HEADERS_TIMEOUT: '5s',
+    });
+    expect(config).toMatchObject({
+      allowedHosts: ['hub.example.com', '10.0.0.5:8080', '[fd00::1]'],
+      requestTimeoutMs: 60_000,
+      headersTimeoutMs: 5_000,
+    });
+    expect(() => loadHubConfig({ HUB_ALLOWED_HOSTS: 'http://hub.example.com' })).toThrow(/HUB_ALLOWED_HOSTS/);
+    expect(() => loadHubConfig({ HUB_REQUEST_TIMEOUT: '5s', HUB_HEADERS_TIMEOUT: '10s' })).toThrow(
+      /HUB_HEADERS_TIMEOUT/,
+    );
+    expect(() => loadHubConfig({ HUB_REQUEST_TIMEOUT: '0' })).toThrow(/HUB_REQUEST_TIMEOUT/);
+  });
+
   it('rejects a port out of range', () => {
     expect(() => loadHubConfig({ HUB_PORT: '70000' })).toThrow(/HUB_PORT: must be 0-65535/);
   });

@@ -14,6 +14,14 @@ export const DEFAULT_HUB_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
 export const DEFAULT_WAKE_TIMEOUT_MS = 15_000;
 export const DEFAULT_CACHE_MAX_AGE_MS = 30_000;
+/** The whole request, headers and body, must arrive within this (Node's `requestTimeout`). */
+export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
+/** The request's headers must arrive within this (Node's `headersTimeout`). */
+export const DEFAULT_HEADERS_TIMEOUT_MS = 10_000;
+/** Where the hub keeps the admin token it generates, relative to the working directory (beside `pnpm start`'s Redis data). */
+export const DEFAULT_ADMIN_TOKEN_FILE = '.data/admin-token';
+export const HUB_AUTH_MODES = ['token', 'none'] as const;
+export type HubAuthMode = (typeof HUB_AUTH_MODES)[number];
 export const DEFAULT_TOOL_SEPARATOR = '__';
 export const DEFAULT_ROTATION_GRACE_MS = 3_600_000;
 export const DEFAULT_AUDIT_MAX_LENGTH = 100_000;
@@ -113,26 +121,67 @@ function load<S extends z.ZodType>(schema: S, env: Env): Readonly<z.output<S>> {
   return Object.freeze(result.data);
 }
 
-const HubEnvSchema = z.object({
-  ...common,
-  HUB_HOST: z.string().min(1).default('127.0.0.1'),
-  HUB_PORT: port.default(DEFAULT_HUB_PORT),
-  HUB_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
-  HUB_BODY_LIMIT_BYTES: positiveInt.default(DEFAULT_BODY_LIMIT_BYTES),
-  HUB_WAKE_TIMEOUT: duration('ms').default(DEFAULT_WAKE_TIMEOUT_MS),
-  HUB_CACHE_MAX_AGE: duration('ms').default(DEFAULT_CACHE_MAX_AGE_MS),
-  HUB_PUBLIC_URL: z.url({ error: 'must be an http(s) URL' }).optional(),
-  HUB_ALLOWED_ORIGINS: list.default([]),
-  MCP_TOOL_SEPARATOR: z
-    .string()
-    .regex(/^[A-Za-z0-9_.-]{1,4}$/, 'must be 1-4 characters of A-Z, a-z, 0-9, _ . -')
-    .default(DEFAULT_TOOL_SEPARATOR),
-  HUB_SECRET_KEY: secretKey.optional(),
-  MCP_STDIO_ALLOWED_COMMANDS: list.optional(),
-  HUB_DENY_PRIVATE_URLS: bool.default(false),
-  HUB_KEY_ROTATION_GRACE: duration('s').default(DEFAULT_ROTATION_GRACE_MS),
-  HUB_AUDIT_MAX_LENGTH: positiveInt.default(DEFAULT_AUDIT_MAX_LENGTH),
-});
+/** A `Host` entry: a hostname or IP address, optionally with `:port` (IPv6 in brackets). */
+const HOST_ENTRY_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/;
+const hostList = list.refine(
+  (items) => items.every((item) => HOST_ENTRY_RE.test(item)),
+  'must be comma-separated hostnames, optionally with :port (hub.example.com, 10.0.0.5:8080)',
+);
+
+/** Whether `host` (HUB_HOST) only listens on this machine: `localhost`, 127.0.0.0/8 or ::1. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1');
+  if (h === 'localhost' || h === '::1') return true;
+  const octets = /^127\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(h);
+  return octets?.slice(1).every((o) => Number(o) <= 255) === true;
+}
+
+const HubEnvSchema = z
+  .object({
+    ...common,
+    HUB_HOST: z.string().min(1).default('127.0.0.1'),
+    HUB_PORT: port.default(DEFAULT_HUB_PORT),
+    HUB_AUTH: z.enum(HUB_AUTH_MODES, { error: `must be one of ${HUB_AUTH_MODES.join(', ')}` }).default('token'),
+    HUB_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
+    HUB_ADMIN_TOKEN_FILE: z.string().min(1).default(DEFAULT_ADMIN_TOKEN_FILE),
+    HUB_ALLOWED_HOSTS: hostList.default([]),
+    HUB_REQUEST_TIMEOUT: duration('ms').default(DEFAULT_REQUEST_TIMEOUT_MS),
+    HUB_HEADERS_TIMEOUT: duration('ms').default(DEFAULT_HEADERS_TIMEOUT_MS),
+    HUB_BODY_LIMIT_BYTES: positiveInt.default(DEFAULT_BODY_LIMIT_BYTES),
+    HUB_WAKE_TIMEOUT: duration('ms').default(DEFAULT_WAKE_TIMEOUT_MS),
+    HUB_CACHE_MAX_AGE: duration('ms').default(DEFAULT_CACHE_MAX_AGE_MS),
+    HUB_PUBLIC_URL: z.url({ error: 'must be an http(s) URL' }).optional(),
+    HUB_ALLOWED_ORIGINS: list.default([]),
+    MCP_TOOL_SEPARATOR: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,4}$/, 'must be 1-4 characters of A-Z, a-z, 0-9, _ . -')
+      .default(DEFAULT_TOOL_SEPARATOR),
+    HUB_SECRET_KEY: secretKey.optional(),
+    MCP_STDIO_ALLOWED_COMMANDS: list.optional(),
+    HUB_DENY_PRIVATE_URLS: bool.default(false),
+    HUB_KEY_ROTATION_GRACE: duration('s').default(DEFAULT_ROTATION_GRACE_MS),
+    HUB_AUDIT_MAX_LENGTH: positiveInt.default(DEFAULT_AUDIT_MAX_LENGTH),
+  })
+  .superRefine((e, ctx) => {
+    // Open mode answers anyone without credentials as admin: only on this machine's loopback interface.
+    if (e.HUB_AUTH === 'none' && !isLoopbackHost(e.HUB_HOST)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['HUB_AUTH'],
+        message: `"none" (no authentication) is refused when HUB_HOST (${e.HUB_HOST}) is not a loopback address; set HUB_ADMIN_TOKEN or leave HUB_AUTH=token`,
+      });
+    }
+    if (e.HUB_REQUEST_TIMEOUT < 1) {
+      ctx.addIssue({ code: 'custom', path: ['HUB_REQUEST_TIMEOUT'], message: 'must be more than 0' });
+    }
+    if (e.HUB_HEADERS_TIMEOUT < 1 || e.HUB_HEADERS_TIMEOUT > e.HUB_REQUEST_TIMEOUT) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['HUB_HEADERS_TIMEOUT'],
+        message: 'must be more than 0 and no longer than HUB_REQUEST_TIMEOUT',
+      });
+    }
+  });
 
 export interface HubConfig {
   redisUrl: string;
@@ -140,7 +189,18 @@ export interface HubConfig {
   logLevel: LogLevel;
   host: string;
   port: number;
+  /** `token` (default): every route but the public ones needs the admin token or an API key; `none`: open (loopback only). */
+  auth: HubAuthMode;
+  /** HUB_ADMIN_TOKEN. With auth `token` and none set, the hub's main reads or generates `adminTokenFile`. */
   adminToken: string | undefined;
+  /** Where the generated admin token is kept (relative to the working directory). */
+  adminTokenFile: string;
+  /** `Host` values accepted besides loopback names, the bound address and the HUB_PUBLIC_URL host (`name` or `name:port`). */
+  allowedHosts: readonly string[];
+  /** The whole request (headers and body) must arrive within this; SSE answers are not affected. */
+  requestTimeoutMs: number;
+  /** The request's headers must arrive within this. */
+  headersTimeoutMs: number;
   bodyLimitBytes: number;
   /** How long a call waits for a worker stopped for idleness to start again. */
   wakeTimeoutMs: number;
@@ -148,7 +208,7 @@ export interface HubConfig {
   cacheMaxAgeMs: number;
   /** The hub's address as clients see it (client configuration, discovery); default: from the request's Host. */
   publicUrl: string | undefined;
-  /** Browser origins allowed on the MCP endpoints besides the hub's own and localhost; `*` allows any. */
+  /** Browser origins allowed besides the hub's own; `*` allows any (dangerous). */
   allowedOrigins: readonly string[];
   /** Between namespace and tool name on the aggregated endpoint (`everything__echo`). */
   toolSeparator: string;
@@ -173,7 +233,12 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     logLevel: e.LOG_LEVEL,
     host: e.HUB_HOST,
     port: e.HUB_PORT,
+    auth: e.HUB_AUTH,
     adminToken: e.HUB_ADMIN_TOKEN,
+    adminTokenFile: e.HUB_ADMIN_TOKEN_FILE,
+    allowedHosts: e.HUB_ALLOWED_HOSTS.map((h) => h.toLowerCase()),
+    requestTimeoutMs: e.HUB_REQUEST_TIMEOUT,
+    headersTimeoutMs: e.HUB_HEADERS_TIMEOUT,
     bodyLimitBytes: e.HUB_BODY_LIMIT_BYTES,
     wakeTimeoutMs: e.HUB_WAKE_TIMEOUT,
     cacheMaxAgeMs: e.HUB_CACHE_MAX_AGE,

@@ -9,6 +9,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   forbidden: 403,
   origin_not_allowed: 403,
+  host_not_allowed: 403,
   server_not_found: 404,
   project_not_found: 404,
   member_not_found: 404,

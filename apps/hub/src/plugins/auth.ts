@@ -4,7 +4,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Policy, policyOf, type Role, roleAtLeast, type Scope } from '../auth/policy.js';
 import type { KeyLimits } from '../security/project-store.js';
 
-/** Who is asking. `admin` is the bootstrap token (or anyone, when the hub runs without HUB_ADMIN_TOKEN). */
+/** Who is asking. `admin` is the bootstrap token (or anyone without credentials, when the hub runs with HUB_AUTH=none). */
 export type Principal =
   | { kind: 'admin'; via: 'token' | 'open' }
   | {
@@ -25,7 +25,9 @@ export type KeyCheck =
   | { ok: false; reason: 'malformed' | 'unknown' | 'revoked' | 'expired' };
 
 export interface AuthOptions {
-  /** HUB_ADMIN_TOKEN; when unset the hub is open: requests without credentials act as admin. */
+  /** HUB_AUTH=none: requests without credentials act as admin (credentials, when sent, are still checked). */
+  open: boolean;
+  /** The admin token; required unless `open`. */
   adminToken: string | undefined;
   /** Verifies an API key. */
   checkKey(raw: string): Promise<KeyCheck>;
@@ -81,7 +83,8 @@ export function canSee(principal: Principal, project: string | undefined): boole
  */
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   const adminDigest = opts.adminToken === undefined ? undefined : digest(opts.adminToken);
-  const open = adminDigest === undefined;
+  const open = opts.open;
+  if (!open && adminDigest === undefined) throw new Error('registerAuth: an admin token is required unless open');
   app.decorateRequest('principal', null as never);
 
   async function identify(req: FastifyRequest): Promise<Principal> {

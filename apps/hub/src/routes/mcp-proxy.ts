@@ -25,7 +25,7 @@ type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** An MCP transport endpoint: Origin is checked and browsers get CORS answers. */
+    /** An MCP transport endpoint: allowed browser origins get CORS answers (Origin is checked on every route). */
     mcp?: boolean;
   }
 }

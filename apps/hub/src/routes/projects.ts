@@ -161,7 +161,11 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
 
   app.post(
     '/api/usage/:keyId/reset',
-    { schema: { params: KeyIdParams, response: { 200: Any, ...errorResponses } } },
+    {
+      // No body: a browser's cross-site POST is stopped by the Origin check instead.
+      config: { bodyless: true },
+      schema: { params: KeyIdParams, response: { 200: Any, ...errorResponses } },
+    },
     async (req) => {
       const record = await visibleKey(req.principal, req.params.keyId);
       await opts.limiter.resetKey(record.id);

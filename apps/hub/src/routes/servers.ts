@@ -141,7 +141,11 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
 
   app.post(
     '/api/servers/:id/restart',
-    { schema: { params: ServerIdParamsSchema, response: { 202: RestartAcceptedSchema, ...errorResponses } } },
+    {
+      // No body: a browser's cross-site POST is stopped by the Origin check instead.
+      config: { bodyless: true },
+      schema: { params: ServerIdParamsSchema, response: { 202: RestartAcceptedSchema, ...errorResponses } },
+    },
     async (req, reply) => {
       const spec = await visibleServer(req);
       const result = await registry.requestRestart(req.params.id);
