@@ -19,7 +19,8 @@ import { AuditLog } from './auth/audit-trail.js';
 import { CallGuard } from './auth/call-guard.js';
 import { KeyCache } from './auth/key-cache.js';
 import { ServerWriteGuard } from './auth/server-writes.js';
-import { canSee, type Principal, registerAuth } from './plugins/auth.js';
+import { SessionReaper } from './auth/session-reaper.js';
+import { canSee, type Principal, principalProject, registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerOriginCheck } from './plugins/origin.js';
 import { requestIdFrom } from './plugins/request-id.js';
@@ -56,6 +57,8 @@ const LIMITER_CONNECT_WAIT_MS = 2_000;
 const SSE_KEEP_ALIVE_MS = 15_000;
 const MCP_SESSION_IDLE_TTL_MS = 30 * 60_000;
 const LIST_CHANGED_DEBOUNCE_MS = 200;
+/** How often the keys of open MCP sessions are checked (rotation graces end, other replicas revoke). */
+const SESSION_KEY_CHECK_INTERVAL_MS = 5_000;
 
 /** Resolves when the client is ready, or after `ms` (a Redis that is down is the limiter's fallback case). */
 function connected(client: Redis, ms: number): Promise<void> {
@@ -178,6 +181,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     secrets,
     stdioAllowedCommands: config.stdioAllowedCommands,
     denyPrivateUrls: config.denyPrivateUrls,
+    toolSeparator: config.toolSeparator,
   });
   await app.register(serverRoutes, { registry, writes, audit });
   await app.register(projectRoutes, {
@@ -188,6 +192,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     usage,
     limiter,
     rotationGraceMs: config.keyRotationGraceMs,
+    keysChanged: () => reaper.sweep(),
   });
   const workers = new WorkerLocator(cache, registry, log, config.wakeTimeoutMs);
   await app.register(toolCallRoutes, { cache, workers, guard, log });
@@ -209,6 +214,17 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     sessionIdleTtlMs: MCP_SESSION_IDLE_TTL_MS,
     sameCaller: (opened, presented) => callerId(opened as Principal) === callerId(presented as Principal),
     callerKey: (auth) => callerId(auth as Principal),
+    // The admin is no project: its sessions count against the hub's cap and its own per-caller cap only.
+    projectKey: (auth) => principalProject(auth as Principal),
+    maxSessions: config.mcpSessionsMax,
+    maxSessionsPerProject: config.mcpSessionsPerProject,
+    maxSessionsPerCaller: config.mcpSessionsPerKey,
+  });
+  const reaper = new SessionReaper({
+    front: aggregate,
+    keyActive: (keyId) => store.keyActive(keyId),
+    log: log.child({ component: 'mcp-aggregate' }),
+    intervalMs: SESSION_KEY_CHECK_INTERVAL_MS,
   });
   // Servers and tools coming and going change the aggregated list: tell connected clients (once per burst).
   let listChanged: NodeJS.Timeout | undefined;
@@ -230,6 +246,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     // Open SSE streams would hold the server open: end the aggregated sessions first.
     clearTimeout(listChanged);
+    reaper.close();
     await aggregate.close();
   });
   app.addHook('onClose', async () => {
