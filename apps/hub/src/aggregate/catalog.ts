@@ -62,9 +62,9 @@ export class Catalog {
         ];
         all.push({ entry, names });
         for (const alias of names) {
-          let set = claims.get(alias);
-          if (!set) claims.set(alias, (set = new Set()));
+          const set = claims.get(alias) ?? new Set<CatalogEntry>();
           set.add(entry);
+          claims.set(alias, set);
         }
       }
     }
