@@ -226,7 +226,7 @@ describe('tool names cannot be captured (finding 6)', () => {
     expect(names).toContain('a-tools__echo');
     expect(names.filter((n) => n.startsWith('b-'))).toEqual([]);
     await expect(callTool(client, 'b-tools__echo', { message: 'x' })).rejects.toThrow(/unknown tool/);
-    // Moved to project B by the admin: a catalog built before the move does not route A's call there.
+    // Moved to project B by the admin: A's key no longer reaches it by its old name.
     expect((await api('PUT', '/api/servers/a-tools', admin, restServer('a-tools', { project: B }))).status).toBe(200);
     const result = await callTool(client, 'a-tools__echo', { message: 'x' }).catch((err: Error) => err.message);
     expect(typeof result === 'string' ? result : textOf(result)).toMatch(/unknown tool/);
