@@ -19,7 +19,8 @@ import { AuditLog } from './auth/audit-trail.js';
 import { CallGuard } from './auth/call-guard.js';
 import { KeyCache } from './auth/key-cache.js';
 import { ServerWriteGuard } from './auth/server-writes.js';
-import { canSee, type Principal, registerAuth } from './plugins/auth.js';
+import { SessionReaper } from './auth/session-reaper.js';
+import { canSee, type Principal, principalProject, registerAuth } from './plugins/auth.js';
 import { registerErrorHandling } from './plugins/errors.js';
 import { registerHostCheck } from './plugins/host.js';
 import { registerJsonBodyRule } from './plugins/json-body.js';
@@ -61,6 +62,8 @@ const LIST_CHANGED_DEBOUNCE_MS = 200;
 /** Node checks request and header deadlines on a timer (30 s by default): often enough to keep them near their value. */
 const TIMEOUT_CHECKS_PER_HEADERS_TIMEOUT = 4;
 const MAX_TIMEOUT_CHECK_INTERVAL_MS = 30_000;
+/** How often the keys of open MCP sessions are checked (rotation graces end, other replicas revoke). */
+const SESSION_KEY_CHECK_INTERVAL_MS = 5_000;
 
 /** Resolves when the client is ready, or after `ms` (a Redis that is down is the limiter's fallback case). */
 function connected(client: Redis, ms: number): Promise<void> {
@@ -210,6 +213,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     secrets,
     stdioAllowedCommands: config.stdioAllowedCommands,
     denyPrivateUrls: config.denyPrivateUrls,
+    toolSeparator: config.toolSeparator,
   });
   await app.register(serverRoutes, { registry, writes, audit });
   await app.register(projectRoutes, {
@@ -220,6 +224,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     usage,
     limiter,
     rotationGraceMs: config.keyRotationGraceMs,
+    keysChanged: () => reaper.sweep(),
   });
   const workers = new WorkerLocator(cache, registry, log, config.wakeTimeoutMs);
   await app.register(toolCallRoutes, { cache, workers, guard, log });
@@ -241,6 +246,17 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     sessionIdleTtlMs: MCP_SESSION_IDLE_TTL_MS,
     sameCaller: (opened, presented) => callerId(opened as Principal) === callerId(presented as Principal),
     callerKey: (auth) => callerId(auth as Principal),
+    // The admin is no project: its sessions count against the hub's cap and its own per-caller cap only.
+    projectKey: (auth) => principalProject(auth as Principal),
+    maxSessions: config.mcpSessionsMax,
+    maxSessionsPerProject: config.mcpSessionsPerProject,
+    maxSessionsPerCaller: config.mcpSessionsPerKey,
+  });
+  const reaper = new SessionReaper({
+    front: aggregate,
+    keyActive: (keyId) => store.keyActive(keyId),
+    log: log.child({ component: 'mcp-aggregate' }),
+    intervalMs: SESSION_KEY_CHECK_INTERVAL_MS,
   });
   // Servers and tools coming and going change the aggregated list: tell connected clients (once per burst).
   let listChanged: NodeJS.Timeout | undefined;
@@ -262,6 +278,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     // Open SSE streams would hold the server open: end the aggregated sessions first.
     clearTimeout(listChanged);
+    reaper.close();
     await aggregate.close();
   });
   app.addHook('onClose', async () => {

@@ -44,19 +44,34 @@ describe('aggregated tool names', () => {
     expect(catalog.resolve(`srv__${long}`)?.tool.name).toBe(long);
   });
 
-  it('suppresses duplicates deterministically: the first server by id keeps the name', () => {
+  it('gives a name two tools answer to to neither, whatever the order (no first-by-id capture)', () => {
     const servers = [
       { spec: spec('zeta', 'shared'), tools: [tool('echo')] },
       { spec: spec('alpha', 'shared'), tools: [tool('echo'), tool('only-alpha')] },
     ];
     for (const order of [servers, [...servers].reverse()]) {
       const catalog = new Catalog(order, '__');
-      expect(catalog.entries.map((e) => `${e.serverId}:${e.name}`)).toEqual([
-        'alpha:shared__echo',
-        'alpha:shared__only-alpha',
+      expect(catalog.entries.map((e) => `${e.serverId}:${e.name}`)).toEqual(['alpha:shared__only-alpha']);
+      expect(catalog.resolve('shared__echo')).toBeUndefined();
+      expect(catalog.resolve('shared.echo')).toBeUndefined();
+      expect(catalog.resolve('shared.only-alpha')?.serverId).toBe('alpha');
+      expect(catalog.suppressed).toEqual([
+        { name: 'shared__echo', serverIds: ['alpha', 'zeta'] },
+        { name: 'shared.echo', serverIds: ['alpha', 'zeta'] },
       ]);
-      expect(catalog.suppressed).toEqual([{ name: 'shared__echo', serverId: 'zeta', keptServerId: 'alpha' }]);
     }
+  });
+
+  it('drops a name that two namespaces split differently (written before the separator rule)', () => {
+    const catalog = new Catalog(
+      [
+        { spec: spec('one', 'a__b'), tools: [tool('c')] },
+        { spec: spec('two', 'a'), tools: [tool('b__c'), tool('d')] },
+      ],
+      '__',
+    );
+    expect(catalog.entries.map((e) => e.name)).toEqual(['a__d']);
+    expect(catalog.resolve('a__b__c')).toBeUndefined();
   });
 
   it('uses the configured separator', () => {

@@ -14,6 +14,7 @@ import {
   type SupervisorConfig,
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
+import { admitWorker, type ProjectKey } from './admission.js';
 import { HealthChecker } from './health-checker.js';
 import { KeyedSerialQueue } from './keyed-queue.js';
 import { backoffDelayMs, hasProcess, type LifecycleEvent, nextStatus } from './lifecycle.js';
@@ -52,6 +53,8 @@ export interface SupervisorDeps {
 /** One worker this supervisor runs; the object lives across restarts, its process does not. */
 interface ManagedWorker {
   id: string;
+  /** The server's project ('' for none): what its slot counts against. */
+  project: ProjectKey;
   status: RuntimeStatus;
   host: string;
   port?: number;
@@ -105,6 +108,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   const health = new HealthChecker(HEALTH_TIMEOUT_MS);
   const entry = config.workerEntry ?? DEFAULT_WORKER_ENTRY;
   const managed = new Map<string, ManagedWorker>();
+  /** Servers this supervisor told to wait for a slot (id → project), so that slots are given fairly. */
+  const waiting = new Map<string, ProjectKey>();
   const startSlots = new Semaphore(config.startConcurrency);
   const queue = new KeyedSerialQueue(reconcileOne, (id, err) =>
     log.error({ event: 'reconcile.failed', server: id, err }, 'reconcile failed'),
@@ -164,7 +169,9 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
 
   function forget(w: ManagedWorker): void {
     clearTimeout(w.timer);
-    if (managed.get(w.id) === w) managed.delete(w.id);
+    if (managed.get(w.id) !== w) return;
+    managed.delete(w.id);
+    slotFreed();
   }
 
   function schedule(w: ManagedWorker, atMs: number): void {
@@ -189,6 +196,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       restartRequests <= (runtime.restartRequests ?? 0);
 
     if (!spec?.enabled || idleStopped) {
+      forgetWaiting(id);
       const reason = !spec ? 'deleted' : !spec.enabled ? 'disabled' : 'idle';
       if (w) await stopWorker(w, reason, reason === 'idle');
       else if (runtime && !idleStopped) await cleanupOrphan(id, runtime, reason);
@@ -196,6 +204,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     }
 
     if (w) {
+      w.project = spec.project ?? '';
       if (w.status === 'stopping') return;
       const wanted = w.wanted;
       w.wanted = undefined;
@@ -213,15 +222,28 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       return;
     }
 
-    if (!(await store.acquireLease(id, config.leaseTtlMs))) return; // another supervisor runs it
+    if (!(await store.acquireLease(id, config.leaseTtlMs))) {
+      forgetWaiting(id); // another supervisor runs it
+      return;
+    }
     // Adopting comes before the capacity check: a live worker is kept, never replaced by a pending record.
     if (runtime?.pid !== undefined && runtime.port !== undefined && runtime.instance !== undefined) {
       if (await adopt(id, runtime, spec, restartRequests)) return;
       await killGhost(id, runtime);
     }
-    if (managed.size >= config.workerMax) return waitForCapacity(id, runtime);
+    // From here to managed.set nothing awaits: the decision and the slot it gives are one step.
+    const project = spec.project ?? '';
+    const admission = admitWorker({
+      project,
+      ...slotsInUse(id),
+      workerMax: config.workerMax,
+      perProjectMax: config.workerMaxPerProject,
+    });
+    if (!admission.admit) return waitForCapacity(id, project, runtime, admission.reason);
+    forgetWaiting(id);
     const fresh: ManagedWorker = {
       id,
+      project,
       status: 'pending',
       host: config.workerAdvertiseHost,
       instance: '',
@@ -237,10 +259,35 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     await launch(fresh, spec, restartRequests, runtime ? 'takeover' : 'start');
   }
 
+  /** Workers in use per project and in all, and the servers other than `id` waiting for a slot, per project. */
+  function slotsInUse(id: string) {
+    const running = new Map<ProjectKey, number>();
+    for (const w of managed.values()) running.set(w.project, (running.get(w.project) ?? 0) + 1);
+    const others = new Map<ProjectKey, number>();
+    for (const [serverId, project] of waiting) {
+      if (serverId !== id) others.set(project, (others.get(project) ?? 0) + 1);
+    }
+    return { running, total: managed.size, waiting: others };
+  }
+
+  function forgetWaiting(id: string): void {
+    waiting.delete(id);
+  }
+
+  /** A slot was freed: the waiting servers ask again now rather than at the next resync. */
+  function slotFreed(): void {
+    for (const id of waiting.keys()) void queue.enqueue(id);
+  }
+
   /** Called holding the lease; frees it afterwards so that a supervisor with room can take the server. */
-  async function waitForCapacity(id: string, runtime: RuntimeRecord | null): Promise<void> {
-    if (runtime?.status === 'pending') return store.releaseLease(id);
-    const reason = `capacity: MCP_WORKER_MAX=${config.workerMax} workers are running`;
+  async function waitForCapacity(
+    id: string,
+    project: ProjectKey,
+    runtime: RuntimeRecord | null,
+    reason: string,
+  ): Promise<void> {
+    waiting.set(id, project);
+    if (runtime?.status === 'pending' && runtime.reason === reason) return store.releaseLease(id);
     await store.writeRecord(id, {
       status: 'pending',
       restarts: runtime?.restarts ?? 0,
@@ -268,8 +315,10 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     if (local === false) return false;
     const healthy = await health.isSameWorker(host, port, id, instance);
     if (!healthy && local !== true) return false;
+    forgetWaiting(id);
     const w: ManagedWorker = {
       id,
+      project: spec.project ?? '',
       status: healthy ? 'running' : 'starting',
       host,
       port,
@@ -518,6 +567,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       await redisStep(transition(w, 'stop', reason));
     }
     managed.delete(w.id);
+    slotFreed();
     if (keepRecord) {
       await redisStep(store.releaseLease(w.id));
     } else {

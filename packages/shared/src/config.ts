@@ -28,6 +28,15 @@ export const DEFAULT_AUDIT_MAX_LENGTH = 100_000;
 export const DEFAULT_WORKER_BASE_PORT = 41_000;
 export const DEFAULT_WORKER_PORT_RANGE = 1_000;
 export const DEFAULT_WORKER_MAX = 100;
+/** Open MCP sessions (2025 era) a hub holds at once, per project, and per API key (or the admin). */
+export const DEFAULT_MCP_SESSIONS_MAX = 1_000;
+export const DEFAULT_MCP_SESSIONS_PER_PROJECT = 200;
+export const DEFAULT_MCP_SESSIONS_PER_KEY = 100;
+/**
+ * Default share of MCP_WORKER_MAX one project may run: a quarter, so that one project's servers always leave
+ * three quarters of the slots to the others.
+ */
+export const DEFAULT_WORKER_PROJECT_SHARE = 4;
 export const DEFAULT_RESYNC_INTERVAL_MS = 5_000;
 export const DEFAULT_HEALTH_INTERVAL_MS = 2_000;
 export const DEFAULT_HEALTH_FAILURES = 3;
@@ -161,6 +170,9 @@ const HubEnvSchema = z
     HUB_DENY_PRIVATE_URLS: bool.default(false),
     HUB_KEY_ROTATION_GRACE: duration('s').default(DEFAULT_ROTATION_GRACE_MS),
     HUB_AUDIT_MAX_LENGTH: positiveInt.default(DEFAULT_AUDIT_MAX_LENGTH),
+    HUB_MCP_SESSIONS_MAX: positiveInt.default(DEFAULT_MCP_SESSIONS_MAX),
+    HUB_MCP_SESSIONS_PER_PROJECT: positiveInt.default(DEFAULT_MCP_SESSIONS_PER_PROJECT),
+    HUB_MCP_SESSIONS_PER_KEY: positiveInt.default(DEFAULT_MCP_SESSIONS_PER_KEY),
   })
   .superRefine((e, ctx) => {
     // Open mode answers anyone without credentials as admin: only on this machine's loopback interface.
@@ -222,6 +234,12 @@ export interface HubConfig {
   keyRotationGraceMs: number;
   /** Entries the audit stream keeps (older ones are trimmed). */
   auditMaxLength: number;
+  /** Open aggregated MCP sessions (`/mcp`, `/sse`) the hub holds at once; more get 503. */
+  mcpSessionsMax: number;
+  /** Open aggregated MCP sessions of one project's keys together; more get 429. */
+  mcpSessionsPerProject: number;
+  /** Open aggregated MCP sessions of one API key (or of the admin); more get 429. */
+  mcpSessionsPerKey: number;
 }
 
 /** Reads the hub's configuration; throws ConfigError naming every bad variable. */
@@ -250,6 +268,9 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     denyPrivateUrls: e.HUB_DENY_PRIVATE_URLS,
     keyRotationGraceMs: e.HUB_KEY_ROTATION_GRACE,
     auditMaxLength: e.HUB_AUDIT_MAX_LENGTH,
+    mcpSessionsMax: e.HUB_MCP_SESSIONS_MAX,
+    mcpSessionsPerProject: e.HUB_MCP_SESSIONS_PER_PROJECT,
+    mcpSessionsPerKey: e.HUB_MCP_SESSIONS_PER_KEY,
   });
 }
 
@@ -262,6 +283,7 @@ const SupervisorEnvSchema = z.object({
   MCP_WORKER_BASE_PORT: port.default(DEFAULT_WORKER_BASE_PORT),
   MCP_WORKER_PORT_RANGE: positiveInt.default(DEFAULT_WORKER_PORT_RANGE),
   MCP_WORKER_MAX: positiveInt.default(DEFAULT_WORKER_MAX),
+  MCP_WORKER_MAX_PER_PROJECT: positiveInt.optional(),
   MCP_WORKER_IDLE_TTL: duration('s').default(0),
   MCP_WORKER_STOP_GRACE: duration('ms').default(DEFAULT_STOP_GRACE_MS),
   MCP_WORKER_START_TIMEOUT: duration('ms').default(DEFAULT_START_TIMEOUT_MS),
@@ -290,6 +312,11 @@ export interface SupervisorConfig {
   workerBasePort: number;
   workerPortRange: number;
   workerMax: number;
+  /**
+   * Most workers of one project this supervisor runs; past it the project's servers wait `pending` (default:
+   * MCP_WORKER_MAX / 4, rounded up).
+   */
+  workerMaxPerProject: number;
   /** 0 = workers are never stopped for idleness. */
   workerIdleTtlMs: number;
   stopGraceMs: number;
@@ -327,6 +354,10 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     workerBasePort: e.MCP_WORKER_BASE_PORT,
     workerPortRange: e.MCP_WORKER_PORT_RANGE,
     workerMax: e.MCP_WORKER_MAX,
+    workerMaxPerProject: Math.min(
+      e.MCP_WORKER_MAX,
+      e.MCP_WORKER_MAX_PER_PROJECT ?? Math.ceil(e.MCP_WORKER_MAX / DEFAULT_WORKER_PROJECT_SHARE),
+    ),
     workerIdleTtlMs: e.MCP_WORKER_IDLE_TTL,
     stopGraceMs: e.MCP_WORKER_STOP_GRACE,
     startTimeoutMs: e.MCP_WORKER_START_TIMEOUT,

@@ -21,23 +21,42 @@ import {
 /**
  * KEYS[1] servers hash, KEYS[2] registry revision, KEYS[3] events channel
  * ARGV[1] server id, ARGV[2] spec body JSON (an object without rev/createdAt/updatedAt),
- * ARGV[3] 'create' | 'replace', ARGV[4] expected rev ('' = any, '0' = must not exist), ARGV[5] now (ISO)
- * Returns {status, rev, created, json}; status is ok | unchanged | exists | conflict.
+ * ARGV[3] 'create' | 'replace', ARGV[4] expected rev ('' = any, '0' = must not exist), ARGV[5] now (ISO),
+ * ARGV[6] the spec's namespace
+ * Returns {status, rev, created, json}; status is ok | unchanged | exists | conflict | namespace_taken.
  * A body equal to the stored one changes nothing (no revision, no event), so an idempotent PUT
  * never restarts a worker.
+ * Namespaces are unique across the hub, so an aggregated tool name can never mean two servers: a new
+ * namespace is compared with every stored spec. That is one pass over the servers hash per write (hundreds
+ * of specs, writes are rare) and, unlike an index, cannot drift from the specs or miss data written before
+ * the rule. A server keeping the namespace it already has is not checked, so a duplicate written before the
+ * rule can still be edited (the aggregated view hides both sides of it).
  */
 const UPSERT_SERVER = `
 local existing = redis.call('HGET', KEYS[1], ARGV[1])
 if existing and ARGV[3] == 'create' then return {'exists', 0, 0, ''} end
 local createdAt = ARGV[5]
+local oldNamespace = nil
 if existing then
   local old = cjson.decode(existing)
   if ARGV[4] ~= '' and tonumber(ARGV[4]) ~= tonumber(old.rev) then return {'conflict', old.rev, 0, ''} end
   local prefix = string.sub(ARGV[2], 1, -2) .. ',"rev":'
   if string.sub(existing, 1, #prefix) == prefix then return {'unchanged', old.rev, 0, existing} end
   if old.createdAt then createdAt = old.createdAt end
+  oldNamespace = old.namespace
 elseif ARGV[4] ~= '' and tonumber(ARGV[4]) ~= 0 then
   return {'conflict', 0, 0, ''}
+end
+if oldNamespace ~= ARGV[6] then
+  local needle = '"namespace":' .. cjson.encode(ARGV[6])
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    -- The plain find is a cheap filter; the decode confirms (the text could sit inside an env value).
+    if all[i] ~= ARGV[1] and string.find(all[i + 1], needle, 1, true) then
+      local ok, other = pcall(cjson.decode, all[i + 1])
+      if ok and type(other) == 'table' and other.namespace == ARGV[6] then return {'namespace_taken', 0, 0, ''} end
+    end
+  end
 end
 local rev = redis.call('INCR', KEYS[2])
 local json = string.sub(ARGV[2], 1, -2) .. ',"rev":' .. rev .. ',"createdAt":' .. cjson.encode(createdAt)
@@ -176,7 +195,10 @@ export class Registry {
     this.redis = defineRegistryCommands(redis);
   }
 
-  /** Creates (`create`: fails with server_exists) or replaces a server; `expectedRev` guards against lost updates. */
+  /**
+   * Creates (`create`: fails with server_exists) or replaces a server; `expectedRev` guards against lost
+   * updates. Throws server_exists (details `{ path: 'namespace' }`) when another server has the namespace.
+   */
   async upsertServer(body: ServerSpecBody, mode: UpsertMode, expectedRev?: number): Promise<UpsertResult> {
     const [status, rev, created, json] = await this.redis.mcpUpsertServer(
       this.keys.servers,
@@ -187,8 +209,15 @@ export class Registry {
       mode,
       expectedRev === undefined ? '' : String(expectedRev),
       this.now().toISOString(),
+      body.namespace,
     );
     if (status === 'exists') throw new AppError('server_exists', `server "${body.id}" already exists`);
+    if (status === 'namespace_taken') {
+      // The holder is not named: it may belong to a project the caller cannot see.
+      throw new AppError('server_exists', `namespace "${body.namespace}" is already used by another server`, {
+        path: 'namespace',
+      });
+    }
     if (status === 'conflict') {
       throw new AppError(
         'revision_conflict',

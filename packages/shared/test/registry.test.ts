@@ -45,6 +45,27 @@ async function waitForEvents(count: number): Promise<HubEvent[]> {
 }
 
 describe('Registry', () => {
+  it('keeps namespaces unique across the hub, atomically with the write', async () => {
+    await registry.upsertServer(stdio('alpha', { namespace: 'shared' }), 'create');
+    // Text that merely looks like a namespace (an env entry named "namespace") is not a clash.
+    const lookalike = stdio('beta', { config: { command: 'node', args: [], env: { namespace: 'epsilon' } } });
+    await registry.upsertServer(lookalike, 'create');
+    for (const write of [
+      () => registry.upsertServer(stdio('gamma', { namespace: 'shared' }), 'create'),
+      () => registry.upsertServer(stdio('beta', { namespace: 'shared' }), 'replace'),
+    ]) {
+      const err = await write().catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AppError);
+      expect(err).toMatchObject({ code: 'server_exists', details: { path: 'namespace' } });
+    }
+    expect((await registry.getServer('gamma')) === null).toBe(true);
+    // A server keeps (and may edit with) its own namespace; a freed namespace can be taken.
+    await registry.upsertServer(stdio('alpha', { namespace: 'shared', tags: ['x'] }), 'replace');
+    await registry.upsertServer(stdio('alpha', { namespace: 'moved' }), 'replace');
+    await registry.upsertServer(stdio('gamma', { namespace: 'shared' }), 'create');
+    await registry.upsertServer(stdio('delta', { namespace: 'epsilon' }), 'create');
+  });
+
   it('creates, reads, lists, replaces and deletes a server, bumping the revision each time', async () => {
     const created = await registry.upsertServer(stdio('alpha'), 'create');
     expect(created.created).toBe(true);

@@ -114,8 +114,11 @@ export class Aggregator {
     const tool = entry.tool.name;
     const started = performance.now();
     log.info({ event: 'tool.call.accepted', request_id: requestId, server, tool, via: 'mcp' }, 'tool call accepted');
-    const spec = await cache.server(server);
-    const cached = await cache.tool(server, tool);
+    // The catalog may be older than the spec: the server's owner is checked again on the current one, so a
+    // name can only reach a server of the caller's project.
+    const found = await cache.server(server);
+    const spec = found && canSee(principal, found.project) ? found : null;
+    const cached = spec ? await cache.tool(server, tool) : null;
     const problems = cached?.validate(args);
     if (!spec || !cached || problems) {
       const message = problems
@@ -188,12 +191,12 @@ export class Aggregator {
 
   private warnSuppressed(catalog: Catalog): void {
     for (const s of catalog.suppressed) {
-      const key = `${s.serverId}:${s.name}`;
+      const key = `${s.serverIds.join(',')}:${s.name}`;
       if (this.warned.has(key)) continue;
       this.warned.add(key);
       this.deps.log.warn(
-        { event: 'mcp.aggregate.duplicate', tool: s.name, server: s.serverId, kept_server: s.keptServerId },
-        'two servers expose the same prefixed tool name; the first server by id keeps it',
+        { event: 'mcp.aggregate.duplicate', tool: s.name, servers: s.serverIds },
+        'several servers answer to the same prefixed tool name; it is left out for all of them',
       );
     }
   }

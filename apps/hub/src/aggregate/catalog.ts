@@ -17,11 +17,13 @@ export interface CatalogEntry {
   tool: Tool;
 }
 
-/** A tool that lost its name to another (same namespace and tool on two servers): the first server by id wins. */
+/**
+ * A name more than one tool answers to (same namespace and tool on two servers, written before namespaces
+ * were unique): none of them gets it, since any pick would let one server receive calls meant for another.
+ */
 export interface Suppressed {
   name: string;
-  serverId: string;
-  keptServerId: string;
+  serverIds: readonly string[];
 }
 
 /**
@@ -37,7 +39,9 @@ export function exposedName(namespace: string, tool: string, separator: string):
 
 /**
  * The tools of several servers as one list, and the alias table that resolves a called name back to its
- * server and tool: the exposed name, the full unshortened name, and `namespace.tool`.
+ * server and tool: the exposed name, the full unshortened name, and `namespace.tool`. Every name resolves to
+ * one tool or to none: a name two tools would answer to is dropped for both (and the tool left out of the
+ * list when it is its exposed name), whatever the order of the servers.
  */
 export class Catalog {
   readonly entries: readonly CatalogEntry[];
@@ -45,26 +49,38 @@ export class Catalog {
   private readonly aliases = new Map<string, CatalogEntry>();
 
   constructor(servers: readonly CatalogServer[], separator: string) {
-    const entries: CatalogEntry[] = [];
-    const suppressed: Suppressed[] = [];
-    const byName = new Map<string, CatalogEntry>();
-    // Deterministic: servers by id, tools by name; the first to claim a name keeps it.
+    const all: { entry: CatalogEntry; names: string[] }[] = [];
+    const claims = new Map<string, Set<CatalogEntry>>();
+    // Deterministic order of the list: servers by id, tools by name.
     const ordered = [...servers].sort((a, b) => a.spec.id.localeCompare(b.spec.id));
     for (const { spec, tools } of ordered) {
       for (const tool of [...tools].sort((a, b) => a.name.localeCompare(b.name))) {
         const name = exposedName(spec.namespace, tool.name, separator);
-        const taken = byName.get(name);
-        if (taken) {
-          suppressed.push({ name, serverId: spec.id, keptServerId: taken.serverId });
-          continue;
-        }
         const entry = { name, serverId: spec.id, tool };
-        byName.set(name, entry);
-        entries.push(entry);
-        for (const alias of [name, `${spec.namespace}${separator}${tool.name}`, `${spec.namespace}.${tool.name}`]) {
-          if (!this.aliases.has(alias)) this.aliases.set(alias, entry);
+        const names = [
+          ...new Set([name, `${spec.namespace}${separator}${tool.name}`, `${spec.namespace}.${tool.name}`]),
+        ];
+        all.push({ entry, names });
+        for (const alias of names) {
+          const set = claims.get(alias) ?? new Set<CatalogEntry>();
+          set.add(entry);
+          claims.set(alias, set);
         }
       }
+    }
+    const entries: CatalogEntry[] = [];
+    const suppressed: Suppressed[] = [];
+    const reported = new Set<string>();
+    for (const { entry, names } of all) {
+      for (const alias of names) {
+        const claimants = claims.get(alias) as Set<CatalogEntry>;
+        if (claimants.size === 1) this.aliases.set(alias, entry);
+        else if (!reported.has(alias)) {
+          reported.add(alias);
+          suppressed.push({ name: alias, serverIds: [...new Set([...claimants].map((c) => c.serverId))] });
+        }
+      }
+      if (this.aliases.get(entry.name) === entry) entries.push(entry);
     }
     this.entries = entries;
     this.suppressed = suppressed;

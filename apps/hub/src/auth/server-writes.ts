@@ -21,6 +21,8 @@ export interface ServerWriteGuardOptions {
   stdioAllowedCommands: readonly string[] | undefined;
   /** Refuse remote URLs that are or resolve to private, loopback or link-local addresses. */
   denyPrivateUrls: boolean;
+  /** MCP_TOOL_SEPARATOR: a namespace may not contain it, so that `<namespace><sep><tool>` splits one way only. */
+  toolSeparator: string;
 }
 
 /** Where a server's secrets go: its transport and URL, or its command line. */
@@ -46,6 +48,7 @@ export class ServerWriteGuard {
     const project = await this.projectOf(principal, body, before);
     const next = { ...body, project } as ServerSpecBody;
     if (project === undefined) delete (next as { project?: string }).project;
+    this.checkNamespace(next);
 
     if (next.transport === 'stdio') this.checkStdio(principal, next.config.command);
     else if (this.opts.denyPrivateUrls) {
@@ -107,6 +110,18 @@ export class ServerWriteGuard {
         allowed,
       });
     }
+  }
+
+  /** Uniqueness across the hub is the registry's atomic check; the separator is known only here. */
+  private checkNamespace(body: ServerSpecBody): void {
+    const sep = this.opts.toolSeparator;
+    if (!body.namespace.includes(sep)) return;
+    const from = body.namespace === body.id ? ' (it defaults to the id: set a namespace)' : '';
+    throw new AppError(
+      'invalid_request',
+      `invalid body: namespace: "${body.namespace}" contains the tool separator "${sep}"${from}`,
+      [{ path: 'namespace', message: `must not contain the tool separator "${sep}"` }],
+    );
   }
 
   private async checkUniqueName(body: ServerSpecBody): Promise<void> {

@@ -25,6 +25,8 @@ export interface ProjectRoutesOptions {
   usage: UsageRecorder;
   limiter: RateLimiter;
   rotationGraceMs: number;
+  /** Called after a key stopped (or may have stopped) working: ends the MCP sessions it held. */
+  keysChanged(): Promise<unknown>;
 }
 
 const Pid = z.strictObject({ pid: z.string().min(1).max(128) });
@@ -112,6 +114,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
       const before = await store.getKeyRecord(req.params.keyId);
       const record = await store.revokeKey(req.params.pid, req.params.keyId);
       opts.keyCache.forget(record.id);
+      await opts.keysChanged();
       await audit.record(req, 'key.revoke', { type: 'key', id: record.id }, req.params.pid, before, record);
       return record;
     },
@@ -128,6 +131,8 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
       const grace = req.body?.graceMs ?? opts.rotationGraceMs;
       const { record, key, previous } = await store.rotateKey(req.params.pid, req.params.keyId, grace);
       opts.keyCache.forget(previous.id);
+      // With no grace the old key is dead now; with one, the reaper's timer ends its sessions when it expires.
+      await opts.keysChanged();
       await audit.record(req, 'key.rotate', { type: 'key', id: previous.id }, req.params.pid, previous, record);
       return reply
         .status(201)

@@ -53,8 +53,18 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     '/api/servers',
     { schema: { body: ServerInputSchema, response: { 201: ServerViewSchema, ...errorResponses } } },
     async (req, reply) => {
+      // An id another project holds answers as GET does for it: 404, never a 409 that confirms it exists.
+      const hidden = async () => {
+        const holder = await registry.getServer(req.body.id);
+        if (holder && !canSee(req.principal, holder.project)) throw notFound(req.body.id);
+      };
+      await hidden();
       const body = await writes.prepare(req.principal, specBodyFromInput(req.body), null);
-      const { spec } = await registry.upsertServer(body, 'create', req.body.rev);
+      const { spec } = await registry.upsertServer(body, 'create', req.body.rev).catch(async (err: unknown) => {
+        // Created by someone else since the first look.
+        if (err instanceof AppError && err.code === 'server_exists' && err.details === undefined) await hidden();
+        throw err;
+      });
       await audit.record(req, 'server.create', { type: 'server', id: spec.id }, spec.project, null, spec);
       return reply.status(201).header('location', `/api/servers/${spec.id}`).send(view(spec, null));
     },

@@ -550,6 +550,18 @@ export class ProjectStore {
   }
 
   /**
+   * Whether a key still authenticates, by id (no secret): it exists, is neither revoked nor expired (a
+   * rotated key expires at the end of its grace), and its member, if any, is still in the project.
+   */
+  async keyActive(keyId: string): Promise<boolean> {
+    const found = await this.readKey(keyId);
+    if (!found) return false;
+    const { record } = found;
+    if (record.revokedAt || isExpired(record, this.clock())) return false;
+    return record.member === undefined || (await this.getMember(record.project, record.member)) !== null;
+  }
+
+  /**
    * Records that a key was used now; written at most once per TOUCH_INTERVAL_MS per key in this process,
    * since it is on every call's path. Returns whether it wrote. Best effort: a concurrent change wins.
    */

@@ -3,6 +3,7 @@ export {
   createMcpFront,
   DEFAULT_MAX_SESSIONS,
   DEFAULT_MAX_SESSIONS_PER_CALLER,
+  DEFAULT_MAX_SESSIONS_PER_PROJECT,
   type McpEra,
   type McpFront,
   type McpFrontOptions,

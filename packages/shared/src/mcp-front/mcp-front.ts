@@ -13,6 +13,7 @@ import {
   type Transport,
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
+import { DEFAULT_MCP_SESSIONS_MAX, DEFAULT_MCP_SESSIONS_PER_KEY, DEFAULT_MCP_SESSIONS_PER_PROJECT } from '../config.js';
 import { drained } from '../streams.js';
 import { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
 
@@ -52,10 +53,20 @@ export interface McpFrontOptions {
   maxSessionsPerCaller?: number;
   /** Names the caller of `auth` for the per-caller cap (default: `String(auth)`). */
   callerKey?: (auth: unknown) => string;
+  /**
+   * Most open sessions of one project (`projectKey(auth)`), so that one tenant's callers together cannot take
+   * every slot of the front; more get 429 (default 200).
+   */
+  maxSessionsPerProject?: number;
+  /** Names the project of `auth` for the per-project cap; undefined: no project cap (default: none). */
+  projectKey?: (auth: unknown) => string | undefined;
 }
 
-export const DEFAULT_MAX_SESSIONS = 1_000;
-export const DEFAULT_MAX_SESSIONS_PER_CALLER = 100;
+export {
+  DEFAULT_MCP_SESSIONS_MAX as DEFAULT_MAX_SESSIONS,
+  DEFAULT_MCP_SESSIONS_PER_KEY as DEFAULT_MAX_SESSIONS_PER_CALLER,
+  DEFAULT_MCP_SESSIONS_PER_PROJECT as DEFAULT_MAX_SESSIONS_PER_PROJECT,
+};
 
 /** Serves any number of downstream MCP clients, of every protocol era, from one server factory. */
 export interface McpFront {
@@ -71,6 +82,13 @@ export interface McpFront {
   promptsChanged(): void;
   /** Open 2025 sessions: Streamable HTTP plus HTTP+SSE. */
   sessionCount(): number;
+  /** The `auth` of every open 2025 session (one entry per session). */
+  sessionAuths(): unknown[];
+  /**
+   * Ends the open sessions whose `auth` matches at once (their streams end, their ids answer 404, their slots
+   * are free); answers how many.
+   */
+  closeSessions(match: (auth: unknown) => boolean, reason: string): Promise<number>;
   /** Ends every session and stream; later requests are answered 503. Memoized. */
   close(): Promise<void>;
 }
@@ -122,9 +140,11 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
   const idleTtlMs = options.sessionIdleTtlMs ?? 0;
   const maxEvents = options.maxEventsPerSession ?? DEFAULT_MAX_EVENTS;
   const sameCaller = options.sameCaller ?? ((opened: unknown, presented: unknown) => opened === presented);
-  const maxSessions = options.maxSessions ?? DEFAULT_MAX_SESSIONS;
-  const maxPerCaller = options.maxSessionsPerCaller ?? DEFAULT_MAX_SESSIONS_PER_CALLER;
+  const maxSessions = options.maxSessions ?? DEFAULT_MCP_SESSIONS_MAX;
+  const maxPerCaller = options.maxSessionsPerCaller ?? DEFAULT_MCP_SESSIONS_PER_KEY;
   const callerKey = options.callerKey ?? ((auth: unknown) => String(auth));
+  const maxPerProject = options.maxSessionsPerProject ?? DEFAULT_MCP_SESSIONS_PER_PROJECT;
+  const projectKey = options.projectKey ?? (() => undefined);
 
   /** The refusal for a new session over a cap (sessions hold memory: a server and an event store each). */
   function overCap(auth: unknown): Response | undefined {
@@ -134,6 +154,22 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
         'too many MCP sessions',
       );
       return jsonRpcError(503, TRANSPORT_ERROR, 'Too many open sessions; retry later', { 'retry-after': '5' });
+    }
+    const project = projectKey(auth);
+    if (project !== undefined) {
+      let ours = 0;
+      for (const session of sessions.values()) if (projectKey(session.auth) === project) ours++;
+      if (ours >= maxPerProject) {
+        log.warn(
+          { event: 'mcp.session.refused', reason: 'max_sessions_per_project', project, sessions: ours },
+          'project has too many MCP sessions',
+        );
+        return jsonRpcError(
+          429,
+          TRANSPORT_ERROR,
+          `Too many open sessions for this project (${maxPerProject}); close some`,
+        );
+      }
     }
     const caller = callerKey(auth);
     let mine = 0;
@@ -413,6 +449,12 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     resourcesChanged: () => broadcast('resources'),
     promptsChanged: () => broadcast('prompts'),
     sessionCount: () => sessions.size,
+    sessionAuths: () => [...sessions.values()].map((session) => session.auth),
+    closeSessions: async (match, reason) => {
+      const matched = [...sessions.values()].filter((session) => match(session.auth));
+      await Promise.allSettled(matched.map((session) => endSession(session, reason)));
+      return matched.length;
+    },
     close,
   };
 }
