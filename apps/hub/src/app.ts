@@ -176,7 +176,11 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     registry,
     projectExists: async (id) => (await store.getProject(id)) !== null,
     secrets,
-    stdioAllowedCommands: config.stdioAllowedCommands,
+    stdio: {
+      allowedCommands: config.stdioAllowedCommands,
+      allowedEnv: config.stdioAllowedEnv,
+      cwdRoots: config.stdioCwdRoots,
+    },
     denyPrivateUrls: config.denyPrivateUrls,
   });
   await app.register(serverRoutes, { registry, writes, audit });

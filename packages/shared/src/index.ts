@@ -1,10 +1,21 @@
 export { canonicalJson } from './canonical-json.js';
 export {
+  ANY_FURTHER_ARGS,
+  type CommandAllowEntry,
+  type CommandAllowList,
+  CommandAllowListError,
+  type CommandMatch,
+  type CommandMismatch,
+  compileCommandAllowList,
+  matchCommandLine,
+} from './command-allow-list.js';
+export {
   CONFIG_EXIT_CODE,
   ConfigError,
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_HUB_PORT,
   DEFAULT_REDIS_URL,
+  DEFAULT_STDIO_SANDBOX_DIR,
   type Env,
   type HubConfig,
   LOG_LEVELS,
@@ -14,6 +25,8 @@ export {
   loadSupervisorConfig,
   loadWorkerConfig,
   OPERATOR_ENV_VARS,
+  STDIO_SANDBOXES,
+  type StdioSandbox,
   type SupervisorConfig,
   type WorkerConfig,
 } from './config.js';
@@ -26,6 +39,14 @@ export {
   errorBody,
   isAppError,
 } from './errors.js';
+export {
+  ENV_HOOK_EXCEPTIONS,
+  ENV_HOOK_PATTERNS,
+  ENV_NAME_RE,
+  isEnvHook,
+  isForbiddenEnvName,
+  matchesEnvPattern,
+} from './env-hooks.js';
 export { createKeys, DEFAULT_KEY_PREFIX, type RedisKeys } from './keys.js';
 export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS, type ServiceName } from './logger.js';
 export { closeRedis, createRedis, defineScripts, type RedisRole, type ScriptDefinition } from './redis.js';
