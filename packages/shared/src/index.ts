@@ -31,6 +31,14 @@ export {
   type WorkerConfig,
 } from './config.js';
 export {
+  ENV_HOOK_EXCEPTIONS,
+  ENV_HOOK_PATTERNS,
+  ENV_NAME_RE,
+  isEnvHook,
+  isForbiddenEnvName,
+  matchesEnvPattern,
+} from './env-hooks.js';
+export {
   AppError,
   ERROR_CODES,
   ERROR_STATUS,
@@ -39,14 +47,6 @@ export {
   errorBody,
   isAppError,
 } from './errors.js';
-export {
-  ENV_HOOK_EXCEPTIONS,
-  ENV_HOOK_PATTERNS,
-  ENV_NAME_RE,
-  isEnvHook,
-  isForbiddenEnvName,
-  matchesEnvPattern,
-} from './env-hooks.js';
 export { createKeys, DEFAULT_KEY_PREFIX, type RedisKeys } from './keys.js';
 export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS, type ServiceName } from './logger.js';
 export { closeRedis, createRedis, defineScripts, type RedisRole, type ScriptDefinition } from './redis.js';
