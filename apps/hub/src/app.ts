@@ -211,7 +211,11 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     registry,
     projectExists: async (id) => (await store.getProject(id)) !== null,
     secrets,
-    stdioAllowedCommands: config.stdioAllowedCommands,
+    stdio: {
+      allowedCommands: config.stdioAllowedCommands,
+      allowedEnv: config.stdioAllowedEnv,
+      cwdRoots: config.stdioCwdRoots,
+    },
     denyPrivateUrls: config.denyPrivateUrls,
     toolSeparator: config.toolSeparator,
   });

@@ -26,6 +26,7 @@ import { buildHttpServer, type WorkerGate } from './http-server.js';
 import { createBridgeServerFactory } from './mcp-bridge.js';
 import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { createUpstream } from './upstream/create-upstream.js';
+import { createBwrapLauncher, type StdioLauncher, UNCONFINED } from './upstream/stdio-sandbox.js';
 
 export interface WorkerOptions {
   /** How long a stdio or remote upstream may take to answer `initialize`, per attempt, in milliseconds. */
@@ -147,10 +148,20 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     throw new WorkerExitError(WORKER_EXIT_CODES.specUnavailable, (error as Error).message);
   }
 
-  const upstream = createUpstream(serverSpec, log.child({ component: 'upstream' }), {
-    ...options,
-    maxMessageBytes: config.upstreamMaxMessageBytes,
-  });
+  const launcher: StdioLauncher =
+    config.stdioSandbox === 'bwrap'
+      ? createBwrapLauncher({
+          serverId,
+          sandboxDir: config.stdioSandboxDir,
+          readOnlyPaths: config.stdioSandboxReadOnlyPaths,
+        })
+      : UNCONFINED;
+  const upstream = createUpstream(
+    serverSpec,
+    log.child({ component: 'upstream' }),
+    { ...options, maxMessageBytes: config.upstreamMaxMessageBytes },
+    launcher,
+  );
   const runner = new CallRunner({ upstream, log, timeoutMs: serverSpec.timeoutMs });
 
   let tools: readonly ToolInput[] = [];
@@ -313,7 +324,14 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   }
   const port = (app.server.address() as AddressInfo).port;
   log.info(
-    { event: 'worker.listening', host: config.host, port, pid: process.pid, transport: serverSpec.transport },
+    {
+      event: 'worker.listening',
+      host: config.host,
+      port,
+      pid: process.pid,
+      transport: serverSpec.transport,
+      ...(serverSpec.transport === 'stdio' ? { sandbox: launcher.kind } : {}),
+    },
     'worker listening',
   );
 

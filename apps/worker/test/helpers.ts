@@ -23,6 +23,7 @@ export const FIXTURES = {
   crash: root('test/fixtures/crash-server.mjs'),
   hang: root('test/fixtures/hang-server.mjs'),
   stubborn: root('test/fixtures/stubborn-server.mjs'),
+  confinement: root('test/fixtures/confinement-server.mjs'),
 };
 export const EVERYTHING = root('node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 export const WORKER_MAIN = root('apps/worker/dist/main.js');
@@ -57,7 +58,7 @@ export function startTestWorker(args: {
   instance?: string;
   onFatal?: WorkerDeps['onFatal'];
   options?: Partial<WorkerOptions>;
-  /** More worker environment (e.g. MCP_UPSTREAM_MAX_MESSAGE_BYTES). */
+  /** More worker environment (MCP_UPSTREAM_MAX_MESSAGE_BYTES, MCP_STDIO_SANDBOX …). */
   env?: Record<string, string>;
 }): Promise<Worker> {
   const config = loadWorkerConfig({

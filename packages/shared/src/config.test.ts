@@ -110,6 +110,54 @@ describe('config loaders', () => {
     );
   });
 
+  it('compiles MCP_STDIO_ALLOWED_COMMANDS once and names bad entries', () => {
+    const config = loadHubConfig({
+      MCP_STDIO_ALLOWED_COMMANDS: 'npx -y @modelcontextprotocol/server-* , node /srv/a.js **',
+    });
+    expect(config.stdioAllowedCommands?.map((entry) => entry.source)).toEqual([
+      'npx -y @modelcontextprotocol/server-*',
+      'node /srv/a.js **',
+    ]);
+    expect(loadHubConfig({}).stdioAllowedCommands).toBeUndefined();
+    expect(() => loadHubConfig({ MCP_STDIO_ALLOWED_COMMANDS: 'node ** x' })).toThrow(
+      /MCP_STDIO_ALLOWED_COMMANDS: entry 1: .*"\*\*" may only be the whole last token/,
+    );
+  });
+
+  it('reads the stdio env allowances and cwd roots, refusing relative or unnormalised roots', () => {
+    const config = loadHubConfig({
+      MCP_STDIO_ALLOWED_ENV: 'NODE_EXTRA_CA_CERTS, UV_*',
+      MCP_STDIO_CWD_ROOTS: '/srv/mcp,/opt/x',
+    });
+    expect(config.stdioAllowedEnv).toEqual(['NODE_EXTRA_CA_CERTS', 'UV_*']);
+    expect(config.stdioCwdRoots).toEqual(['/srv/mcp', '/opt/x']);
+    expect(loadHubConfig({}).stdioAllowedEnv).toEqual([]);
+    expect(() => loadHubConfig({ MCP_STDIO_CWD_ROOTS: 'srv/mcp' })).toThrow(/MCP_STDIO_CWD_ROOTS/);
+    expect(() => loadHubConfig({ MCP_STDIO_CWD_ROOTS: '/srv/../etc' })).toThrow(/MCP_STDIO_CWD_ROOTS/);
+    expect(() => loadHubConfig({ MCP_STDIO_ALLOWED_ENV: 'PATH=/x' })).toThrow(/MCP_STDIO_ALLOWED_ENV/);
+  });
+
+  it('reads the worker sandbox settings', () => {
+    const base = { MCP_SERVER_ID: 'a', MCP_WORKER_PORT: '41000', MCP_WORKER_INSTANCE: 'i1' };
+    expect(loadWorkerConfig(base)).toMatchObject({ stdioSandbox: 'none', stdioSandboxReadOnlyPaths: [] });
+    expect(loadWorkerConfig(base).stdioSandboxDir).toMatch(/^\/.*\.data\/stdio-sandbox$/);
+    expect(
+      loadWorkerConfig({
+        ...base,
+        MCP_STDIO_SANDBOX: 'bwrap',
+        MCP_STDIO_SANDBOX_DIR: '/var/lib/mcp',
+        MCP_STDIO_SANDBOX_READ_ONLY_PATHS: '/srv/mcp',
+      }),
+    ).toMatchObject({
+      stdioSandbox: 'bwrap',
+      stdioSandboxDir: '/var/lib/mcp',
+      stdioSandboxReadOnlyPaths: ['/srv/mcp'],
+    });
+    expect(() => loadWorkerConfig({ ...base, MCP_STDIO_SANDBOX: 'firejail' })).toThrow(
+      /MCP_STDIO_SANDBOX: must be one of none, bwrap/,
+    );
+  });
+
   it('has every operator variable in .env.example, and nothing else', () => {
     const example = readFileSync(new URL('../../../.env.example', import.meta.url), 'utf8');
     const listed = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);

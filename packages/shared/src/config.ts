@@ -1,6 +1,8 @@
 import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { isAbsolute, normalize, resolve } from 'node:path';
 import { z } from 'zod';
+import { type CommandAllowList, CommandAllowListError, compileCommandAllowList } from './command-allow-list.js';
 import { DEFAULT_KEY_PREFIX } from './keys.js';
 import { describeProblems, zodProblems } from './validation.js';
 
@@ -48,6 +50,10 @@ export const DEFAULT_START_TIMEOUT_MS = 30_000;
 export const DEFAULT_STABLE_AFTER_MS = 10_000;
 /** Largest message a worker takes from its upstream: the MCP SDK's own limit for stdio (10 MiB). */
 export const DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
+/** Where a sandboxed stdio server gets its writable directory (`<dir>/<server id>`), from the worker's working directory. */
+export const DEFAULT_STDIO_SANDBOX_DIR = '.data/stdio-sandbox';
+export const STDIO_SANDBOXES = ['none', 'bwrap'] as const;
+export type StdioSandbox = (typeof STDIO_SANDBOXES)[number];
 /** Workers started at once: booting Node processes are CPU-bound, and twenty at once on two cores take longer than in turns. */
 export const DEFAULT_START_CONCURRENCY = Math.max(2, availableParallelism() * 2);
 
@@ -83,6 +89,34 @@ const list = z.string().transform((value) =>
 
 /** HUB_SECRET_KEY: 32 bytes as 64 hex characters or base64, or a passphrase of 32+ characters. */
 const secretKey = z.string().min(32, 'must be 32 bytes as 64 hex characters or base64, or a 32+ character passphrase');
+
+/** An absolute, normalised path (no `..`, no `//`, no trailing `/`). */
+const absolutePath = z
+  .string()
+  .refine(
+    (value) => isAbsolute(value) && normalize(value) === value && (value === '/' || !value.endsWith('/')),
+    'must be an absolute, normalised path (no "..")',
+  );
+const absolutePathList = list.pipe(z.array(absolutePath));
+
+/** MCP_STDIO_ALLOWED_COMMANDS: whole command lines with argument patterns, compiled once. */
+const commandAllowList = list.transform((entries, ctx): CommandAllowList => {
+  try {
+    return compileCommandAllowList(entries);
+  } catch (error) {
+    if (!(error instanceof CommandAllowListError)) throw error;
+    for (const problem of error.problems)
+      ctx.addIssue({ code: 'custom', message: `entry ${problem.index + 1}: ${problem.message}` });
+    return z.NEVER;
+  }
+});
+
+/** Environment variable names, or prefixes ending in `*`. */
+const envNameList = list.pipe(
+  z.array(
+    z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*\*?$/, 'must be variable names (A-Z, 0-9, _), or prefixes ending in *'),
+  ),
+);
 
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
@@ -166,7 +200,9 @@ const HubEnvSchema = z
       .regex(/^[A-Za-z0-9_.-]{1,4}$/, 'must be 1-4 characters of A-Z, a-z, 0-9, _ . -')
       .default(DEFAULT_TOOL_SEPARATOR),
     HUB_SECRET_KEY: secretKey.optional(),
-    MCP_STDIO_ALLOWED_COMMANDS: list.optional(),
+    MCP_STDIO_ALLOWED_COMMANDS: commandAllowList.optional(),
+    MCP_STDIO_ALLOWED_ENV: envNameList.default([]),
+    MCP_STDIO_CWD_ROOTS: absolutePathList.optional(),
     HUB_DENY_PRIVATE_URLS: bool.default(false),
     HUB_KEY_ROTATION_GRACE: duration('s').default(DEFAULT_ROTATION_GRACE_MS),
     HUB_AUDIT_MAX_LENGTH: positiveInt.default(DEFAULT_AUDIT_MAX_LENGTH),
@@ -226,8 +262,12 @@ export interface HubConfig {
   toolSeparator: string;
   /** Encrypts `env` and `headers` values of server specs at rest (AES-256-GCM); unset: stored as given. */
   secretKey: string | undefined;
-  /** When set, the only commands a `stdio` server may run. */
-  stdioAllowedCommands: readonly string[] | undefined;
+  /** When set, the only command lines a `stdio` server may run (command and argument patterns). */
+  stdioAllowedCommands: CommandAllowList | undefined;
+  /** Loader and interpreter hook variables (`NODE_OPTIONS`, `LD_*` …) a stdio spec's `env` may set anyway. */
+  stdioAllowedEnv: readonly string[];
+  /** When set, a stdio `cwd` must lie inside one of these directories; unset with an allow-list: no `cwd`. */
+  stdioCwdRoots: readonly string[] | undefined;
   /** Refuse remote server URLs in private, loopback and link-local ranges. */
   denyPrivateUrls: boolean;
   /** How long a rotated API key keeps working. */
@@ -265,6 +305,8 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     toolSeparator: e.MCP_TOOL_SEPARATOR,
     secretKey: e.HUB_SECRET_KEY,
     stdioAllowedCommands: e.MCP_STDIO_ALLOWED_COMMANDS,
+    stdioAllowedEnv: e.MCP_STDIO_ALLOWED_ENV,
+    stdioCwdRoots: e.MCP_STDIO_CWD_ROOTS,
     denyPrivateUrls: e.HUB_DENY_PRIVATE_URLS,
     keyRotationGraceMs: e.HUB_KEY_ROTATION_GRACE,
     auditMaxLength: e.HUB_AUDIT_MAX_LENGTH,
@@ -375,8 +417,16 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
   });
 }
 
+/** What an operator sets for workers (through the supervisor's environment). */
+const WorkerOperatorEnvSchema = z.object({
+  MCP_STDIO_SANDBOX: z.enum(STDIO_SANDBOXES, { error: `must be one of ${STDIO_SANDBOXES.join(', ')}` }).default('none'),
+  MCP_STDIO_SANDBOX_DIR: z.string().min(1).default(DEFAULT_STDIO_SANDBOX_DIR),
+  MCP_STDIO_SANDBOX_READ_ONLY_PATHS: absolutePathList.default([]),
+});
+
 const WorkerEnvSchema = z.object({
   ...common,
+  ...WorkerOperatorEnvSchema.shape,
   MCP_SERVER_ID: z.string().min(1, 'must name the server'),
   MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
   MCP_WORKER_PORT: port,
@@ -397,6 +447,12 @@ export interface WorkerConfig {
   secretKey: string | undefined;
   /** Largest upstream message (stdio line, JSON body or SSE event, after decompression); larger ones fail their call. */
   upstreamMaxMessageBytes: number;
+  /** `bwrap`: stdio servers run inside bubblewrap; `none`: as the worker's user, unconfined. */
+  stdioSandbox: StdioSandbox;
+  /** Absolute; each sandboxed stdio server gets `<dir>/<server id>` as its one writable directory. */
+  stdioSandboxDir: string;
+  /** Extra directories (or files) bound read-only into the sandbox: where the operator's MCP servers live. */
+  stdioSandboxReadOnlyPaths: readonly string[];
 }
 
 /** Reads a worker's configuration (set by its supervisor); throws ConfigError naming every bad variable. */
@@ -412,12 +468,19 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     instance: e.MCP_WORKER_INSTANCE,
     secretKey: e.HUB_SECRET_KEY,
     upstreamMaxMessageBytes: e.MCP_UPSTREAM_MAX_MESSAGE_BYTES,
+    stdioSandbox: e.MCP_STDIO_SANDBOX,
+    stdioSandboxDir: resolve(e.MCP_STDIO_SANDBOX_DIR),
+    stdioSandboxReadOnlyPaths: e.MCP_STDIO_SANDBOX_READ_ONLY_PATHS,
   });
 }
 
 /** Every variable an operator may set (the worker's own are set by its supervisor); `.env.example` lists them all. */
 export const OPERATOR_ENV_VARS: readonly string[] = Object.freeze([
-  ...new Set([...Object.keys(HubEnvSchema.shape), ...Object.keys(SupervisorEnvSchema.shape)]),
+  ...new Set([
+    ...Object.keys(HubEnvSchema.shape),
+    ...Object.keys(SupervisorEnvSchema.shape),
+    ...Object.keys(WorkerOperatorEnvSchema.shape),
+  ]),
 ]);
 
 /** Exit code of a process whose configuration is invalid. */

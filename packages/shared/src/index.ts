@@ -1,11 +1,22 @@
 export { canonicalJson } from './canonical-json.js';
 export {
+  ANY_FURTHER_ARGS,
+  type CommandAllowEntry,
+  type CommandAllowList,
+  CommandAllowListError,
+  type CommandMatch,
+  type CommandMismatch,
+  compileCommandAllowList,
+  matchCommandLine,
+} from './command-allow-list.js';
+export {
   CONFIG_EXIT_CODE,
   ConfigError,
   DEFAULT_ADMIN_TOKEN_FILE,
   DEFAULT_BODY_LIMIT_BYTES,
   DEFAULT_HUB_PORT,
   DEFAULT_REDIS_URL,
+  DEFAULT_STDIO_SANDBOX_DIR,
   type Env,
   HUB_AUTH_MODES,
   type HubAuthMode,
@@ -18,9 +29,19 @@ export {
   loadSupervisorConfig,
   loadWorkerConfig,
   OPERATOR_ENV_VARS,
+  STDIO_SANDBOXES,
+  type StdioSandbox,
   type SupervisorConfig,
   type WorkerConfig,
 } from './config.js';
+export {
+  ENV_HOOK_EXCEPTIONS,
+  ENV_HOOK_PATTERNS,
+  ENV_NAME_RE,
+  isEnvHook,
+  isForbiddenEnvName,
+  matchesEnvPattern,
+} from './env-hooks.js';
 export {
   AppError,
   ERROR_CODES,

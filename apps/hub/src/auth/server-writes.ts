@@ -9,6 +9,7 @@ import {
   sealSpecSecrets,
 } from '@mcp-hub/shared';
 import type { Principal } from '../plugins/auth.js';
+import { checkStdioLaunch, type StdioPolicy } from '../security/stdio-guard.js';
 import { deniedUrlReason } from '../security/url-guard.js';
 
 export interface ServerWriteGuardOptions {
@@ -17,8 +18,8 @@ export interface ServerWriteGuardOptions {
   projectExists(id: string): Promise<boolean>;
   /** Encrypts `env` and `headers` values at rest; undefined: stored as given. */
   secrets: SecretBox | undefined;
-  /** When set, the only commands a stdio server may run, compared exactly (`npx`, `/usr/local/bin/uvx`). */
-  stdioAllowedCommands: readonly string[] | undefined;
+  /** What stdio servers may run: command lines, hook variables in `env`, working directories. */
+  stdio: StdioPolicy;
   /** Refuse remote URLs that are or resolve to private, loopback or link-local addresses. */
   denyPrivateUrls: boolean;
   /** MCP_TOOL_SEPARATOR: a namespace may not contain it, so that `<namespace><sep><tool>` splits one way only. */
@@ -50,8 +51,11 @@ export class ServerWriteGuard {
     if (project === undefined) delete (next as { project?: string }).project;
     this.checkNamespace(next);
 
-    if (next.transport === 'stdio') this.checkStdio(principal, next.config.command);
-    else if (this.opts.denyPrivateUrls) {
+    if (next.transport === 'stdio') {
+      this.checkStdioRole(principal);
+      // A "***" value keeps a stored one; only the names matter to the env check, so the merged spec is not needed.
+      await checkStdioLaunch(this.opts.stdio, next.config);
+    } else if (this.opts.denyPrivateUrls) {
       const url = next.transport === 'rest' ? next.config.baseUrl : next.config.url;
       const reason = await deniedUrlReason(url);
       if (reason) {
@@ -95,20 +99,12 @@ export class ServerWriteGuard {
     return project;
   }
 
-  private checkStdio(principal: Principal, command: string): void {
+  private checkStdioRole(principal: Principal): void {
     if (principal.kind === 'key' && principal.role !== 'owner') {
       throw new AppError(
         'forbidden',
         'stdio servers run a command on the host: only owner keys may register or change them',
       );
-    }
-    const allowed = this.opts.stdioAllowedCommands;
-    // Exact match only: a basename match would let /tmp/anything/npx pass for "npx".
-    if (allowed !== undefined && !allowed.includes(command)) {
-      throw new AppError('forbidden', `command "${command}" is not in MCP_STDIO_ALLOWED_COMMANDS`, {
-        path: 'config.command',
-        allowed,
-      });
     }
   }
 

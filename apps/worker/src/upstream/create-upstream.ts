@@ -1,6 +1,7 @@
 import type { Logger, ServerSpec } from '@mcp-hub/shared';
 import { createMcpUpstream } from './mcp-upstream.js';
 import { createRestUpstream } from './rest-upstream.js';
+import type { StdioLauncher } from './stdio-sandbox.js';
 import type { Upstream } from './upstream.js';
 
 export interface UpstreamTimings {
@@ -16,7 +17,12 @@ export interface UpstreamTimings {
 }
 
 /** The upstream adapter for a server's transport (not connected yet). */
-export function createUpstream(spec: ServerSpec, log: Logger, timings: UpstreamTimings): Upstream {
+export function createUpstream(
+  spec: ServerSpec,
+  log: Logger,
+  timings: UpstreamTimings,
+  launcher?: StdioLauncher,
+): Upstream {
   if (spec.transport === 'rest') return createRestUpstream({ spec, log });
-  return createMcpUpstream({ spec, log, ...timings });
+  return createMcpUpstream({ spec, log, ...timings, launcher });
 }

@@ -15,6 +15,7 @@ import {
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { createBoundedFetch } from './bounded-fetch.js';
 import { terminateProcess } from './process-exit.js';
+import { type StdioLaunch, type StdioLauncher, UNCONFINED } from './stdio-sandbox.js';
 import {
   type CallToolOptions,
   NO_FEATURES,
@@ -69,6 +70,8 @@ export interface McpUpstreamOptions {
   reconnectMaxDelayMs: number;
   /** Largest message taken from the upstream (a stdio line, a JSON body, one SSE event), in bytes. */
   maxMessageBytes: number;
+  /** Stdio only: how the command is started (inside a sandbox, or as given). Default: as given. */
+  launcher?: StdioLauncher;
 }
 
 const CLIENT_INFO = { name: 'mcp-hub-worker', version: '0.1.0' };
@@ -246,7 +249,18 @@ class McpUpstream implements Upstream {
 
   /** Opens one session; on failure releases it (no child left behind) and throws why. */
   private async openSession(): Promise<void> {
-    const session = this.createSession();
+    const spec = this.options.spec;
+    // The sandbox is prepared (and probed) before each spawn; if it cannot run, the start fails here.
+    const launch =
+      spec.transport === 'stdio'
+        ? await (this.options.launcher ?? UNCONFINED).prepare({
+            command: spec.config.command,
+            args: spec.config.args,
+            env: spec.config.env,
+            cwd: spec.config.cwd,
+          })
+        : undefined;
+    const session = this.createSession(launch);
     this.session = session;
     try {
       await session.client.connect(session.transport, { timeout: this.options.connectTimeoutMs });
@@ -272,7 +286,7 @@ class McpUpstream implements Upstream {
     if (this.remote) this.schedulePing(session);
   }
 
-  private createSession(): Session {
+  private createSession(launch: StdioLaunch | undefined): Session {
     const spec = this.options.spec;
     const client = new Client(CLIENT_INFO, {
       listChanged: {
@@ -303,12 +317,13 @@ class McpUpstream implements Upstream {
     let stderrDone: Promise<void> = Promise.resolve();
     const stderrTail: string[] = [];
     if (spec.transport === 'stdio') {
+      if (!launch) throw new Error('a stdio session needs its launch');
       const stdio = new PidTrackingStdioTransport({
-        command: spec.config.command,
-        args: spec.config.args,
+        command: launch.command,
+        args: launch.args,
         // Merged over the SDK's safe inherited variables (PATH, HOME, …) by the transport itself.
-        env: spec.config.env,
-        cwd: spec.config.cwd,
+        env: launch.env,
+        cwd: launch.cwd,
         stderr: 'pipe',
         maxBufferSize: this.options.maxMessageBytes,
       });
