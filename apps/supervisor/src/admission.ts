@@ -1,5 +1,5 @@
 /**
- * Which server may take a worker slot, given the slots in use. The policy (docs/adr/0005-tenant-fair-sharing.md):
+ * Which server may take a worker slot, given the slots in use. The policy (docs/adr/0006-tenant-fair-sharing.md):
  * 1. a project runs at most `perProjectMax` workers (servers of no project, the admin's own, have no quota);
  * 2. the supervisor runs at most `workerMax` workers;
  * 3. when slots are scarce, they go first to the waiting projects that run the fewest workers: a server
