@@ -97,6 +97,8 @@ export {
   keepMaskedSecrets,
   MASK,
   maskSpecSecrets,
+  maskUrlCredentials,
+  moveUrlCredentials,
   openSpecSecrets,
   SEALED_PREFIX,
   SecretBox,

@@ -110,6 +110,8 @@ function unreadable(why: string, cause?: unknown): AppError {
 
 /** The secret-bearing maps of a server spec's config: `env` (stdio) and `headers` (sse, streamable-http, rest). */
 export const SPEC_SECRET_FIELDS = ['env', 'headers'] as const;
+/** The URL fields of a server spec's config that may carry credentials (`https://user:pass@host`). */
+const SPEC_URL_FIELDS = ['url', 'baseUrl'] as const;
 
 /** Any object; only its `config.env` and `config.headers` are looked at (works for inputs, bodies and specs). */
 type SpecLike = object;
@@ -161,9 +163,19 @@ export function openSpecSecrets<T extends SpecLike>(spec: T, box: SecretBox): T 
   return mapSpecSecrets(spec, (value) => box.open(value));
 }
 
-/** Replaces every `config.env` and `config.headers` value with "***" (a copy), for API answers and logs. */
+/**
+ * Replaces every `config.env` and `config.headers` value with "***" (a copy), for API answers and logs; so are
+ * the user and password of a URL stored before they were moved to a header.
+ */
 export function maskSpecSecrets<T extends SpecLike>(spec: T): T {
-  return mapSpecSecrets(spec, () => MASK);
+  const masked = mapSpecSecrets(spec, () => MASK);
+  const config = (masked as { config?: unknown }).config;
+  if (config === null || typeof config !== 'object' || Array.isArray(config)) return masked;
+  const next: Record<string, unknown> = { ...(config as Record<string, unknown>) };
+  for (const field of SPEC_URL_FIELDS) {
+    if (typeof next[field] === 'string') next[field] = maskUrlCredentials(next[field] as string);
+  }
+  return { ...masked, config: next };
 }
 
 /**
@@ -175,4 +187,54 @@ export function keepMaskedSecrets<T extends SpecLike>(spec: T, previous: SpecLik
   return mapSpecSecrets(spec, (value, field, name) =>
     value === MASK ? (previousValue(previous, field, name) ?? value) : value,
   );
+}
+
+/** `raw` with its user and password replaced by "***" (unchanged when it has none or does not parse). */
+export function maskUrlCredentials(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return raw;
+  }
+  if (url.username === '' && url.password === '') return raw;
+  url.username = MASK;
+  url.password = url.password === '' ? '' : MASK;
+  return url.toString();
+}
+
+/**
+ * Credentials written into a remote server's URL become what they mean on the wire, an `Authorization: Basic`
+ * header, so that they are sealed, masked and redacted like every other header (and fetch, which refuses URLs
+ * with credentials, can use them). Returns the spec unchanged when its URL has none; throws invalid_request
+ * when the spec also sends an Authorization header.
+ */
+export function moveUrlCredentials<T extends SpecLike>(spec: T): T {
+  const config = (spec as { config?: unknown }).config as Record<string, unknown> | undefined;
+  if (config === undefined || config === null || typeof config !== 'object') return spec;
+  for (const field of SPEC_URL_FIELDS) {
+    const raw = config[field];
+    if (typeof raw !== 'string') continue;
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      continue;
+    }
+    if (url.username === '' && url.password === '') continue;
+    const headers = { ...((config.headers as Record<string, string> | undefined) ?? {}) };
+    if (Object.keys(headers).some((name) => name.toLowerCase() === 'authorization')) {
+      throw new AppError(
+        'invalid_request',
+        `config.${field} carries credentials and config.headers has an Authorization header: send one of them`,
+        [{ path: `config.${field}`, message: 'credentials in the URL and an Authorization header' }],
+      );
+    }
+    const basic = `${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`;
+    headers.Authorization = `Basic ${Buffer.from(basic, 'utf8').toString('base64')}`;
+    url.username = '';
+    url.password = '';
+    return { ...spec, config: { ...config, [field]: url.toString(), headers } };
+  }
+  return spec;
 }

@@ -2,6 +2,7 @@ import {
   AppError,
   keepMaskedSecrets,
   MASK,
+  moveUrlCredentials,
   type Registry,
   type SecretBox,
   type ServerSpec,
@@ -47,7 +48,8 @@ export class ServerWriteGuard {
   /** The body to store, or an AppError (403 for powers the caller lacks, 404/409 for projects and names). */
   async prepare(principal: Principal, body: ServerSpecBody, before: ServerSpec | null): Promise<ServerSpecBody> {
     const project = await this.projectOf(principal, body, before);
-    const next = { ...body, project } as ServerSpecBody;
+    // Credentials in a URL are a header in disguise: sealed, masked and never logged like one.
+    const next = moveUrlCredentials({ ...body, project } as ServerSpecBody);
     if (project === undefined) delete (next as { project?: string }).project;
     this.checkNamespace(next);
 

@@ -1,6 +1,6 @@
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AppError, type Logger, type ServerSpec, type ToolInput } from '@mcp-hub/shared';
+import { AppError, type Logger, maskUrlCredentials, type ServerSpec, type ToolInput } from '@mcp-hub/shared';
 import {
   Client,
   ProtocolError,
@@ -496,7 +496,7 @@ class McpUpstream implements Upstream {
     }
     const message = error instanceof Error ? error.message : String(error);
     const spec = this.options.spec;
-    if (spec.transport !== 'stdio') return `could not connect to ${spec.config.url}: ${message}`;
+    if (spec.transport !== 'stdio') return `could not connect to ${maskUrlCredentials(spec.config.url)}: ${message}`;
     await Promise.race([session.stderrDone, delay(STDERR_DRAIN_MS)]);
     return withStderr(`the stdio server failed to start (${message})`, session.stderrTail);
   }
