@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
+import { drained } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, testRedis } from '../../../test/support.js';
@@ -36,16 +37,7 @@ const TOOLS = ['endless-json', 'gzip-bomb', 'endless-sse-event', 'endless-progre
 async function writeForever(res: ServerResponse, stream: Stream, chunk: Buffer): Promise<void> {
   while (!res.destroyed && !res.writableEnded) {
     stream.written += chunk.length;
-    if (res.write(chunk)) continue;
-    await new Promise<void>((resolve) => {
-      const done = () => {
-        res.off('drain', done);
-        res.off('close', done);
-        resolve();
-      };
-      res.on('drain', done);
-      res.on('close', done);
-    });
+    if (!res.write(chunk)) await drained(res);
   }
 }
 
