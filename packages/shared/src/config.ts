@@ -130,6 +130,9 @@ const HubEnvSchema = z.object({
   HUB_DENY_PRIVATE_URLS: bool.default(false),
   HUB_KEY_ROTATION_GRACE: duration('s').default(DEFAULT_ROTATION_GRACE_MS),
   HUB_AUDIT_MAX_LENGTH: positiveInt.default(DEFAULT_AUDIT_MAX_LENGTH),
+  // Shared with the supervisor: the hub refuses upstream URLs aimed at these local ports.
+  MCP_WORKER_BASE_PORT: port.default(DEFAULT_WORKER_BASE_PORT),
+  MCP_WORKER_PORT_RANGE: positiveInt.default(DEFAULT_WORKER_PORT_RANGE),
 });
 
 export interface HubConfig {
@@ -160,6 +163,9 @@ export interface HubConfig {
   keyRotationGraceMs: number;
   /** Entries the audit stream keeps (older ones are trimmed). */
   auditMaxLength: number;
+  /** The local ports workers listen on (MCP_WORKER_BASE_PORT, MCP_WORKER_PORT_RANGE ports from there). */
+  workerBasePort: number;
+  workerPortRange: number;
 }
 
 /** Reads the hub's configuration; throws ConfigError naming every bad variable. */
@@ -183,6 +189,8 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     denyPrivateUrls: e.HUB_DENY_PRIVATE_URLS,
     keyRotationGraceMs: e.HUB_KEY_ROTATION_GRACE,
     auditMaxLength: e.HUB_AUDIT_MAX_LENGTH,
+    workerBasePort: e.MCP_WORKER_BASE_PORT,
+    workerPortRange: e.MCP_WORKER_PORT_RANGE,
   });
 }
 
@@ -208,7 +216,68 @@ const SupervisorEnvSchema = z.object({
   MCP_WORKER_START_CONCURRENCY: positiveInt.default(DEFAULT_START_CONCURRENCY),
   MCP_SUPERVISOR_KEEP_WORKERS: bool.default(false),
   MCP_WORKER_ENTRY: z.string().min(1).optional(),
+  HUB_SECRET_KEY: secretKey.optional(),
 });
+
+/**
+ * What a worker inherits from its supervisor's environment, by name: what a process needs to run (the
+ * SDK's own list for stdio servers, locale, temp dir, CA and proxy settings for remote upstreams). The rest
+ * (HUB_ADMIN_TOKEN, cloud credentials, whatever the operator's shell holds) stays behind: a worker runs
+ * third-party code, and a stdio server can read its worker's environment through /proc.
+ */
+export const WORKER_INHERITED_ENV_VARS: readonly string[] = Object.freeze([
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'TERM',
+  'LANG',
+  'LANGUAGE',
+  'TZ',
+  'TMPDIR',
+  'NODE_ENV',
+  'NODE_EXTRA_CA_CERTS',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  // Windows essentials (the SDK's stdio list), so that a worker can start a child there at all.
+  'SYSTEMROOT',
+  'SystemRoot',
+  'SYSTEMDRIVE',
+  'WINDIR',
+  'COMSPEC',
+  'PATHEXT',
+  'TEMP',
+  'TMP',
+  'USERNAME',
+  'USERPROFILE',
+  'APPDATA',
+  'LOCALAPPDATA',
+  'HOMEDRIVE',
+  'HOMEPATH',
+  'PROGRAMFILES',
+  'PROCESSOR_ARCHITECTURE',
+]);
+/** Prefixes of inherited variables: locale categories, and the stdio settings the worker reads itself. */
+export const WORKER_INHERITED_ENV_PREFIXES: readonly string[] = Object.freeze(['LC_', 'MCP_STDIO_']);
+
+/** The allow-listed part of `env` (WORKER_INHERITED_ENV_VARS and _PREFIXES); empty values dropped. */
+export function workerInheritedEnv(env: Env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value === '') continue;
+    if (WORKER_INHERITED_ENV_VARS.includes(name) || WORKER_INHERITED_ENV_PREFIXES.some((p) => name.startsWith(p))) {
+      out[name] = value;
+    }
+  }
+  return out;
+}
 
 export interface SupervisorConfig {
   redisUrl: string;
@@ -240,6 +309,10 @@ export interface SupervisorConfig {
   keepWorkersOnExit: boolean;
   /** Path of the worker's entry script; default: the built worker app. */
   workerEntry: string | undefined;
+  /** Handed to workers, which open the sealed `env` and `headers` of specs with it. */
+  secretKey: string | undefined;
+  /** The part of the supervisor's environment a worker inherits (workerInheritedEnv); nothing else is passed. */
+  workerInheritedEnv: Readonly<Record<string, string>>;
 }
 
 /** Reads the supervisor's configuration; throws ConfigError naming every bad variable. */
@@ -270,6 +343,8 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     startConcurrency: e.MCP_WORKER_START_CONCURRENCY,
     keepWorkersOnExit: e.MCP_SUPERVISOR_KEEP_WORKERS,
     workerEntry: e.MCP_WORKER_ENTRY,
+    secretKey: e.HUB_SECRET_KEY,
+    workerInheritedEnv: Object.freeze(workerInheritedEnv(env)),
   });
 }
 
@@ -279,6 +354,7 @@ const WorkerEnvSchema = z.object({
   MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
   MCP_WORKER_PORT: port,
   MCP_WORKER_INSTANCE: z.string().min(1),
+  MCP_WORKER_TOKEN: z.string().min(32, 'must be at least 32 characters'),
   HUB_SECRET_KEY: secretKey.optional(),
 });
 
@@ -290,7 +366,9 @@ export interface WorkerConfig {
   host: string;
   port: number;
   instance: string;
-  /** Opens the `env` and `headers` values the hub sealed (HUB_SECRET_KEY, inherited from the supervisor). */
+  /** The credential every request must carry (WORKER_TOKEN_HEADER), made by the supervisor for this run. */
+  token: string;
+  /** Opens the `env` and `headers` values the hub sealed (HUB_SECRET_KEY, handed on by the supervisor). */
   secretKey: string | undefined;
 }
 
@@ -305,6 +383,7 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     host: e.MCP_WORKER_HOST,
     port: e.MCP_WORKER_PORT,
     instance: e.MCP_WORKER_INSTANCE,
+    token: e.MCP_WORKER_TOKEN,
     secretKey: e.HUB_SECRET_KEY,
   });
 }
