@@ -9,7 +9,7 @@ import {
   sealSpecSecrets,
 } from '@mcp-hub/shared';
 import type { Principal } from '../plugins/auth.js';
-import { deniedUrlReason } from '../security/url-guard.js';
+import { deniedUrlReason, type LocalDoors, localDoorReason } from '../security/url-guard.js';
 
 export interface ServerWriteGuardOptions {
   registry: Registry;
@@ -21,6 +21,8 @@ export interface ServerWriteGuardOptions {
   stdioAllowedCommands: readonly string[] | undefined;
   /** Refuse remote URLs that are or resolve to private, loopback or link-local addresses. */
   denyPrivateUrls: boolean;
+  /** The hub's and the workers' ports on this host, refused as upstream URLs whatever denyPrivateUrls says. */
+  localDoors(): LocalDoors;
 }
 
 /** Where a server's secrets go: its transport and URL, or its command line. */
@@ -48,15 +50,7 @@ export class ServerWriteGuard {
     if (project === undefined) delete (next as { project?: string }).project;
 
     if (next.transport === 'stdio') this.checkStdio(principal, next.config.command);
-    else if (this.opts.denyPrivateUrls) {
-      const url = next.transport === 'rest' ? next.config.baseUrl : next.config.url;
-      const reason = await deniedUrlReason(url);
-      if (reason) {
-        throw new AppError('forbidden', `remote server URLs may not point at private networks: ${reason}`, {
-          path: next.transport === 'rest' ? 'config.baseUrl' : 'config.url',
-        });
-      }
-    }
+    else await this.checkUrl(principal, next);
     await this.checkUniqueName(next);
 
     if (before && sendsMaskedSecrets(next) && destination(next) !== destination(before)) {
@@ -90,6 +84,34 @@ export class ServerWriteGuard {
       throw new AppError('project_not_found', `project "${project}" not found`, { path: 'project' });
     }
     return project;
+  }
+
+  /**
+   * A worker port is never an upstream (it would borrow another server's worker, the hub's own credential
+   * included); nor is the hub's own port, except for the admin, whom it gives nothing new (`pnpm seed`'s
+   * demo REST server is the hub's admin API). Private networks only when HUB_DENY_PRIVATE_URLS is on.
+   */
+  private async checkUrl(principal: Principal, spec: ServerSpecBody): Promise<void> {
+    if (spec.transport === 'stdio') return;
+    const url = spec.transport === 'rest' ? spec.config.baseUrl : spec.config.url;
+    const path = spec.transport === 'rest' ? 'config.baseUrl' : 'config.url';
+    const doors = this.opts.localDoors();
+    const reason = await localDoorReason(
+      url,
+      principal.kind === 'admin' ? { ...doors, hubPorts: [] } : doors,
+    );
+    if (reason) {
+      throw new AppError('forbidden', `remote server URLs may not point at the hub or its workers: ${reason}`, {
+        path,
+      });
+    }
+    if (!this.opts.denyPrivateUrls) return;
+    const privateReason = await deniedUrlReason(url);
+    if (privateReason) {
+      throw new AppError('forbidden', `remote server URLs may not point at private networks: ${privateReason}`, {
+        path,
+      });
+    }
   }
 
   private checkStdio(principal: Principal, command: string): void {
