@@ -53,16 +53,17 @@ try {
     origin: stack.workerOrigin,
     paths: ['/tools/echo'],
     accept: 'application/json',
+    headers: stack.workerHeaders,
     watch: stack.watch(null),
   });
   const endpoints = [
-    ['b  worker POST /mcp', stack.workerOrigin, '/mcp', 'echo', stack.watch(null)],
-    ['c  hub POST /mcp/echo', hub.origin, '/mcp/echo', 'echo', stack.watch(hub.child.pid)],
-    ['d  hub POST /mcp (aggregated)', hub.origin, '/mcp', 'echo__echo', stack.watch(hub.child.pid)],
+    ['b  worker POST /mcp', stack.workerOrigin, '/mcp', 'echo', stack.watch(null), stack.workerHeaders],
+    ['c  hub POST /mcp/echo', hub.origin, '/mcp/echo', 'echo', stack.watch(hub.child.pid), {}],
+    ['d  hub POST /mcp (aggregated)', hub.origin, '/mcp', 'echo__echo', stack.watch(hub.child.pid), {}],
   ];
   for (const era of ['modern', 'legacy']) {
-    for (const [label, origin, path, tool, watch] of endpoints) {
-      await measure(label, era, { kind: 'mcp-http', era, origin, path, tool, watch });
+    for (const [label, origin, path, tool, watch, headers] of endpoints) {
+      await measure(label, era, { kind: 'mcp-http', era, origin, path, tool, watch, headers });
     }
   }
 } finally {

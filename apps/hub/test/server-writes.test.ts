@@ -117,7 +117,16 @@ describe("the hub's and the workers' doors", () => {
     Promise.reject(Object.assign(new Error('not found'), { code: 'ENOTFOUND' }));
 
   it('knows this host: loopback, unspecified, its interfaces, and their IPv6 embeddings', () => {
-    for (const address of ['127.0.0.1', '127.9.9.9', '::1', '0.0.0.0', '::', '10.1.2.3', '::ffff:10.1.2.3', '::7f00:1']) {
+    for (const address of [
+      '127.0.0.1',
+      '127.9.9.9',
+      '::1',
+      '0.0.0.0',
+      '::',
+      '10.1.2.3',
+      '::ffff:10.1.2.3',
+      '::7f00:1',
+    ]) {
       expect(isLocalAddress(address, own), address).toBe(true);
     }
     for (const address of ['10.1.2.4', '93.184.215.14', '2606:4700::1111']) {

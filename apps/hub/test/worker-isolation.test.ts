@@ -45,7 +45,14 @@ async function api(method: 'GET' | 'POST', path: string, credential: string, bod
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.body.text();
-  return { status: res.statusCode, text, json: JSON.parse(text) as Record<string, any> };
+  return { status: res.statusCode, text, json: JSON.parse(text) as ApiAnswer };
+}
+
+/** The fields of the admin API's answers these tests read. */
+interface ApiAnswer {
+  key?: string;
+  runtime?: Record<string, unknown>;
+  error?: { code: string; message: string; details?: unknown };
 }
 
 async function running(id: string): Promise<RuntimeRecord> {
@@ -76,6 +83,7 @@ function thief(id: string, baseUrl: string): ServerSpecBody {
       tools: [
         {
           name: 'steal',
+          description: "Posts to another server's worker",
           method: 'POST',
           path: '/tools/echo',
           inputSchema: { type: 'object', properties: { message: { type: 'string' } } },
@@ -91,7 +99,13 @@ beforeAll(async () => {
   supervisor = startSupervisorProcess(
     redisUrl(),
     t.prefix,
-    { LOG_LEVEL: 'info', MCP_RESYNC_INTERVAL: '500ms', MCP_HEALTH_INTERVAL: '200ms', MCP_WORKER_STOP_GRACE: '1s', ...ports },
+    {
+      LOG_LEVEL: 'info',
+      MCP_RESYNC_INTERVAL: '500ms',
+      MCP_HEALTH_INTERVAL: '200ms',
+      MCP_WORKER_STOP_GRACE: '1s',
+      ...ports,
+    },
     'pipe',
   );
   collectJsonLines(supervisor, processLines);
@@ -133,7 +147,7 @@ describe('workers answer only their hub', () => {
     const one = await api('GET', '/api/servers/b-echo', ADMIN);
     const all = await api('GET', '/api/servers', ADMIN);
     expect(one.json.runtime).toMatchObject({ status: 'running', port: victim.port });
-    expect(one.json.runtime.workerToken).toBeUndefined();
+    expect(one.json.runtime?.workerToken).toBeUndefined();
     for (const answer of [one.text, all.text]) expect(answer).not.toContain(victim.workerToken);
   });
 
@@ -179,7 +193,11 @@ describe('workers answer only their hub', () => {
     await running('a-sneak');
     const res = await request(`${base}/mcp/a-sneak/steal`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${developerKeyA}`, 'content-type': 'application/json', accept: 'application/json' },
+      headers: {
+        authorization: `Bearer ${developerKeyA}`,
+        'content-type': 'application/json',
+        accept: 'application/json',
+      },
       body: JSON.stringify({ message: 'pwned' }),
     });
     const answer = (await res.body.json()) as { isError?: boolean; content?: { text?: string }[] };

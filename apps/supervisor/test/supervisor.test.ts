@@ -403,13 +403,23 @@ describe('supervisor', () => {
     // The stdio server gets the SDK's short list plus its spec's env: none of the worker's own settings.
     const res = await request(`http://${r.host}:${r.port}/tools/env`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', [WORKER_TOKEN_HEADER]: r.workerToken ?? '' },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        [WORKER_TOKEN_HEADER]: r.workerToken ?? '',
+      },
       body: '{}',
     });
     const body = (await res.body.json()) as { content: { text: string }[] };
     const serverEnv = JSON.parse(body.content[0]?.text ?? '{}') as Record<string, string>;
     expect(serverEnv.GIVEN_BY_SPEC).toBe('yes');
-    for (const name of ['HUB_ADMIN_TOKEN', 'MCP_WORKER_TOKEN', 'REDIS_URL', 'HUB_SECRET_KEY', 'AWS_SECRET_ACCESS_KEY']) {
+    for (const name of [
+      'HUB_ADMIN_TOKEN',
+      'MCP_WORKER_TOKEN',
+      'REDIS_URL',
+      'HUB_SECRET_KEY',
+      'AWS_SECRET_ACCESS_KEY',
+    ]) {
       expect(serverEnv[name], name).toBeUndefined();
     }
     expect(JSON.stringify(serverEnv)).not.toContain(adminToken);

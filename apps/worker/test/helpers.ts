@@ -48,7 +48,9 @@ export async function registerServer(redis: Redis, keys: Registry['keys'], input
 /** The credential of every test worker (the supervisor makes a random one per run). */
 export const TEST_WORKER_TOKEN = randomBytes(32).toString('base64url');
 /** The header a test sends to reach a worker, as the hub does. */
-export const WORKER_AUTH: Readonly<Record<string, string>> = Object.freeze({ [WORKER_TOKEN_HEADER]: TEST_WORKER_TOKEN });
+export const WORKER_AUTH: Readonly<Record<string, string>> = Object.freeze({
+  [WORKER_TOKEN_HEADER]: TEST_WORKER_TOKEN,
+});
 
 export function testInstance(): string {
   return `test-${randomBytes(4).toString('hex')}`;

@@ -2,6 +2,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,6 @@ import {
 } from '../../../test/mcp-clients.js';
 import { captureLogger, testRedis } from '../../../test/support.js';
 import type { Worker } from '../src/index.js';
-import { WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
 import {
   EVERYTHING,
   FIXTURES,
@@ -181,7 +181,11 @@ describe('MCP endpoints: server-everything behind the worker', () => {
   });
 
   it('answers 404 to an unknown session and 400 to a request without one', async () => {
-    const headers = { ...WORKER_AUTH, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const headers = {
+      ...WORKER_AUTH,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
     const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
     const unknown = await fetch(`http://127.0.0.1:${port}/mcp`, {
       method: 'POST',
@@ -203,7 +207,12 @@ describe('MCP endpoints: server-everything behind the worker', () => {
   it('keeps the REST call path unchanged next to the MCP endpoints', async () => {
     const res = await fetch(`http://127.0.0.1:${port}/tools/echo`, {
       method: 'POST',
-      headers: { ...WORKER_AUTH, 'content-type': 'application/json', accept: 'application/json', 'x-request-id': 'req-rest' },
+      headers: {
+        ...WORKER_AUTH,
+        'content-type': 'application/json',
+        accept: 'application/json',
+        'x-request-id': 'req-rest',
+      },
       body: JSON.stringify({ message: 'rest' }),
     });
     expect(res.status).toBe(200);

@@ -179,7 +179,9 @@ describe('rest worker', () => {
       const res = await callJson(port, 'get_user', { id });
       expect(res.status, id).toBe(400);
       expect(res.body, id).toMatchObject({ error: { code: 'invalid_arguments' } });
-      expect((res.body as { error: { message: string } }).error.message).toMatch(/"id" of tool "get_user" goes in the path/);
+      expect((res.body as { error: { message: string } }).error.message).toMatch(
+        /"id" of tool "get_user" goes in the path/,
+      );
       expect(seen.length, `${id} reached the API`).toBe(before);
     }
     // Dots inside a segment are only characters: encoded as one segment, nothing climbs.

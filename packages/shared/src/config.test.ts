@@ -69,15 +69,23 @@ describe('config loaders', () => {
   });
 
   it('requires the worker identity', () => {
-    expect(() => loadWorkerConfig({})).toThrow(
-      /MCP_SERVER_ID.*MCP_WORKER_PORT.*MCP_WORKER_INSTANCE.*MCP_WORKER_TOKEN/,
-    );
+    expect(() => loadWorkerConfig({})).toThrow(/MCP_SERVER_ID.*MCP_WORKER_PORT.*MCP_WORKER_INSTANCE.*MCP_WORKER_TOKEN/);
     const token = 'x'.repeat(43);
     expect(
-      loadWorkerConfig({ MCP_SERVER_ID: 'a', MCP_WORKER_PORT: '41000', MCP_WORKER_INSTANCE: 'i1', MCP_WORKER_TOKEN: token }),
+      loadWorkerConfig({
+        MCP_SERVER_ID: 'a',
+        MCP_WORKER_PORT: '41000',
+        MCP_WORKER_INSTANCE: 'i1',
+        MCP_WORKER_TOKEN: token,
+      }),
     ).toMatchObject({ serverId: 'a', port: 41_000, host: '127.0.0.1', token });
     expect(() =>
-      loadWorkerConfig({ MCP_SERVER_ID: 'a', MCP_WORKER_PORT: '41000', MCP_WORKER_INSTANCE: 'i1', MCP_WORKER_TOKEN: 'short' }),
+      loadWorkerConfig({
+        MCP_SERVER_ID: 'a',
+        MCP_WORKER_PORT: '41000',
+        MCP_WORKER_INSTANCE: 'i1',
+        MCP_WORKER_TOKEN: 'short',
+      }),
     ).toThrow(/MCP_WORKER_TOKEN: must be at least 32 characters/);
   });
 

@@ -96,10 +96,7 @@ export class ServerWriteGuard {
     const url = spec.transport === 'rest' ? spec.config.baseUrl : spec.config.url;
     const path = spec.transport === 'rest' ? 'config.baseUrl' : 'config.url';
     const doors = this.opts.localDoors();
-    const reason = await localDoorReason(
-      url,
-      principal.kind === 'admin' ? { ...doors, hubPorts: [] } : doors,
-    );
+    const reason = await localDoorReason(url, principal.kind === 'admin' ? { ...doors, hubPorts: [] } : doors);
     if (reason) {
       throw new AppError('forbidden', `remote server URLs may not point at the hub or its workers: ${reason}`, {
         path,

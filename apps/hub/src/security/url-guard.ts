@@ -40,7 +40,10 @@ export function embeddedIPv4(address: ipaddr.IPv6): ipaddr.IPv4[] {
         ipv4FromWords((p[6] as number) ^ 0xffff, (p[7] as number) ^ 0xffff),
       ];
   }
-  if (address.match(NAT64_WELL_KNOWN, NAT64_WELL_KNOWN_PREFIX) || address.match(IPV4_COMPATIBLE, IPV4_COMPATIBLE_PREFIX)) {
+  if (
+    address.match(NAT64_WELL_KNOWN, NAT64_WELL_KNOWN_PREFIX) ||
+    address.match(IPV4_COMPATIBLE, IPV4_COMPATIBLE_PREFIX)
+  ) {
     return [ipv4FromWords(p[6] as number, p[7] as number)];
   }
   return [];
