@@ -141,7 +141,9 @@ function report() {
 
   for (const [era, requests] of Object.entries(captured)) {
     const call = requests['tools/call'];
+    // The first capture may be the worker's, which carries the worker's credential: not for a report.
     const headers = Object.entries(call.headers)
+      .filter(([k]) => k !== 'x-mcp-worker-token')
       .map(([k, v]) => `${k}: ${v}`)
       .join('; ');
     console.log(`\nThe SDK v2 client's tools/call (${eraName[era]}, d): ${headers}; body ${JSON.stringify(call.body)}`);
