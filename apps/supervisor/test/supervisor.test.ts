@@ -371,6 +371,23 @@ describe('supervisor', () => {
     expect(h.logs.at(-1)?.lines.some((l) => l.event === 'worker.spawned')).toBe(false);
   });
 
+  it('does not adopt a worker whose record holds no token (nobody could reach it): it is replaced', async () => {
+    const h = harness();
+    const first = spawnSupervisorProcess(h);
+    await h.registry.upsertServer(echoServer('tokenless'), 'create');
+    const old = await running(h, 'tokenless');
+    first.kill('SIGKILL');
+    await once(first, 'exit');
+    // A record written before workers had a credential.
+    await h.redis.hdel(createKeys(h.prefix).runtime('tokenless'), 'worker_token');
+
+    await startSupervisor(h);
+    const fresh = await running(h, 'tokenless', old.pid);
+    expect(fresh.workerToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(await callEcho(fresh, 'replaced')).toBe('replaced');
+    await waitFor('the old worker gone', () => !isAlive(old.pid as number), 10_000);
+  });
+
   it('hands workers only the environment they need: no HUB_ADMIN_TOKEN in a worker or its stdio server', async () => {
     const h = harness();
     const adminToken = 'admin-token-that-must-not-reach-workers-0123';
