@@ -140,6 +140,7 @@ try {
     origin: `http://${worker.host ?? '127.0.0.1'}:${worker.port}`,
     paths: ['/tools/echo'],
     accept: json,
+    headers: { 'x-mcp-worker-token': worker.workerToken ?? '' },
     watch: stack(null),
   });
   await measure('c  hub POST /mcp/echo/echo', 'hub', {

@@ -167,7 +167,7 @@ export const echoSpec = (id, extra = {}) => ({
 /**
  * A private Redis, a supervisor and one `echo` server (the fixture) running in its worker. `spec` adds
  * fields to the server's spec (e.g. its project). Returns { redisUrl, common (env for hubs), registry,
- * worker (runtime record), supervisor, workerOrigin, watch(hubPid?) }.
+ * worker (runtime record), supervisor, workerOrigin, workerHeaders, watch(hubPid?) }.
  */
 export async function startEchoStack(run, { prefix, spec = {} }) {
   const redisServer = await startRedis();
@@ -202,6 +202,8 @@ export async function startEchoStack(run, { prefix, spec = {} }) {
     supervisor,
     worker,
     workerOrigin: `http://${worker.host ?? '127.0.0.1'}:${worker.port}`,
+    /** The worker's credential header: it answers nothing without it. */
+    workerHeaders: { 'x-mcp-worker-token': worker.workerToken ?? '' },
     /** Processes whose CPU and RSS the load generator reports. */
     watch: (hubPid) => [
       ...(hubPid ? [{ label: 'hub', pids: [hubPid] }] : []),

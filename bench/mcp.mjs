@@ -53,16 +53,17 @@ try {
     origin: stack.workerOrigin,
     paths: ['/tools/echo'],
     accept: 'application/json',
+    headers: stack.workerHeaders,
     watch: stack.watch(null),
   });
   const endpoints = [
-    ['b  worker POST /mcp', stack.workerOrigin, '/mcp', 'echo', stack.watch(null)],
-    ['c  hub POST /mcp/echo', hub.origin, '/mcp/echo', 'echo', stack.watch(hub.child.pid)],
-    ['d  hub POST /mcp (aggregated)', hub.origin, '/mcp', 'echo__echo', stack.watch(hub.child.pid)],
+    ['b  worker POST /mcp', stack.workerOrigin, '/mcp', 'echo', stack.watch(null), stack.workerHeaders],
+    ['c  hub POST /mcp/echo', hub.origin, '/mcp/echo', 'echo', stack.watch(hub.child.pid), {}],
+    ['d  hub POST /mcp (aggregated)', hub.origin, '/mcp', 'echo__echo', stack.watch(hub.child.pid), {}],
   ];
   for (const era of ['modern', 'legacy']) {
-    for (const [label, origin, path, tool, watch] of endpoints) {
-      await measure(label, era, { kind: 'mcp-http', era, origin, path, tool, watch });
+    for (const [label, origin, path, tool, watch, headers] of endpoints) {
+      await measure(label, era, { kind: 'mcp-http', era, origin, path, tool, watch, headers });
     }
   }
 } finally {
@@ -140,7 +141,9 @@ function report() {
 
   for (const [era, requests] of Object.entries(captured)) {
     const call = requests['tools/call'];
+    // The first capture may be the worker's, which carries the worker's credential: not for a report.
     const headers = Object.entries(call.headers)
+      .filter(([k]) => k !== 'x-mcp-worker-token')
       .map(([k, v]) => `${k}: ${v}`)
       .join('; ');
     console.log(`\nThe SDK v2 client's tools/call (${eraName[era]}, d): ${headers}; body ${JSON.stringify(call.body)}`);

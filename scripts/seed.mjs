@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // `pnpm seed`: registers two demo servers on a running hub, so a newcomer can call a tool at once:
 // - "everything": the official MCP test server over stdio (echo, add, a long-running operation with progress…);
-// - "hub": a REST API described as tools — the hub's own admin API — to show REST-backed tools.
+// - "github": a public REST API (GitHub's, no key needed; it needs internet) described as tools.
+// (Not the hub's own API: a REST server pointing at the hub is refused, since its stored admin token would be lent
+// to every key that may call its tools.)
 // Idempotent (PUT). Reads HUB_URL (default from HUB_HOST/HUB_PORT) and the admin token from the environment or
 // .env: HUB_ADMIN_TOKEN, else the file the hub generated it in (HUB_ADMIN_TOKEN_FILE, default .data/admin-token).
 import { existsSync, readFileSync } from 'node:fs';
@@ -39,28 +41,28 @@ const servers = [
       : { command: 'npx', args: ['-y', '@modelcontextprotocol/server-everything', 'stdio'] },
   },
   {
-    id: 'hub',
-    name: 'MCP Hub admin API',
-    description: "The hub's own REST API, described as tools",
+    id: 'github',
+    name: 'GitHub REST API',
+    description: "GitHub's public REST API, described as tools (needs internet)",
     transport: 'rest',
     tags: ['demo'],
     config: {
-      baseUrl: hub,
-      headers: auth,
+      baseUrl: 'https://api.github.com',
+      headers: { accept: 'application/vnd.github+json', 'user-agent': 'mcp-hub-seed' },
       tools: [
         {
-          name: 'list_servers',
-          description: 'Lists the servers registered on the hub, with their runtime status',
+          name: 'get_repo',
+          description: 'A public repository: description, stars, default branch',
           method: 'GET',
-          path: '/api/servers',
-          inputSchema: { type: 'object', properties: {} },
-        },
-        {
-          name: 'get_server',
-          description: 'Shows one server spec and its runtime record',
-          method: 'GET',
-          path: '/api/servers/{id}',
-          inputSchema: { type: 'object', properties: { id: { type: 'string' } }, required: ['id'] },
+          path: '/repos/{owner}/{repo}',
+          inputSchema: {
+            type: 'object',
+            properties: {
+              owner: { type: 'string', pattern: '^[A-Za-z0-9-]{1,39}$' },
+              repo: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,100}$' },
+            },
+            required: ['owner', 'repo'],
+          },
         },
       ],
     },

@@ -218,6 +218,16 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     },
     denyPrivateUrls: config.denyPrivateUrls,
     toolSeparator: config.toolSeparator,
+    localDoors: () => {
+      // The bound port too: a hub started on port 0 (tests) knows its port only once listening.
+      const bound = app.server.address();
+      return {
+        hubPorts: typeof bound === 'object' && bound !== null ? [config.port, bound.port] : [config.port],
+        workerBasePort: config.workerBasePort,
+        workerPortRange: config.workerPortRange,
+        hubHost: config.host,
+      };
+    },
   });
   await app.register(serverRoutes, { registry, writes, audit });
   await app.register(projectRoutes, {

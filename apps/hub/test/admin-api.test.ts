@@ -83,12 +83,22 @@ describe('server admin API', () => {
     expect(bare.statusCode).toBe(200);
     expect(bare.json().runtime).toBeUndefined();
 
-    await t.redis.hset(t.keys.runtime('everything'), { status: 'running', pid: '1234', port: '41001', restarts: '0' });
+    const workerToken = 'worker-token-never-shown-0123456789abcdef';
+    await t.redis.hset(t.keys.runtime('everything'), {
+      status: 'running',
+      pid: '1234',
+      port: '41001',
+      restarts: '0',
+      worker_token: workerToken,
+    });
     const withRuntime = await app.inject({ method: 'GET', url: '/api/servers/everything' });
+    // The worker's credential stays between hub and supervisor.
     expect(withRuntime.json().runtime).toEqual({ status: 'running', pid: 1234, port: 41001, restarts: 0 });
+    expect(withRuntime.body).not.toContain(workerToken);
 
     const list = await app.inject({ method: 'GET', url: '/api/servers' });
     expect(list.json().servers.map((s: { id: string }) => s.id)).toEqual(['everything', 'remote']);
+    expect(list.body).not.toContain(workerToken);
 
     const missing = await app.inject({ method: 'GET', url: '/api/servers/nope' });
     expect(missing.statusCode).toBe(404);

@@ -1,4 +1,4 @@
-import { type WorkerHealth, WorkerHealthSchema } from '@mcp-hub/shared';
+import { WORKER_TOKEN_HEADER, type WorkerHealth, WorkerHealthSchema } from '@mcp-hub/shared';
 import { Agent, request } from 'undici';
 
 export interface HealthResult {
@@ -9,16 +9,17 @@ export interface HealthResult {
   error?: string;
 }
 
-/** Polls workers' `/healthz` over one keep-alive pool. */
+/** Polls workers' `/healthz` over one keep-alive pool, with each worker's credential. */
 export class HealthChecker {
   private readonly agent = new Agent({ keepAliveTimeout: 10_000, connections: 2 });
 
   constructor(private readonly timeoutMs: number) {}
 
-  async check(host: string, port: number): Promise<HealthResult> {
+  async check(host: string, port: number, token: string): Promise<HealthResult> {
     try {
       const res = await request(`http://${host.includes(':') ? `[${host}]` : host}:${port}/healthz`, {
         dispatcher: this.agent,
+        headers: { [WORKER_TOKEN_HEADER]: token },
         headersTimeout: this.timeoutMs,
         bodyTimeout: this.timeoutMs,
       });
@@ -35,8 +36,8 @@ export class HealthChecker {
   }
 
   /** True when a live worker at host:port is the given server and instance. */
-  async isSameWorker(host: string, port: number, serverId: string, instance: string): Promise<boolean> {
-    const result = await this.check(host, port);
+  async isSameWorker(host: string, port: number, serverId: string, instance: string, token: string): Promise<boolean> {
+    const result = await this.check(host, port, token);
     return result.health?.serverId === serverId && result.health.instance === instance;
   }
 

@@ -17,12 +17,13 @@ const KILL_WAIT_MS = 2_000;
 
 /**
  * Starts a worker detached in its own process group with stdout/stderr inherited, so it outlives this
- * supervisor (a crash or upgrade interrupts no call) and its stdio MCP server shares its group.
+ * supervisor (a crash or upgrade interrupts no call) and its stdio MCP server shares its group. `env` is
+ * the worker's whole environment: nothing of the supervisor's own is added (HUB_ADMIN_TOKEN stays here).
  */
 export function spawnWorker(entry: string, env: Record<string, string>): SpawnedWorker {
   const child = execa(process.execPath, [entry], {
     env,
-    extendEnv: true,
+    extendEnv: false,
     detached: true,
     stdio: ['ignore', 'inherit', 'inherit'],
     cleanup: false,

@@ -12,6 +12,7 @@ import {
   type RuntimeStatus,
   type ServerSpec,
   type SupervisorConfig,
+  WORKER_TOKEN_BYTES,
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { admitWorker, type ProjectKey } from './admission.js';
@@ -60,6 +61,8 @@ interface ManagedWorker {
   port?: number;
   pid?: number;
   instance: string;
+  /** The credential of the current run (random per spawn); the hub reads it from the runtime record. */
+  token: string;
   specRev: number;
   restartRequests: number;
   startedAt?: string;
@@ -135,6 +138,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       port: hasProcess(w.status) ? w.port : undefined,
       supervisor: supervisorId,
       instance: w.instance,
+      workerToken: hasProcess(w.status) && w.token !== '' ? w.token : undefined,
       startedAt: w.startedAt,
       lastHeartbeat: w.lastHeartbeat,
       restarts: w.restarts,
@@ -247,6 +251,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       status: 'pending',
       host: config.workerAdvertiseHost,
       instance: '',
+      token: '',
       specRev: spec.rev,
       restartRequests,
       startedAtMs: 0,
@@ -310,10 +315,12 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   ): Promise<boolean> {
     const { pid, port, instance } = runtime as Required<Pick<RuntimeRecord, 'pid' | 'port' | 'instance'>>;
     const host = runtime.host ?? config.workerAdvertiseHost;
-    if (!isAlive(pid)) return false;
+    // Without its credential nobody can reach the worker (a record written before workers had one): replace it.
+    const token = runtime.workerToken;
+    if (token === undefined || !isAlive(pid)) return false;
     const local = isWorkerInstance(pid, instance);
     if (local === false) return false;
-    const healthy = await health.isSameWorker(host, port, id, instance);
+    const healthy = await health.isSameWorker(host, port, id, instance, token);
     if (!healthy && local !== true) return false;
     forgetWaiting(id);
     const w: ManagedWorker = {
@@ -324,6 +331,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       port,
       pid,
       instance,
+      token,
       specRev: runtime.specRev ?? spec.rev,
       restartRequests: runtime.restartRequests ?? restartRequests,
       startedAt: runtime.startedAt,
@@ -390,9 +398,13 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       return;
     }
     const instance = randomBytes(8).toString('hex');
+    const token = randomBytes(WORKER_TOKEN_BYTES).toString('base64url');
     let spawned: ReturnType<typeof spawnWorker>;
     try {
       spawned = spawnWorker(entry, {
+        ...config.workerInheritedEnv,
+        ...(config.secretKey === undefined ? {} : { HUB_SECRET_KEY: config.secretKey }),
+        MCP_WORKER_TOKEN: token,
         MCP_SERVER_ID: w.id,
         MCP_WORKER_HOST: config.workerHost,
         MCP_WORKER_PORT: String(port),
@@ -411,6 +423,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       port,
       pid: spawned.pid,
       instance,
+      token,
       own: true,
       exited: spawned.exited,
       specRev: spec.rev,
@@ -448,7 +461,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     const deadline = Date.now() + config.startTimeoutMs;
     while (!closed && w.instance === instance && w.status === 'starting' && Date.now() < deadline) {
       if (!w.own && w.pid !== undefined && !isAlive(w.pid)) return onExit(w, instance, { code: null, signal: null });
-      const result = await health.check(w.host, w.port as number);
+      const result = await health.check(w.host, w.port as number, w.token);
       if (w.instance !== instance || w.status !== 'starting') return;
       if (result.ok && result.health?.instance === instance) {
         w.lastHeartbeat = new Date().toISOString();
@@ -582,7 +595,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       // An adopted worker is not our child, so no exit event comes: notice its death (or a reused pid) here.
       return onExit(w, instance, { code: null, signal: null });
     }
-    const result = await health.check(w.host, w.port as number);
+    const result = await health.check(w.host, w.port as number, w.token);
     if (w.instance !== instance || managed.get(w.id) !== w) return;
     if (result.ok && result.health?.instance === instance) {
       w.healthFailures = 0;

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import {
   createKeys,
@@ -8,6 +9,7 @@ import {
   Registry,
   type RuntimeRecord,
   type ServerSpecBody,
+  WORKER_TOKEN_HEADER,
 } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
@@ -135,7 +137,11 @@ async function running(h: Harness, id: string, notPid?: number, timeoutMs = 15_0
 async function callEcho(r: RuntimeRecord, message: string): Promise<string> {
   const res = await request(`http://${r.host}:${r.port}/tools/echo`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json' },
+    headers: {
+      'content-type': 'application/json',
+      accept: 'application/json',
+      [WORKER_TOKEN_HEADER]: r.workerToken ?? '',
+    },
     body: JSON.stringify({ message }),
   });
   const body = (await res.body.json()) as { content?: { text?: string }[] };
@@ -363,6 +369,77 @@ describe('supervisor', () => {
     expect((await runtime(h, 'alpha'))?.supervisor).toBe(second.id);
     expect(await callEcho(a, 'adopted')).toBe('adopted');
     expect(h.logs.at(-1)?.lines.some((l) => l.event === 'worker.spawned')).toBe(false);
+  });
+
+  it('does not adopt a worker whose record holds no token (nobody could reach it): it is replaced', async () => {
+    const h = harness();
+    const first = spawnSupervisorProcess(h);
+    await h.registry.upsertServer(echoServer('tokenless'), 'create');
+    const old = await running(h, 'tokenless');
+    first.kill('SIGKILL');
+    await once(first, 'exit');
+    // A record written before workers had a credential.
+    await h.redis.hdel(createKeys(h.prefix).runtime('tokenless'), 'worker_token');
+
+    await startSupervisor(h);
+    const fresh = await running(h, 'tokenless', old.pid);
+    expect(fresh.workerToken).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    expect(await callEcho(fresh, 'replaced')).toBe('replaced');
+    await waitFor('the old worker gone', () => !isAlive(old.pid as number), 10_000);
+  });
+
+  it('hands workers only the environment they need: no HUB_ADMIN_TOKEN in a worker or its stdio server', async () => {
+    const h = harness();
+    const adminToken = 'admin-token-that-must-not-reach-workers-0123';
+    spawnSupervisorProcess(h, {
+      HUB_ADMIN_TOKEN: adminToken,
+      AWS_SECRET_ACCESS_KEY: 'cloud-secret',
+      NODE_OPTIONS: '--max-old-space-size=512',
+      MCP_STDIO_TEST_SETTING: 'kept',
+    });
+    await h.registry.upsertServer(
+      echoServer('envy', {
+        config: { command: process.execPath, args: [fixture('env-server.mjs')], env: { GIVEN_BY_SPEC: 'yes' } },
+      }),
+      'create',
+    );
+    const r = await running(h, 'envy');
+    const workerEnv = Object.fromEntries(
+      readFileSync(`/proc/${r.pid}/environ`, 'utf8')
+        .split('\0')
+        .filter((line) => line.includes('='))
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
+    expect(workerEnv.HUB_ADMIN_TOKEN).toBeUndefined();
+    expect(workerEnv.AWS_SECRET_ACCESS_KEY).toBeUndefined();
+    expect(workerEnv.NODE_OPTIONS).toBeUndefined();
+    expect(workerEnv).toMatchObject({ MCP_SERVER_ID: 'envy', KEY_PREFIX: h.prefix, MCP_STDIO_TEST_SETTING: 'kept' });
+    expect(workerEnv.PATH).toBe(process.env.PATH);
+    expect(workerEnv.MCP_WORKER_TOKEN).toBe(r.workerToken);
+
+    // The stdio server gets the SDK's short list plus its spec's env: none of the worker's own settings.
+    const res = await request(`http://${r.host}:${r.port}/tools/env`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        accept: 'application/json',
+        [WORKER_TOKEN_HEADER]: r.workerToken ?? '',
+      },
+      body: '{}',
+    });
+    const body = (await res.body.json()) as { content: { text: string }[] };
+    const serverEnv = JSON.parse(body.content[0]?.text ?? '{}') as Record<string, string>;
+    expect(serverEnv.GIVEN_BY_SPEC).toBe('yes');
+    for (const name of [
+      'HUB_ADMIN_TOKEN',
+      'MCP_WORKER_TOKEN',
+      'REDIS_URL',
+      'HUB_SECRET_KEY',
+      'AWS_SECRET_ACCESS_KEY',
+    ]) {
+      expect(serverEnv[name], name).toBeUndefined();
+    }
+    expect(JSON.stringify(serverEnv)).not.toContain(adminToken);
   });
 
   it('with two supervisors and twenty servers, runs each exactly once on distinct ports; the survivor takes over', async () => {

@@ -1,4 +1,5 @@
-import { AppError, type Logger, type ToolInput, type WorkerHealth } from '@mcp-hub/shared';
+import { timingSafeEqual } from 'node:crypto';
+import { AppError, type Logger, type ToolInput, WORKER_TOKEN_HEADER, type WorkerHealth } from '@mcp-hub/shared';
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { CallRunner } from './call-runner.js';
@@ -20,6 +21,8 @@ export interface WorkerGate {
 
 export interface HttpServerDeps {
   log: Logger;
+  /** The credential every request must carry in WORKER_TOKEN_HEADER (from the supervisor, per run). */
+  token: string;
   gate: WorkerGate;
   runner: CallRunner;
   /** Interval of SSE keep-alive comments, in milliseconds. */
@@ -58,8 +61,14 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   });
   registerErrorHandling(app, log);
 
+  const tokenMatches = tokenChecker(deps.token);
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    // Every route, /healthz included: the worker listens on a predictable local port, and only the hub and
+    // its supervisor hold the token. Its identity and load are nobody else's business either.
+    if (!tokenMatches(req.headers[WORKER_TOKEN_HEADER])) {
+      throw new AppError('unauthorized', 'this worker answers only its hub');
+    }
   });
 
   app.get('/healthz', async (_req, reply) => {
@@ -128,6 +137,20 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   }
 
   return app;
+}
+
+/**
+ * A constant-time check of a presented token: the comparison's time does not tell a caller how much of a
+ * guess was right. Only the length can differ in time, and it is no secret (the supervisor's tokens all
+ * have the same length); hashing both sides to hide it cost ten times as much per request.
+ */
+export function tokenChecker(expected: string): (given: string | string[] | undefined) => boolean {
+  const want = Buffer.from(expected, 'utf8');
+  return (given) => {
+    if (typeof given !== 'string') return false;
+    const got = Buffer.from(given, 'utf8');
+    return got.length === want.length && timingSafeEqual(got, want);
+  };
 }
 
 /**

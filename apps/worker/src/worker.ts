@@ -314,7 +314,14 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   upstream.onListChanged((list) => (list === 'resources' ? front.resourcesChanged() : front.promptsChanged()));
   upstream.onClose((error) => void fatal(error));
 
-  const app = buildHttpServer({ log, gate, runner, keepAliveIntervalMs: options.keepAliveIntervalMs, front });
+  const app = buildHttpServer({
+    log,
+    token: config.token,
+    gate,
+    runner,
+    keepAliveIntervalMs: options.keepAliveIntervalMs,
+    front,
+  });
   try {
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {

@@ -8,6 +8,7 @@ import {
   type ServerInput,
   ServerInputSchema,
   specBodyFromInput,
+  WORKER_TOKEN_HEADER,
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { isAlive, waitFor } from '../../../test/processes.js';
@@ -45,6 +46,13 @@ export async function registerServer(redis: Redis, keys: Registry['keys'], input
   return spec.rev;
 }
 
+/** The credential of every test worker (the supervisor makes a random one per run). */
+export const TEST_WORKER_TOKEN = randomBytes(32).toString('base64url');
+/** The header a test sends to reach a worker, as the hub does. */
+export const WORKER_AUTH: Readonly<Record<string, string>> = Object.freeze({
+  [WORKER_TOKEN_HEADER]: TEST_WORKER_TOKEN,
+});
+
 export function testInstance(): string {
   return `test-${randomBytes(4).toString('hex')}`;
 }
@@ -68,6 +76,7 @@ export function startTestWorker(args: {
     MCP_SERVER_ID: args.serverId,
     MCP_WORKER_PORT: String(args.port),
     MCP_WORKER_INSTANCE: args.instance ?? testInstance(),
+    MCP_WORKER_TOKEN: TEST_WORKER_TOKEN,
   });
   return startWorker({
     config,
@@ -108,7 +117,7 @@ export async function callSse(
 ): Promise<{ status: number; headers: Headers; events: SseEvent[]; comments: string[] }> {
   const res = await fetch(`http://127.0.0.1:${port}/tools/${encodeURIComponent(tool)}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...headers },
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...WORKER_AUTH, ...headers },
     body: JSON.stringify(args),
   });
   const text = await res.text();
@@ -132,14 +141,14 @@ export async function callJson(
 ): Promise<{ status: number; headers: Headers; body: Record<string, unknown> }> {
   const res = await fetch(`http://127.0.0.1:${port}/tools/${encodeURIComponent(tool)}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+    headers: { 'content-type': 'application/json', accept: 'application/json', ...WORKER_AUTH, ...headers },
     body: JSON.stringify(args),
   });
   return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, unknown> };
 }
 
 export async function getHealth(port: number): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await fetch(`http://127.0.0.1:${port}/healthz`);
+  const res = await fetch(`http://127.0.0.1:${port}/healthz`, { headers: WORKER_AUTH });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 

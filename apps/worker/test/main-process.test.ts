@@ -10,8 +10,10 @@ import {
   parseSse,
   registerServer,
   spawnChild,
+  TEST_WORKER_TOKEN,
   type TestChild,
   testInstance,
+  WORKER_AUTH,
   WORKER_MAIN,
   waitFor,
 } from './helpers.js';
@@ -39,6 +41,7 @@ async function spawnWorker(serverId: string, env: Record<string, string> = {}) {
       MCP_WORKER_HOST: '127.0.0.1',
       MCP_WORKER_PORT: String(port),
       MCP_WORKER_INSTANCE: instance,
+      MCP_WORKER_TOKEN: TEST_WORKER_TOKEN,
       REDIS_URL: redisUrl(),
       KEY_PREFIX: t.prefix,
       LOG_LEVEL: 'info',
@@ -77,7 +80,7 @@ describe('the built worker process', () => {
 
     const stream = await request(`http://127.0.0.1:${port}/tools/slow`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'req-proc' },
+      headers: { ...WORKER_AUTH, 'content-type': 'application/json', 'x-request-id': 'req-proc' },
       body: JSON.stringify({ ms: 10_000 }),
     });
     await waitFor('the call in flight', async () => (await getHealth(port)).body.activeCalls === 1);

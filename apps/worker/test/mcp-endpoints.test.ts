@@ -2,6 +2,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
 import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +17,15 @@ import {
 } from '../../../test/mcp-clients.js';
 import { captureLogger, testRedis } from '../../../test/support.js';
 import type { Worker } from '../src/index.js';
-import { EVERYTHING, FIXTURES, registerServer, startTestWorker, waitFor } from './helpers.js';
+import {
+  EVERYTHING,
+  FIXTURES,
+  registerServer,
+  startTestWorker,
+  TEST_WORKER_TOKEN,
+  WORKER_AUTH,
+  waitFor,
+} from './helpers.js';
 
 const MEMORY = fileURLToPath(
   new URL('../../../node_modules/@modelcontextprotocol/server-memory/dist/index.js', import.meta.url),
@@ -26,11 +35,13 @@ const CLIENT_INFO = { name: 'mcp-endpoints-test', version: '1.0.0' };
 const clients = mcpClients(CLIENT_INFO);
 afterEach(() => clients.closeAll());
 
+// Each carries the worker's credential, as the hub does.
 const modernClient = (port: number, headers: Record<string, string> = {}) =>
-  clients.modern(`http://127.0.0.1:${port}/mcp`, headers);
+  clients.modern(`http://127.0.0.1:${port}/mcp`, { ...WORKER_AUTH, ...headers });
 const streamableClient = (port: number, headers: Record<string, string> = {}) =>
-  clients.streamable(`http://127.0.0.1:${port}/mcp`, headers);
-const sseClient = (port: number) => clients.sse(`http://127.0.0.1:${port}/sse`);
+  clients.streamable(`http://127.0.0.1:${port}/mcp`, { ...WORKER_AUTH, ...headers });
+const sseClient = (port: number) => clients.sse(`http://127.0.0.1:${port}/sse`, { ...WORKER_AUTH });
+const INSPECTOR_AUTH = ['--header', `${WORKER_TOKEN_HEADER}: ${TEST_WORKER_TOKEN}`];
 
 /** Reads SSE events from a response until one matches, then stops reading (the stream may stay open). */
 async function readSseUntil(
@@ -138,7 +149,7 @@ describe('MCP endpoints: server-everything behind the worker', () => {
   it('points the SSE endpoint event at x-mcp-messages-path, unbuffered', async () => {
     const controller = new AbortController();
     const res = await fetch(`http://127.0.0.1:${port}/sse`, {
-      headers: { accept: 'text/event-stream', 'x-mcp-messages-path': '/messages/everything' },
+      headers: { ...WORKER_AUTH, accept: 'text/event-stream', 'x-mcp-messages-path': '/messages/everything' },
       signal: controller.signal,
     });
     expect(res.status).toBe(200);
@@ -170,7 +181,11 @@ describe('MCP endpoints: server-everything behind the worker', () => {
   });
 
   it('answers 404 to an unknown session and 400 to a request without one', async () => {
-    const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const headers = {
+      ...WORKER_AUTH,
+      'content-type': 'application/json',
+      accept: 'application/json, text/event-stream',
+    };
     const body = JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: {} });
     const unknown = await fetch(`http://127.0.0.1:${port}/mcp`, {
       method: 'POST',
@@ -192,7 +207,12 @@ describe('MCP endpoints: server-everything behind the worker', () => {
   it('keeps the REST call path unchanged next to the MCP endpoints', async () => {
     const res = await fetch(`http://127.0.0.1:${port}/tools/echo`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-request-id': 'req-rest' },
+      headers: {
+        ...WORKER_AUTH,
+        'content-type': 'application/json',
+        accept: 'application/json',
+        'x-request-id': 'req-rest',
+      },
       body: JSON.stringify({ message: 'rest' }),
     });
     expect(res.status).toBe(200);
@@ -200,10 +220,11 @@ describe('MCP endpoints: server-everything behind the worker', () => {
   });
 
   it('works with the MCP Inspector CLI over Streamable HTTP and SSE', async () => {
-    const list = await runInspector(`http://127.0.0.1:${port}/mcp`, 'http', 'tools/list');
+    const list = await runInspector(`http://127.0.0.1:${port}/mcp`, 'http', 'tools/list', INSPECTOR_AUTH);
     expect(list.code, list.stderr).toBe(0);
     expect((list.json as { tools: { name: string }[] }).tools.map((tool) => tool.name)).toContain('echo');
     const call = await runInspector(`http://127.0.0.1:${port}/mcp`, 'http', 'tools/call', [
+      ...INSPECTOR_AUTH,
       '--tool-name',
       'echo',
       '--tool-arg',
@@ -211,7 +232,7 @@ describe('MCP endpoints: server-everything behind the worker', () => {
     ]);
     expect(call.code, call.stderr).toBe(0);
     expect(textOf(call.json)).toBe('Echo: inspector');
-    const sse = await runInspector(`http://127.0.0.1:${port}/sse`, 'sse', 'tools/list');
+    const sse = await runInspector(`http://127.0.0.1:${port}/sse`, 'sse', 'tools/list', INSPECTOR_AUTH);
     expect(sse.code, sse.stderr).toBe(0);
     expect((sse.json as { tools: { name: string }[] }).tools.map((tool) => tool.name)).toContain('echo');
   });
@@ -318,6 +339,7 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
     const pending = fetch(`http://127.0.0.1:${port}/mcp`, {
       method: 'POST',
       headers: {
+        ...WORKER_AUTH,
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
         'mcp-protocol-version': '2026-07-28',
@@ -335,7 +357,7 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
 
   it('lets a 2025 client resume a broken stream with Last-Event-ID, and answers 202 to notifications', async () => {
     const url = `http://127.0.0.1:${port}/mcp`;
-    const json = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
+    const json = { ...WORKER_AUTH, 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const init = await fetch(url, {
       method: 'POST',
       headers: json,
@@ -379,7 +401,7 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
 
     await new Promise((resolve) => setTimeout(resolve, 900));
     const resumed = await fetch(url, {
-      headers: { accept: 'text/event-stream', ...session, 'last-event-id': lastEventId },
+      headers: { ...WORKER_AUTH, accept: 'text/event-stream', ...session, 'last-event-id': lastEventId },
       signal: AbortSignal.timeout(5_000),
     });
     expect(resumed.status).toBe(200);
@@ -390,7 +412,7 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
     const steps = progress.map((m) => (m.params as { progress: number }).progress);
     expect(steps.slice(0, 2)).toEqual([2, 3]);
     expect(textOf(messages.at(-1)?.result)).toBe('done in 4 steps');
-    await fetch(url, { method: 'DELETE', headers: session });
+    await fetch(url, { method: 'DELETE', headers: { ...WORKER_AUTH, ...session } });
   });
 
   it('tells a connected 2025 client, an SSE client and a modern listener that the tools changed', async () => {
@@ -430,6 +452,7 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
     const res = await fetch(`http://127.0.0.1:${port}/mcp`, {
       method: 'POST',
       headers: {
+        ...WORKER_AUTH,
         'content-type': 'application/json',
         accept: 'application/json, text/event-stream',
         'mcp-session-id': oldSession,

@@ -172,6 +172,23 @@ describe('rest worker', () => {
     expect(res.body).toMatchObject({ error: { code: 'tool_timeout' } });
   });
 
+  it('never lets a path value climb to another path of the API: no request leaves, the call fails', async () => {
+    // The API resolves dot segments as most servers and proxies do (new URL above): `..` would reach /api/.
+    for (const id of ['..', '.', '%2e%2e', '%252E%252e', '../../secret', 'a/../../secret', '..\\secret', '']) {
+      const before = seen.length;
+      const res = await callJson(port, 'get_user', { id });
+      expect(res.status, id).toBe(400);
+      expect(res.body, id).toMatchObject({ error: { code: 'invalid_arguments' } });
+      expect((res.body as { error: { message: string } }).error.message).toMatch(
+        /"id" of tool "get_user" goes in the path/,
+      );
+      expect(seen.length, `${id} reached the API`).toBe(before);
+    }
+    // Dots inside a segment are only characters: encoded as one segment, nothing climbs.
+    await callJson(port, 'get_user', { id: '...v1.2' });
+    expect(seen.at(-1)?.url).toBe('/api/users/...v1.2');
+  });
+
   it('refuses a call missing a path argument', async () => {
     const res = await callSse(port, 'missing', {});
     expect(res.events).toEqual([

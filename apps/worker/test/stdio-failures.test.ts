@@ -2,7 +2,7 @@ import getPort from 'get-port';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { captureLogger, testRedis } from '../../../test/support.js';
 import { type Worker, WorkerExitError } from '../src/index.js';
-import { FIXTURES, getHealth, isAlive, registerServer, startTestWorker, waitFor } from './helpers.js';
+import { FIXTURES, getHealth, isAlive, registerServer, startTestWorker, WORKER_AUTH, waitFor } from './helpers.js';
 
 const t = testRedis();
 const started: Worker[] = [];
@@ -114,7 +114,7 @@ describe('stdio upstream failures', () => {
     expect(await t.redis.hget(t.keys.runtime('dying'), 'last_error')).toContain('exited');
     const call = await fetch(`http://127.0.0.1:${port}/tools/echo`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: { ...WORKER_AUTH, 'content-type': 'application/json', accept: 'application/json' },
       body: '{"message":"x"}',
     });
     expect(call.status).toBe(503);

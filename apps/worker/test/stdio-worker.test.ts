@@ -16,6 +16,8 @@ import {
   parseSse,
   registerServer,
   startTestWorker,
+  TEST_WORKER_TOKEN,
+  WORKER_AUTH,
   waitFor,
 } from './helpers.js';
 
@@ -42,6 +44,33 @@ describe('stdio worker: server-everything', () => {
     await t.cleanup();
   });
 
+  it('answers 401 on every route to a request without its token, or with another one, and runs nothing', async () => {
+    const before = captured.lines.filter((l) => l.event === 'tool.call.start').length;
+    const wrong = { 'x-mcp-worker-token': 'another-workers-token-0123456789abcdef' };
+    for (const headers of [{}, wrong]) {
+      for (const [method, path] of [
+        ['GET', '/healthz'],
+        ['GET', '/tools'],
+        ['POST', '/tools/echo'],
+        ['POST', '/mcp'],
+        ['GET', '/mcp'],
+        ['DELETE', '/mcp'],
+        ['GET', '/sse'],
+        ['POST', '/messages?sessionId=x'],
+      ] as const) {
+        const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+          method,
+          headers: { ...headers, 'content-type': 'application/json', accept: 'application/json, text/event-stream' },
+          body: method === 'POST' ? '{"message":"x"}' : undefined,
+        });
+        expect(res.status, `${method} ${path}`).toBe(401);
+        expect(((await res.json()) as { error: { code: string } }).error.code).toBe('unauthorized');
+      }
+    }
+    expect(captured.lines.filter((l) => l.event === 'tool.call.start').length).toBe(before);
+    expect(captured.text()).not.toContain(TEST_WORKER_TOKEN);
+  });
+
   it('answers /healthz 200 with its identity once connected', async () => {
     const { status, body } = await getHealth(port);
     expect(status).toBe(200);
@@ -65,7 +94,7 @@ describe('stdio worker: server-everything', () => {
       name: 'echo',
       inputSchema: { type: 'object', properties: { message: { type: 'string' } } },
     });
-    const res = await fetch(`http://127.0.0.1:${port}/tools`);
+    const res = await fetch(`http://127.0.0.1:${port}/tools`, { headers: WORKER_AUTH });
     const { tools } = (await res.json()) as { tools: { name: string }[] };
     expect(tools.map((tool) => tool.name)).toContain('trigger-long-running-operation');
     expect(captured.lines.some((line) => line.event === 'tools.synced' && (line.count as number) > 5)).toBe(true);
@@ -177,7 +206,7 @@ describe('stdio worker: echo fixture', () => {
   it('treats an empty body as no arguments and refuses a body that is not an object', async () => {
     const empty = await fetch(`http://127.0.0.1:${port}/tools/progress`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json' },
+      headers: { ...WORKER_AUTH, 'content-type': 'application/json', accept: 'application/json' },
     });
     expect(empty.status).toBe(200);
     expect(await empty.json()).toMatchObject({ content: [{ type: 'text', text: 'done in 3 steps' }] });
@@ -188,7 +217,7 @@ describe('stdio worker: echo fixture', () => {
 
     const broken = await fetch(`http://127.0.0.1:${port}/tools/echo`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { ...WORKER_AUTH, 'content-type': 'application/json' },
       body: '{"message":',
     });
     expect(broken.status).toBe(400);
@@ -234,7 +263,7 @@ describe('stdio worker: echo fixture', () => {
     const controller = new AbortController();
     const res = await request(`http://127.0.0.1:${port}/tools/slow`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'req-gone' },
+      headers: { ...WORKER_AUTH, 'content-type': 'application/json', 'x-request-id': 'req-gone' },
       body: JSON.stringify({ ms: 1_200 }),
       signal: controller.signal,
     });
@@ -301,7 +330,7 @@ describe('stdio worker: echo fixture', () => {
     expect(isAlive(pid)).toBe(true);
     const res = await request(`http://127.0.0.1:${port}/tools/slow`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', 'x-request-id': 'req-shutdown' },
+      headers: { ...WORKER_AUTH, 'content-type': 'application/json', 'x-request-id': 'req-shutdown' },
       body: JSON.stringify({ ms: 5_000 }),
     });
     await waitFor('the call to start', () => worker.health().activeCalls === 1);

@@ -104,10 +104,45 @@ describe('config loaders', () => {
   });
 
   it('requires the worker identity', () => {
-    expect(() => loadWorkerConfig({})).toThrow(/MCP_SERVER_ID.*MCP_WORKER_PORT.*MCP_WORKER_INSTANCE/);
-    expect(loadWorkerConfig({ MCP_SERVER_ID: 'a', MCP_WORKER_PORT: '41000', MCP_WORKER_INSTANCE: 'i1' })).toMatchObject(
-      { serverId: 'a', port: 41_000, host: '127.0.0.1' },
-    );
+    expect(() => loadWorkerConfig({})).toThrow(/MCP_SERVER_ID.*MCP_WORKER_PORT.*MCP_WORKER_INSTANCE.*MCP_WORKER_TOKEN/);
+    const token = 'x'.repeat(43);
+    expect(
+      loadWorkerConfig({
+        MCP_SERVER_ID: 'a',
+        MCP_WORKER_PORT: '41000',
+        MCP_WORKER_INSTANCE: 'i1',
+        MCP_WORKER_TOKEN: token,
+      }),
+    ).toMatchObject({ serverId: 'a', port: 41_000, host: '127.0.0.1', token });
+    expect(() =>
+      loadWorkerConfig({
+        MCP_SERVER_ID: 'a',
+        MCP_WORKER_PORT: '41000',
+        MCP_WORKER_INSTANCE: 'i1',
+        MCP_WORKER_TOKEN: 'short',
+      }),
+    ).toThrow(/MCP_WORKER_TOKEN: must be at least 32 characters/);
+  });
+
+  it('hands workers only the allow-listed part of the supervisor environment', () => {
+    const config = loadSupervisorConfig({
+      PATH: '/usr/bin',
+      HOME: '/home/hub',
+      LC_ALL: 'C.UTF-8',
+      MCP_STDIO_SANDBOX: 'bwrap',
+      HUB_SECRET_KEY: 'k'.repeat(64),
+      HUB_ADMIN_TOKEN: 'admin-token-that-must-stay-home',
+      AWS_SECRET_ACCESS_KEY: 'nope',
+      NODE_OPTIONS: '--require /tmp/evil.js',
+      LD_PRELOAD: '/tmp/evil.so',
+    });
+    expect(config.workerInheritedEnv).toEqual({
+      PATH: '/usr/bin',
+      HOME: '/home/hub',
+      LC_ALL: 'C.UTF-8',
+      MCP_STDIO_SANDBOX: 'bwrap',
+    });
+    expect(config.secretKey).toBe('k'.repeat(64));
   });
 
   it('compiles MCP_STDIO_ALLOWED_COMMANDS once and names bad entries', () => {

@@ -209,6 +209,9 @@ const HubEnvSchema = z
     HUB_MCP_SESSIONS_MAX: positiveInt.default(DEFAULT_MCP_SESSIONS_MAX),
     HUB_MCP_SESSIONS_PER_PROJECT: positiveInt.default(DEFAULT_MCP_SESSIONS_PER_PROJECT),
     HUB_MCP_SESSIONS_PER_KEY: positiveInt.default(DEFAULT_MCP_SESSIONS_PER_KEY),
+    // Shared with the supervisor: the hub refuses upstream URLs aimed at these local ports.
+    MCP_WORKER_BASE_PORT: port.default(DEFAULT_WORKER_BASE_PORT),
+    MCP_WORKER_PORT_RANGE: positiveInt.default(DEFAULT_WORKER_PORT_RANGE),
   })
   .superRefine((e, ctx) => {
     // Open mode answers anyone without credentials as admin: only on this machine's loopback interface.
@@ -280,6 +283,9 @@ export interface HubConfig {
   mcpSessionsPerProject: number;
   /** Open aggregated MCP sessions of one API key (or of the admin); more get 429. */
   mcpSessionsPerKey: number;
+  /** The local ports workers listen on (MCP_WORKER_BASE_PORT, MCP_WORKER_PORT_RANGE ports from there). */
+  workerBasePort: number;
+  workerPortRange: number;
 }
 
 /** Reads the hub's configuration; throws ConfigError naming every bad variable. */
@@ -313,6 +319,8 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     mcpSessionsMax: e.HUB_MCP_SESSIONS_MAX,
     mcpSessionsPerProject: e.HUB_MCP_SESSIONS_PER_PROJECT,
     mcpSessionsPerKey: e.HUB_MCP_SESSIONS_PER_KEY,
+    workerBasePort: e.MCP_WORKER_BASE_PORT,
+    workerPortRange: e.MCP_WORKER_PORT_RANGE,
   });
 }
 
@@ -340,7 +348,68 @@ const SupervisorEnvSchema = z.object({
   MCP_SUPERVISOR_KEEP_WORKERS: bool.default(false),
   MCP_WORKER_ENTRY: z.string().min(1).optional(),
   MCP_UPSTREAM_MAX_MESSAGE_BYTES: positiveInt.default(DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES),
+  HUB_SECRET_KEY: secretKey.optional(),
 });
+
+/**
+ * What a worker inherits from its supervisor's environment, by name: what a process needs to run (the
+ * SDK's own list for stdio servers, locale, temp dir, CA and proxy settings for remote upstreams). The rest
+ * (HUB_ADMIN_TOKEN, cloud credentials, whatever the operator's shell holds) stays behind: a worker runs
+ * third-party code, and a stdio server can read its worker's environment through /proc.
+ */
+export const WORKER_INHERITED_ENV_VARS: readonly string[] = Object.freeze([
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'TERM',
+  'LANG',
+  'LANGUAGE',
+  'TZ',
+  'TMPDIR',
+  'NODE_ENV',
+  'NODE_EXTRA_CA_CERTS',
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'NO_PROXY',
+  'http_proxy',
+  'https_proxy',
+  'no_proxy',
+  // Windows essentials (the SDK's stdio list), so that a worker can start a child there at all.
+  'SYSTEMROOT',
+  'SystemRoot',
+  'SYSTEMDRIVE',
+  'WINDIR',
+  'COMSPEC',
+  'PATHEXT',
+  'TEMP',
+  'TMP',
+  'USERNAME',
+  'USERPROFILE',
+  'APPDATA',
+  'LOCALAPPDATA',
+  'HOMEDRIVE',
+  'HOMEPATH',
+  'PROGRAMFILES',
+  'PROCESSOR_ARCHITECTURE',
+]);
+/** Prefixes of inherited variables: locale categories, and the stdio settings the worker reads itself. */
+export const WORKER_INHERITED_ENV_PREFIXES: readonly string[] = Object.freeze(['LC_', 'MCP_STDIO_']);
+
+/** The allow-listed part of `env` (WORKER_INHERITED_ENV_VARS and _PREFIXES); empty values dropped. */
+export function workerInheritedEnv(env: Env): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [name, value] of Object.entries(env)) {
+    if (value === undefined || value === '') continue;
+    if (WORKER_INHERITED_ENV_VARS.includes(name) || WORKER_INHERITED_ENV_PREFIXES.some((p) => name.startsWith(p))) {
+      out[name] = value;
+    }
+  }
+  return out;
+}
 
 export interface SupervisorConfig {
   redisUrl: string;
@@ -379,6 +448,10 @@ export interface SupervisorConfig {
   workerEntry: string | undefined;
   /** Largest upstream message (stdio line, JSON body or SSE event, decompressed) a worker accepts; passed to workers. */
   upstreamMaxMessageBytes: number;
+  /** Handed to workers, which open the sealed `env` and `headers` of specs with it. */
+  secretKey: string | undefined;
+  /** The part of the supervisor's environment a worker inherits (workerInheritedEnv); nothing else is passed. */
+  workerInheritedEnv: Readonly<Record<string, string>>;
 }
 
 /** Reads the supervisor's configuration; throws ConfigError naming every bad variable. */
@@ -414,6 +487,8 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     keepWorkersOnExit: e.MCP_SUPERVISOR_KEEP_WORKERS,
     workerEntry: e.MCP_WORKER_ENTRY,
     upstreamMaxMessageBytes: e.MCP_UPSTREAM_MAX_MESSAGE_BYTES,
+    secretKey: e.HUB_SECRET_KEY,
+    workerInheritedEnv: Object.freeze(workerInheritedEnv(env)),
   });
 }
 
@@ -431,6 +506,7 @@ const WorkerEnvSchema = z.object({
   MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
   MCP_WORKER_PORT: port,
   MCP_WORKER_INSTANCE: z.string().min(1),
+  MCP_WORKER_TOKEN: z.string().min(32, 'must be at least 32 characters'),
   HUB_SECRET_KEY: secretKey.optional(),
   MCP_UPSTREAM_MAX_MESSAGE_BYTES: positiveInt.default(DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES),
 });
@@ -443,7 +519,9 @@ export interface WorkerConfig {
   host: string;
   port: number;
   instance: string;
-  /** Opens the `env` and `headers` values the hub sealed (HUB_SECRET_KEY, inherited from the supervisor). */
+  /** The credential every request must carry (WORKER_TOKEN_HEADER), made by the supervisor for this run. */
+  token: string;
+  /** Opens the `env` and `headers` values the hub sealed (HUB_SECRET_KEY, handed on by the supervisor). */
   secretKey: string | undefined;
   /** Largest upstream message (stdio line, JSON body or SSE event, after decompression); larger ones fail their call. */
   upstreamMaxMessageBytes: number;
@@ -466,6 +544,7 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     host: e.MCP_WORKER_HOST,
     port: e.MCP_WORKER_PORT,
     instance: e.MCP_WORKER_INSTANCE,
+    token: e.MCP_WORKER_TOKEN,
     secretKey: e.HUB_SECRET_KEY,
     upstreamMaxMessageBytes: e.MCP_UPSTREAM_MAX_MESSAGE_BYTES,
     stdioSandbox: e.MCP_STDIO_SANDBOX,

@@ -209,6 +209,11 @@ export const RuntimeRecordSchema = z.object({
   restartRequests: optionalInt,
   nextAttemptAt: z.string().optional(),
   reason: z.string().optional(),
+  /**
+   * The credential the worker of this run demands on every request (WORKER_TOKEN_HEADER). Only the hub and
+   * the supervisor read it; it never leaves them (answers show `publicRuntime`, logs redact it).
+   */
+  workerToken: z.string().optional(),
 });
 export type RuntimeRecord = z.output<typeof RuntimeRecordSchema>;
 
@@ -227,7 +232,18 @@ const RUNTIME_FIELDS: Record<keyof RuntimeRecord, string> = {
   restartRequests: 'restart_requests',
   nextAttemptAt: 'next_attempt_at',
   reason: 'reason',
+  workerToken: 'worker_token',
 };
+
+/** A runtime record as API answers show it: without the worker's credential. */
+export const PublicRuntimeSchema = RuntimeRecordSchema.omit({ workerToken: true });
+export type PublicRuntime = z.output<typeof PublicRuntimeSchema>;
+
+/** The record without its worker credential, for answers and logs. */
+export function publicRuntime(record: RuntimeRecord): PublicRuntime {
+  const { workerToken: _secret, ...rest } = record;
+  return rest;
+}
 
 /** Hash fields (snake_case strings) of a runtime record; undefined fields are left out. */
 export function runtimeToHash(record: Partial<RuntimeRecord>): Record<string, string> {

@@ -17,6 +17,17 @@ export const WORKER_EXIT_CODES = Object.freeze({
 });
 export type WorkerExitCode = (typeof WORKER_EXIT_CODES)[keyof typeof WORKER_EXIT_CODES];
 
+/**
+ * The header that carries a worker's credential on every request to it (hub calls, the supervisor's health
+ * checks). Workers listen on sequential local ports: without it any local process, or a REST server of one
+ * project pointed at another's worker, could call that worker's tools. A header of its own rather than
+ * `authorization`, so it can never be confused with (or forwarded as) a client's credential.
+ */
+export const WORKER_TOKEN_HEADER = 'x-mcp-worker-token';
+
+/** Random bytes in a worker's credential (generated per worker run by the supervisor). */
+export const WORKER_TOKEN_BYTES = 32;
+
 export const UPSTREAM_STATUSES = ['connecting', 'connected', 'down'] as const;
 export type UpstreamStatus = (typeof UPSTREAM_STATUSES)[number];
 

@@ -13,7 +13,7 @@ import type { Agent } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
 import { canSee, type Principal } from '../plugins/auth.js';
 import type { RegistryCache } from '../registry-cache.js';
-import { type WorkerLocator, workerOrigin } from '../worker-locator.js';
+import { type WorkerLocator, workerAuth, workerOrigin } from '../worker-locator.js';
 import { Catalog, type CatalogServer } from './catalog.js';
 import { callWorkerTool } from './worker-call.js';
 
@@ -133,6 +133,7 @@ export class Aggregator {
       const result = await callWorkerTool({
         agent: this.deps.agent,
         origin: workerOrigin(runtime),
+        auth: workerAuth(runtime),
         tool,
         args,
         requestId,

@@ -16,6 +16,8 @@ export interface WorkerCallResult {
 export interface WorkerCall {
   agent: Agent;
   origin: string;
+  /** The worker's credential header (workerAuth). */
+  auth: Record<string, string>;
   tool: string;
   args: unknown;
   requestId: string;
@@ -43,7 +45,12 @@ export async function callWorkerTool(call: WorkerCall): Promise<WorkerCallResult
       origin: call.origin,
       path: `/tools/${encodeURIComponent(call.tool)}`,
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-request-id': call.requestId },
+      headers: {
+        'content-type': 'application/json',
+        accept: 'text/event-stream',
+        'x-request-id': call.requestId,
+        ...call.auth,
+      },
       body: JSON.stringify(call.args ?? {}),
       signal: call.signal,
       headersTimeout: call.timeoutMs + HEADERS_GRACE_MS,

@@ -11,7 +11,7 @@ import {
 } from '@mcp-hub/shared';
 import type { Principal } from '../plugins/auth.js';
 import { checkStdioLaunch, type StdioPolicy } from '../security/stdio-guard.js';
-import { deniedUrlReason } from '../security/url-guard.js';
+import { deniedUrlReason, type LocalDoors, localDoorReason } from '../security/url-guard.js';
 
 export interface ServerWriteGuardOptions {
   registry: Registry;
@@ -25,6 +25,8 @@ export interface ServerWriteGuardOptions {
   denyPrivateUrls: boolean;
   /** MCP_TOOL_SEPARATOR: a namespace may not contain it, so that `<namespace><sep><tool>` splits one way only. */
   toolSeparator: string;
+  /** The hub's and the workers' ports on this host, refused as upstream URLs whatever denyPrivateUrls says. */
+  localDoors(): LocalDoors;
 }
 
 /** Where a server's secrets go: its transport and URL, or its command line. */
@@ -57,15 +59,7 @@ export class ServerWriteGuard {
       this.checkStdioRole(principal);
       // A "***" value keeps a stored one; only the names matter to the env check, so the merged spec is not needed.
       await checkStdioLaunch(this.opts.stdio, next.config);
-    } else if (this.opts.denyPrivateUrls) {
-      const url = next.transport === 'rest' ? next.config.baseUrl : next.config.url;
-      const reason = await deniedUrlReason(url);
-      if (reason) {
-        throw new AppError('forbidden', `remote server URLs may not point at private networks: ${reason}`, {
-          path: next.transport === 'rest' ? 'config.baseUrl' : 'config.url',
-        });
-      }
-    }
+    } else await this.checkUrl(next);
     await this.checkUniqueName(next);
 
     if (before && sendsMaskedSecrets(next) && destination(next) !== destination(before)) {
@@ -99,6 +93,31 @@ export class ServerWriteGuard {
       throw new AppError('project_not_found', `project "${project}" not found`, { path: 'project' });
     }
     return project;
+  }
+
+  /**
+   * Neither a worker port (it would borrow another server's worker) nor the hub's own port (a server whose
+   * headers carry a credential would lend it to everyone who may call its tools) is ever an upstream, for
+   * anyone. Private networks only when HUB_DENY_PRIVATE_URLS is on.
+   */
+  private async checkUrl(spec: ServerSpecBody): Promise<void> {
+    if (spec.transport === 'stdio') return;
+    const url = spec.transport === 'rest' ? spec.config.baseUrl : spec.config.url;
+    const path = spec.transport === 'rest' ? 'config.baseUrl' : 'config.url';
+    const doors = this.opts.localDoors();
+    const reason = await localDoorReason(url, doors);
+    if (reason) {
+      throw new AppError('forbidden', `remote server URLs may not point at the hub or its workers: ${reason}`, {
+        path,
+      });
+    }
+    if (!this.opts.denyPrivateUrls) return;
+    const privateReason = await deniedUrlReason(url);
+    if (privateReason) {
+      throw new AppError('forbidden', `remote server URLs may not point at private networks: ${privateReason}`, {
+        path,
+      });
+    }
   }
 
   private checkStdioRole(principal: Principal): void {

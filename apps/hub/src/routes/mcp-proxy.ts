@@ -5,7 +5,7 @@ import { Agent } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
 import type { Principal } from '../plugins/auth.js';
 import type { RegistryCache } from '../registry-cache.js';
-import { RETRY_AFTER_S, type WorkerLocator, workerOrigin } from '../worker-locator.js';
+import { RETRY_AFTER_S, type WorkerLocator, workerAuth, workerOrigin } from '../worker-locator.js';
 import { forwardToWorker } from '../worker-proxy.js';
 
 export interface McpProxyRoutesOptions {
@@ -100,7 +100,7 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
         path: `${path}${query}`,
         body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
         // The worker binds each MCP session to the caller that opened it.
-        headers: { ...headers, 'x-mcp-hub-caller': callerId(req.principal) },
+        headers: { ...headers, 'x-mcp-hub-caller': callerId(req.principal), ...workerAuth(runtime) },
         headersTimeoutMs: HEADERS_TIMEOUT_MS,
       });
     } catch (err) {

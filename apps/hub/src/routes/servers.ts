@@ -2,6 +2,8 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import {
   AppError,
   maskSpecSecrets,
+  type PublicRuntime,
+  publicRuntime,
   type Registry,
   type RuntimeRecord,
   ServerInputSchema,
@@ -29,10 +31,10 @@ export interface ServerRoutesOptions {
   audit: AuditLog;
 }
 
-/** Secrets are never shown: `env` and `headers` values read "***" in every answer. */
-function view(spec: ServerSpec, runtime: RuntimeRecord | null): ServerSpec & { runtime?: RuntimeRecord } {
+/** Secrets are never shown: `env` and `headers` values read "***" in every answer, the worker's credential not at all. */
+function view(spec: ServerSpec, runtime: RuntimeRecord | null): ServerSpec & { runtime?: PublicRuntime } {
   const masked = maskSpecSecrets(spec);
-  return runtime ? { ...masked, runtime } : masked;
+  return runtime ? { ...masked, runtime: publicRuntime(runtime) } : masked;
 }
 
 function notFound(id: string): AppError {

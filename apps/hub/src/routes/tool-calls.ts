@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, errors as undiciErrors } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
 import type { RegistryCache } from '../registry-cache.js';
-import { RETRY_AFTER_S, type WorkerLocator, workerOrigin, workerUnavailable } from '../worker-locator.js';
+import { RETRY_AFTER_S, type WorkerLocator, workerAuth, workerOrigin, workerUnavailable } from '../worker-locator.js';
 import { relayBody } from '../worker-proxy.js';
 
 export interface ToolCallRoutesOptions {
@@ -155,7 +155,8 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         origin,
         path,
         method: 'POST',
-        headers,
+        // The credential goes on the request only: `headers` is also used for the answer below.
+        headers: { ...headers, ...workerAuth(runtime) },
         body: rawBodies.get(req) ?? JSON.stringify(args),
         signal: abort.signal,
         headersTimeout: timeoutMs + HEADERS_GRACE_MS,

@@ -31,6 +31,40 @@ const CLOSE_GRACE_MS = 1_000;
 
 type ArgLocation = RestTool['argLocations'][string];
 
+/** How many rounds of percent-decoding a path value is looked through (`%252e` is `.` after two). */
+const DECODE_ROUNDS = 3;
+
+/**
+ * A path argument as one encoded path segment. A value that is empty or is, or contains, a dot segment
+ * (`.`, `..`, also percent-encoded or between `/` or `\`) is refused: servers and proxies resolve dot
+ * segments, so `..` would reach another path of the API with the operator's credential headers.
+ * Throws AppError `invalid_arguments`.
+ */
+export function encodePathValue(tool: string, param: string, value: string): string {
+  const forms = [value];
+  let decoded = value;
+  for (let round = 0; round < DECODE_ROUNDS; round++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(decoded);
+    } catch {
+      break; // not valid percent-encoding: taken as written (and encoded below)
+    }
+    if (next === decoded) break;
+    forms.push(next);
+    decoded = next;
+  }
+  const climbs = forms.some((form) => form.split(/[/\\]/).some((segment) => segment === '.' || segment === '..'));
+  if (value === '' || climbs) {
+    throw new AppError(
+      'invalid_arguments',
+      `argument "${param}" of tool "${tool}" goes in the path: it may not be empty, "." or ".." (nor contain such a segment)`,
+      [{ path: param, message: 'not a path segment' }],
+    );
+  }
+  return encodeURIComponent(value);
+}
+
 /** A REST tool compiled once: its placeholders and where each argument goes. */
 interface CompiledTool {
   tool: RestTool;
@@ -174,7 +208,7 @@ class RestUpstream implements Upstream {
     for (const [key, value] of Object.entries(args)) {
       if (value === undefined) continue;
       const where: ArgLocation = tool.argLocations[key] ?? (placeholders.has(key) ? 'path' : defaultLocation);
-      if (where === 'path') pathValues.set(key, encodeURIComponent(scalar(value)));
+      if (where === 'path') pathValues.set(key, encodePathValue(tool.name, key, scalar(value)));
       else if (where === 'query') appendQuery(query, key, value);
       else if (where === 'header') headers[key.toLowerCase()] = scalar(value);
       else {
