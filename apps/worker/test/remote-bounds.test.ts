@@ -7,7 +7,7 @@ import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, testRedis } from '../../../test/support.js';
 import type { Worker } from '../src/index.js';
-import { callJson, registerServer, startTestWorker, waitFor } from './helpers.js';
+import { callJson, registerServer, startTestWorker, WORKER_AUTH, waitFor } from './helpers.js';
 
 // A hostile remote MCP server (Streamable HTTP, 2025 era, written by hand so it can misbehave at the byte level):
 // answers that never end, a gzip bomb, an SSE event that never ends, and a stream that goes on after a cancel.
@@ -183,7 +183,7 @@ describe('a remote upstream cannot make the worker hold more than MCP_UPSTREAM_M
     const controller = new AbortController();
     const call = fetch(`http://127.0.0.1:${port}/tools/endless-progress`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...WORKER_AUTH },
       body: '{}',
       signal: controller.signal,
     }).then((res) => res.body?.getReader().read());

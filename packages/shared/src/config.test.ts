@@ -173,7 +173,12 @@ describe('config loaders', () => {
   });
 
   it('reads the worker sandbox settings', () => {
-    const base = { MCP_SERVER_ID: 'a', MCP_WORKER_PORT: '41000', MCP_WORKER_INSTANCE: 'i1' };
+    const base = {
+      MCP_SERVER_ID: 'a',
+      MCP_WORKER_PORT: '41000',
+      MCP_WORKER_INSTANCE: 'i1',
+      MCP_WORKER_TOKEN: 'a-worker-token-of-at-least-32-characters',
+    };
     expect(loadWorkerConfig(base)).toMatchObject({ stdioSandbox: 'none', stdioSandboxReadOnlyPaths: [] });
     expect(loadWorkerConfig(base).stdioSandboxDir).toMatch(/^\/.*\.data\/stdio-sandbox$/);
     expect(
