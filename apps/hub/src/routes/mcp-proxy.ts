@@ -151,18 +151,26 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
       if (value !== undefined) reply.raw.setHeader(name, value as string);
     }
   }
+  // HEAD of a stream: the GET's status and type without opening a session (the front would open one and never end).
+  const headOfStream = (req: FastifyRequest, reply: FastifyReply): boolean => {
+    if (req.method !== 'HEAD') return false;
+    void reply.code(200).type('text/event-stream').send();
+    return true;
+  };
   for (const method of ['POST', 'GET', 'DELETE'] as const) {
     app.route({
       method,
       url: '/mcp',
       config,
       handler: async (req, reply) => {
+        if (headOfStream(req, reply)) return reply;
         own(req, reply);
         await aggregate.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined, req.principal);
       },
     });
   }
   app.get('/sse', { config }, async (req, reply) => {
+    if (headOfStream(req, reply)) return reply;
     own(req, reply);
     await aggregate.handleSse(req.raw, reply.raw, '/messages', req.principal);
   });
