@@ -6,6 +6,7 @@ import getPort from 'get-port';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/processes.js';
 import { DurableRedis } from '../../../test/redis-server.js';
 import { captureLogger, redisUrl, testPrefix, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
@@ -132,16 +133,6 @@ async function createKey(hub: Hub, body: Record<string, unknown>): Promise<{ id:
 }
 
 const callTool = (hub: Hub, key: string, tool = 'echo') => http(hub, 'POST', `/mcp/${SERVER}/${tool}`, key, {});
-
-async function waitFor<T>(what: string, probe: () => Promise<T | undefined | null | false>, ms = 5_000): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await probe();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Fixed hourly windows: do not start a counting test in the last seconds of a UTC hour. */
 async function awayFromHourEdge(): Promise<void> {
@@ -362,14 +353,13 @@ describe('while Redis is down', () => {
     const readyDown = await http(hub, 'GET', '/readyz', undefined);
     expect(readyDown.status).toBe(503);
     expect(readyDown.json).toMatchObject({ error: { code: 'redis_unavailable' } });
-    // Within the key cache's trust, the call goes through on the in-memory limiter (which starts empty).
-    if (duringAt < 1_500) {
-      expect(during.status, during.text).toBe(200);
-      expect(during.headers['ratelimit-remaining']).toBe('99');
-      expect((readyDown.json as { error: { details: { rateLimiter: { mode: string } } } }).error.details).toMatchObject(
-        { rateLimiter: { mode: 'memory', fallbacks: 1 } },
-      );
-    }
+    // A key verified before the outage stays good (stale-if-error), and the in-memory limiter (which starts
+    // empty) counts the call: however long the crash took to notice, this holds.
+    expect(during.status, during.text).toBe(200);
+    expect(during.headers['ratelimit-remaining']).toBe('99');
+    expect((readyDown.json as { error: { details: { rateLimiter: { mode: string } } } }).error.details).toMatchObject({
+      rateLimiter: { mode: 'memory', fallbacks: 1 },
+    });
 
     // Past the key cache's 2 s its record cannot be read, but a key verified before the outage stays good
     // (stale-if-error) and the in-memory limiter keeps counting.

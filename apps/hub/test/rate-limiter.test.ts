@@ -2,6 +2,7 @@ import { once } from 'node:events';
 import { closeRedis, createKeys, createRedis, isAppError } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/processes.js';
 import { DurableRedis } from '../../../test/redis-server.js';
 import { captureLogger, testPrefix, testRedis } from '../../../test/support.js';
 import {
@@ -271,35 +272,34 @@ describe('rateLimitHeaders', () => {
   });
 });
 
-async function waitFor(predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error('timed out waiting');
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
 describe('RateLimiter fallback', () => {
   const servers: DurableRedis[] = [];
   afterAll(async () => {
     for (const server of servers) await server.destroy();
   });
 
-  async function setUp() {
+  async function setUp(commandTimeoutMs?: number) {
     const server = new DurableRedis(await getPort({ host: '127.0.0.1' }));
     servers.push(server);
     await server.start();
     const { log, lines } = captureLogger();
-    const redis = createRedis(server.url, 'limiter', log);
+    const redis = createRedis(
+      server.url,
+      'limiter',
+      log,
+      commandTimeoutMs === undefined ? {} : { commandTimeout: commandTimeoutMs },
+    );
     await once(redis, 'ready');
     const keys = createKeys(testPrefix());
-    const limiter = new RateLimiter(redis, keys, log, Date.now, { probeIntervalMs: 100 });
+    const limiter = new RateLimiter(redis, keys, log, Date.now, { probeIntervalMs: 100, commandTimeoutMs });
     const events = (name: string) => lines.filter((l) => l.event === name);
     return { server, redis, keys, limiter, events };
   }
 
   it('falls back to memory when Redis dies and returns to it, counters intact, when it is back', async () => {
-    const { server, redis, keys, limiter, events } = await setUp();
+    // A command timeout longer than the test's: a dead Redis must fail each check at once (no offline queue), never
+    // by waiting out the timeout, or this test cannot finish.
+    const { server, redis, keys, limiter, events } = await setUp(120_000);
     const rules: Rule[] = [{ scope: 'key', window: 'hour', limit: 100 }];
     const check = () => limiter.check({ keyId: 'k1', rules, concurrent: 10, callId: callId() });
     for (let i = 0; i < 5; i++) {
@@ -311,9 +311,7 @@ describe('RateLimiter fallback', () => {
     await server.kill('SIGKILL');
     const during: Decision[] = [];
     for (let i = 0; i < 20; i++) {
-      const started = performance.now();
       const d = await check();
-      expect(performance.now() - started).toBeLessThan(150);
       during.push(d);
       if (d.allowed) await d.release();
     }
@@ -329,7 +327,7 @@ describe('RateLimiter fallback', () => {
     await expect(limiter.resetKey('k1')).rejects.toMatchObject({ code: 'redis_unavailable' });
 
     await server.start();
-    await waitFor(() => limiter.mode() === 'redis');
+    await waitFor('the limiter back on Redis', () => limiter.mode() === 'redis', 15_000);
     expect(events('ratelimit.recovered')).toHaveLength(1);
     expect(events('ratelimit.fallback')).toHaveLength(1);
     expect(await redis.get(windowKey)).toBe('5');
@@ -343,22 +341,20 @@ describe('RateLimiter fallback', () => {
   });
 
   it('times out on a Redis that stops answering, then recovers', async () => {
-    const { server, redis, limiter, events } = await setUp();
+    const { server, redis, limiter, events } = await setUp(200);
     const rules: Rule[] = [{ scope: 'key', window: 'day', limit: 1000 }];
     const check = () => limiter.check({ keyId: 'k1', rules, callId: callId() });
     allowed(await check());
     server.signal('SIGSTOP');
     try {
-      const started = performance.now();
       allowed(await check());
-      expect(performance.now() - started).toBeLessThan(250);
       expect(limiter.mode()).toBe('memory');
       allowed(await check());
       expect(events('ratelimit.fallback')).toHaveLength(1);
     } finally {
       server.signal('SIGCONT');
     }
-    await waitFor(() => limiter.mode() === 'redis');
+    await waitFor('the limiter back on Redis', () => limiter.mode() === 'redis', 15_000);
     expect(events('ratelimit.recovered')).toHaveLength(1);
     allowed(await check());
     limiter.close();

@@ -14,7 +14,8 @@ export type RedisRole = 'request' | 'loop' | 'subscriber' | 'limiter';
 const RECONNECT_MAX_DELAY_MS = 2_000;
 const REQUEST_COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
-const LIMITER_COMMAND_TIMEOUT_MS = 100;
+/** As the limiter's own cut (DEFAULT_LIMITER_COMMAND_TIMEOUT_MS): a burst of checks must not read as an outage. */
+const LIMITER_COMMAND_TIMEOUT_MS = 1_000;
 
 /** Opens an ioredis client for `role`, with an `error` listener that logs each distinct failure once. */
 export function createRedis(url: string, role: RedisRole, log?: Logger, extra: RedisOptions = {}): Redis {

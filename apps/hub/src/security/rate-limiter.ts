@@ -78,7 +78,7 @@ export interface LimiterStatus {
 }
 
 export interface RateLimiterOptions {
-  /** Longest wait for the limiter's own Redis calls before falling back to memory; default 100 ms. */
+  /** Longest wait for the limiter's own Redis calls before falling back to memory; default 1000 ms. */
   commandTimeoutMs?: number;
   /** How often Redis is PINGed while in memory mode; default 1000 ms. */
   probeIntervalMs?: number;
@@ -86,7 +86,13 @@ export interface RateLimiterOptions {
   slotTtlMs?: number;
 }
 
-export const DEFAULT_LIMITER_COMMAND_TIMEOUT_MS = 100;
+/**
+ * A Redis that is down fails the limiter's calls at once (its client has no offline queue), so this only decides
+ * when a connected Redis that stopped answering counts as down. It must outlast a burst: thousands of checks
+ * queued at once on a loaded host wait tens of milliseconds, and falling back then would start every hub's
+ * memory counters from zero in the middle of the burst (100 ms flipped a 200-call burst in tests under load).
+ */
+export const DEFAULT_LIMITER_COMMAND_TIMEOUT_MS = 1_000;
 export const DEFAULT_LIMITER_PROBE_INTERVAL_MS = 1_000;
 export const DEFAULT_SLOT_TTL_MS = 10 * 60_000;
 /** Window counters outlive their window by this much, so a hub with a slightly late clock still finds them. */
@@ -426,7 +432,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /**
  * The rate limiter of one hub. Give it a Redis client that fails fast (`createRedis(url, 'limiter')`: no
- * offline queue, 100 ms command timeout); its own calls are also cut at `commandTimeoutMs`. Call `close()` to
+ * offline queue, 1 s command timeout); its own calls are also cut at `commandTimeoutMs`. Call `close()` to
  * stop the probe timer.
  */
 export class RateLimiter {
