@@ -111,6 +111,12 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
       stream.send('error', { request_id: requestId, code: outcome.error.code, message: outcome.error.message });
     }
     stream.end();
+    if (stream.droppedProgress > 0) {
+      deps.log.info(
+        { event: 'tool.call.progress_dropped', request_id: requestId, tool, dropped: stream.droppedProgress },
+        'dropped progress events for a client that read too slowly',
+      );
+    }
   });
 
   const front = deps.front;

@@ -6,6 +6,11 @@ export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
 export type SseEventName = 'progress' | 'result' | 'error';
 
 const KEEP_ALIVE = ': keep-alive\n\n';
+/**
+ * Bytes a slow client may leave unread before progress events are dropped for it: progress is a status (the next
+ * one supersedes it), while an upstream can send it faster than a client reads; results are never dropped.
+ */
+export const SSE_MAX_UNREAD_BYTES = 1024 * 1024;
 
 /**
  * One Server-Sent Events answer: headers flushed at once (proxies must not buffer it), one JSON object per
@@ -14,6 +19,8 @@ const KEEP_ALIVE = ': keep-alive\n\n';
 export class SseStream {
   private readonly keepAlive: NodeJS.Timeout;
   private ended = false;
+  /** How many progress events were dropped because the client read too slowly. */
+  droppedProgress = 0;
 
   constructor(
     private readonly res: ServerResponse,
@@ -39,6 +46,10 @@ export class SseStream {
   }
 
   send(event: SseEventName, data: object): void {
+    if (event === 'progress' && this.res.writableLength > SSE_MAX_UNREAD_BYTES) {
+      this.droppedProgress++;
+      return;
+    }
     this.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
   }
 

@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, type IncomingMessage, request, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { drained } from '@mcp-hub/shared';
@@ -14,6 +14,7 @@ import { callJson, registerServer, startTestWorker, WORKER_AUTH, waitFor } from 
 const LIMIT = 1024 * 1024;
 const CHUNK = Buffer.alloc(64 * 1024, 'a');
 const BOMB_BYTES = 100 * 1024 * 1024;
+const FLOOD_EVENTS = 20_000;
 
 interface Stream {
   tool: string;
@@ -28,10 +29,12 @@ let upstream: Server;
 let upstreamUrl: string;
 let bomb: Buffer;
 
-const TOOLS = ['endless-json', 'gzip-bomb', 'endless-sse-event', 'endless-progress', 'small'].map((name) => ({
-  name,
-  inputSchema: { type: 'object' },
-}));
+const TOOLS = ['endless-json', 'gzip-bomb', 'endless-sse-event', 'endless-progress', 'progress-flood', 'small'].map(
+  (name) => ({
+    name,
+    inputSchema: { type: 'object' },
+  }),
+);
 
 /** Writes `chunk` until the client hangs up, honouring backpressure; counts what it wrote. */
 async function writeForever(res: ServerResponse, stream: Stream, chunk: Buffer): Promise<void> {
@@ -95,6 +98,23 @@ async function handle(req: IncomingMessage, res: ServerResponse): Promise<void> 
   if (tool === 'endless-sse-event') {
     res.write(`event: message\ndata: {"jsonrpc":"2.0","id":${msg.id},"result":{"content":[{"type":"text","text":"`);
     return writeForever(res, stream, CHUNK);
+  }
+  if (tool === 'progress-flood') {
+    // Progress faster than anyone reads: a few huge messages, then many ordinary ones, then the answer.
+    const token = msg.params?._meta?.progressToken;
+    const note = (i: number, message: string) =>
+      `event: message\ndata: ${JSON.stringify({ jsonrpc: '2.0', method: 'notifications/progress', params: { progressToken: token, progress: i, message } })}\n\n`;
+    for (let i = 1; i <= 3; i++) {
+      stream.written += 1;
+      if (!res.write(note(i, 'x'.repeat(LIMIT - 1024)))) await drained(res);
+    }
+    for (let i = 4; i <= FLOOD_EVENTS; i++) {
+      stream.written += 1;
+      if (!res.write(note(i, 'y'.repeat(4_000)))) await drained(res);
+    }
+    const result = { jsonrpc: '2.0', id: msg.id, result: { content: [{ type: 'text', text: 'done' }] } };
+    res.end(`event: message\ndata: ${JSON.stringify(result)}\n\n`);
+    return;
   }
   // endless-progress: a long call that keeps streaming progress and never answers.
   const token = msg.params?._meta?.progressToken;
@@ -176,6 +196,34 @@ describe('a remote upstream cannot make the worker hold more than MCP_UPSTREAM_M
     const res = await callJson(port, 'gzip-bomb', {});
     expect(res.status).toBe(502);
     expect(JSON.stringify(res.body)).toMatch(/larger than 1048576 bytes/);
+  });
+
+  it('progress an upstream sends faster than the client reads is cut short and dropped, never the result', async () => {
+    const { port, logs } = await startHostileWorker('hostile-flood');
+    const res = await new Promise<IncomingMessage>((resolve, reject) => {
+      const req = request(`http://127.0.0.1:${port}/tools/progress-flood`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...WORKER_AUTH },
+      });
+      req.once('response', resolve);
+      req.once('error', reject);
+      req.end('{}');
+    });
+    // Read nothing until the upstream has sent everything: ~80 MB of progress would otherwise wait in the worker.
+    res.pause();
+    await waitFor('the upstream to finish', () => streams[0]?.written === FLOOD_EVENTS);
+    await streams[0]?.closed;
+    let text = '';
+    res.setEncoding('utf8');
+    for await (const chunk of res) text += chunk;
+    const events = text.split('\n\n').filter((block) => block.startsWith('event: '));
+    const progress = events.filter((e) => e.startsWith('event: progress'));
+    const last = events.at(-1) ?? '';
+    expect(last).toMatch(/^event: result/);
+    expect(last).toContain('done');
+    expect(progress.length).toBeLessThan(FLOOD_EVENTS);
+    for (const event of progress) expect(event.length).toBeLessThan(4_096 + 200);
+    expect(logs.lines.some((l) => l.event === 'tool.call.progress_dropped')).toBe(true);
   });
 
   it('a cancelled call closes the upstream stream that was still answering it', async () => {

@@ -185,9 +185,7 @@ class McpUpstream implements Upstream {
       return (await client.request({ method, ...(params ? { params } : {}) }, PASS_THROUGH_OBJECT, {
         signal: options.signal,
         timeout: options.timeoutMs,
-        ...(onProgress
-          ? { onprogress: (p) => onProgress({ progress: p.progress, total: p.total, message: p.message }) }
-          : {}),
+        ...(onProgress ? { onprogress: (p) => onProgress(boundedProgress(p)) } : {}),
       })) as Record<string, unknown>;
     } catch (error) {
       if (options.signal.aborted) throw error;
@@ -216,9 +214,7 @@ class McpUpstream implements Upstream {
       return (await client.request({ method: 'tools/call', params: { name, arguments: args } }, PASS_THROUGH_RESULT, {
         signal: options.signal,
         timeout: options.timeoutMs + SDK_TIMEOUT_SLACK_MS,
-        ...(onProgress
-          ? { onprogress: (p) => onProgress({ progress: p.progress, total: p.total, message: p.message }) }
-          : {}),
+        ...(onProgress ? { onprogress: (p) => onProgress(boundedProgress(p)) } : {}),
       })) as ToolResult;
     } catch (error) {
       // An aborted call is the caller's doing: it knows why (timeout, client gone, shutdown).
@@ -513,6 +509,18 @@ class McpUpstream implements Upstream {
     const message = error instanceof Error ? error.message : String(error);
     return new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
   }
+}
+
+/** Longest progress `message` passed on: a status line, not a channel for bulk data from the upstream. */
+export const MAX_PROGRESS_MESSAGE_CHARS = 4_096;
+
+/** An upstream progress notification as the worker passes it on, its message cut to MAX_PROGRESS_MESSAGE_CHARS. */
+function boundedProgress(p: { progress: number; total?: number; message?: string }) {
+  const message =
+    typeof p.message === 'string' && p.message.length > MAX_PROGRESS_MESSAGE_CHARS
+      ? `${p.message.slice(0, MAX_PROGRESS_MESSAGE_CHARS)}…`
+      : p.message;
+  return { progress: p.progress, total: p.total, message };
 }
 
 function withStderr(reason: string, tail: string[]): string {
