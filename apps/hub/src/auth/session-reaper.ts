@@ -40,6 +40,7 @@ export interface SessionReaperOptions {
 export class SessionReaper {
   private readonly timer: NodeJS.Timeout;
   private running: Promise<number> | undefined;
+  private next: Promise<number> | undefined;
   /** keyId → ids of the servers whose workers may hold sessions of that key; oldest entries first. */
   private readonly remembered = new Map<string, Set<string>>();
   private readonly maxRememberedKeys: number;
@@ -85,8 +86,16 @@ export class SessionReaper {
 
   /** Checks the key of every open session once and ends those of dead keys; answers how many ended. */
   sweep(): Promise<number> {
-    // One sweep at a time; one asked for during another runs after it (it may have read the key before the revoke).
-    if (this.running) return this.running.then(() => this.sweep());
+    // One sweep at a time; one asked for during another runs once after it (it may have read the key before
+    // the revoke), shared by every ask meanwhile: a sweep slowed by a worker that does not answer must not
+    // pile up timer ticks.
+    if (this.running) {
+      this.next ??= this.running.then(() => {
+        this.next = undefined;
+        return this.sweep();
+      });
+      return this.next;
+    }
     this.running = this.sweepOnce().finally(() => {
       this.running = undefined;
     });
