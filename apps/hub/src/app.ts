@@ -40,6 +40,7 @@ import { RateLimiter } from './security/rate-limiter.js';
 import { UsageRecorder } from './security/usage.js';
 import { ToolValidatorFactory } from './tool-validator.js';
 import { WorkerLocator } from './worker-locator.js';
+import { closeWorkerSessions } from './worker-sessions.js';
 
 declare module 'fastify' {
   interface FastifyContextConfig {
@@ -53,6 +54,11 @@ export interface HubDeps {
   log: Logger;
   /** A request-role Redis client; when left out the hub opens (and closes) its own. */
   redis?: Redis;
+  /**
+   * How often the keys of open MCP sessions are checked, in milliseconds (default
+   * SESSION_KEY_CHECK_INTERVAL_MS); tests shorten it to see a rotation grace end.
+   */
+  sessionKeyCheckIntervalMs?: number;
 }
 
 const LIMITER_CONNECT_WAIT_MS = 2_000;
@@ -238,7 +244,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     usage,
     limiter,
     rotationGraceMs: config.keyRotationGraceMs,
-    keysChanged: () => reaper.sweep(),
+    keyChanged: (keyId, project) => reaper.keyChanged(keyId, project),
   });
   const workers = new WorkerLocator(cache, registry, log, config.wakeTimeoutMs);
   await app.register(toolCallRoutes, { cache, workers, guard, log });
@@ -269,8 +275,11 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const reaper = new SessionReaper({
     front: aggregate,
     keyActive: (keyId) => store.keyActive(keyId),
-    log: log.child({ component: 'mcp-aggregate' }),
-    intervalMs: SESSION_KEY_CHECK_INTERVAL_MS,
+    closeWorkerSessions: (serverId, caller) => closeWorkerSessions(registry, aggregateAgent, serverId, caller),
+    projectServers: async (project) =>
+      (await registry.listServers()).filter((s) => s.project === project).map((s) => s.id),
+    log: log.child({ component: 'mcp-sessions' }),
+    intervalMs: deps.sessionKeyCheckIntervalMs ?? SESSION_KEY_CHECK_INTERVAL_MS,
   });
   // Servers and tools coming and going change the aggregated list: tell connected clients (once per burst).
   let listChanged: NodeJS.Timeout | undefined;
@@ -282,7 +291,14 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       aggregate.toolsChanged();
     }, LIST_CHANGED_DEBOUNCE_MS);
   };
-  await app.register(mcpProxyRoutes, { cache, workers, guard, log, aggregate });
+  await app.register(mcpProxyRoutes, {
+    cache,
+    workers,
+    guard,
+    log,
+    aggregate,
+    sessionUsed: (keyId, serverId) => reaper.remember(keyId, serverId),
+  });
   await app.register(discoveryRoutes, {
     publicUrl: config.publicUrl,
     visibleServers: async (req) =>

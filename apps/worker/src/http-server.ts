@@ -1,5 +1,15 @@
 import { timingSafeEqual } from 'node:crypto';
-import { AppError, type Logger, type ToolInput, WORKER_TOKEN_HEADER, type WorkerHealth } from '@mcp-hub/shared';
+import {
+  AppError,
+  type Logger,
+  parseOrThrow,
+  type ToolInput,
+  WORKER_CALLER_HEADER,
+  WORKER_SESSIONS_CLOSE_PATH,
+  WORKER_TOKEN_HEADER,
+  type WorkerHealth,
+  WorkerSessionsCloseBodySchema,
+} from '@mcp-hub/shared';
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { CallRunner } from './call-runner.js';
@@ -36,8 +46,9 @@ export const DEFAULT_MESSAGES_PATH = '/messages';
 const MESSAGES_PATH_RE = /^\/[A-Za-z0-9._~/-]{0,512}$/;
 
 /**
- * Builds the worker's Fastify app (not listening): `/healthz`, `GET /tools`, `POST /tools/:tool`, and with a
- * front the MCP endpoints `POST|GET|DELETE /mcp`, `GET /sse` and `POST /messages`.
+ * Builds the worker's Fastify app (not listening): `/healthz`, `GET /tools`, `POST /tools/:tool`,
+ * `POST /sessions/close`, and with a front the MCP endpoints `POST|GET|DELETE /mcp`, `GET /sse` and
+ * `POST /messages`.
  */
 export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   const { log, gate, runner } = deps;
@@ -120,6 +131,15 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   });
 
   const front = deps.front;
+  // The hub ends the sessions of a key that no longer authenticates: it could not use them (the hub checks
+  // every request), but they would hold their slots of the session caps and their streams until idle.
+  app.post(WORKER_SESSIONS_CLOSE_PATH, async (req) => {
+    const { caller } = parseOrThrow(WorkerSessionsCloseBodySchema, req.body, 'session close request');
+    const closed = front ? await front.closeSessions((auth) => auth === caller, 'caller_closed') : 0;
+    log.info({ event: 'mcp.session.caller_closed', caller, sessions: closed }, 'ended the MCP sessions of a caller');
+    return { closed };
+  });
+
   if (front) {
     // The front writes the raw response itself (streams, SDK status codes); Fastify only parsed the body.
     app.route({
@@ -164,7 +184,7 @@ export function tokenChecker(expected: string): (given: string | string[] | unde
  * caller that opened it, so one caller cannot use another's session id.
  */
 function callerOf(req: FastifyRequest): string | undefined {
-  const caller = req.headers['x-mcp-hub-caller'];
+  const caller = req.headers[WORKER_CALLER_HEADER];
   return typeof caller === 'string' ? caller : undefined;
 }
 

@@ -115,12 +115,19 @@ export {
 export { drained } from './streams.js';
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
 export {
+  keyCaller,
   UPSTREAM_STATUSES,
   type UpstreamStatus,
+  WORKER_CALLER_HEADER,
+  WORKER_CALLER_RE,
   WORKER_EXIT_CODES,
+  WORKER_SESSIONS_CLOSE_PATH,
   WORKER_TOKEN_BYTES,
   WORKER_TOKEN_HEADER,
   type WorkerExitCode,
   type WorkerHealth,
   WorkerHealthSchema,
+  type WorkerSessionsCloseBody,
+  WorkerSessionsCloseBodySchema,
+  WorkerSessionsClosedSchema,
 } from './worker-contract.js';

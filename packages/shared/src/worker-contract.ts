@@ -2,8 +2,9 @@ import { z } from 'zod';
 import { CONFIG_EXIT_CODE } from './config.js';
 
 /**
- * What the supervisor and a worker agree on (docs/adr/0001-supervisor-worker-contract.md), as code: the
- * exit codes of a worker process and the body of its `GET /healthz`.
+ * What the supervisor, the hub and a worker agree on (docs/adr/0001-supervisor-worker-contract.md), as code:
+ * the exit codes of a worker process, the body of its `GET /healthz`, the headers the hub sends it and the
+ * route that ends a caller's MCP sessions.
  */
 export const WORKER_EXIT_CODES = Object.freeze({
   /** Stopped on request (SIGTERM / SIGINT). */
@@ -46,3 +47,30 @@ export const WorkerHealthSchema = z.object({
   idleMs: z.number().int().nonnegative(),
 });
 export type WorkerHealth = z.output<typeof WorkerHealthSchema>;
+
+/**
+ * The header in which the hub names who calls an MCP endpoint of a worker; the worker binds each MCP session
+ * to it, so one caller cannot use another's session id.
+ */
+export const WORKER_CALLER_HEADER = 'x-mcp-hub-caller';
+
+/** A caller as the hub names it: an API key (`key:<id>`) or `admin`. */
+export const WORKER_CALLER_RE = /^(?:admin|key:[a-z0-9]{1,64})$/;
+
+/** The caller name of an API key. */
+export function keyCaller(keyId: string): string {
+  return `key:${keyId}`;
+}
+
+/**
+ * `POST` on a worker: ends at once every MCP session (2025 Streamable HTTP and legacy SSE) of one caller. The
+ * hub calls it for keys that no longer authenticate, so that their sessions give back their slots and streams
+ * instead of holding them until they idle out.
+ */
+export const WORKER_SESSIONS_CLOSE_PATH = '/sessions/close';
+
+export const WorkerSessionsCloseBodySchema = z.strictObject({ caller: z.string().regex(WORKER_CALLER_RE) });
+export type WorkerSessionsCloseBody = z.output<typeof WorkerSessionsCloseBodySchema>;
+
+/** The answer of `POST /sessions/close`: how many sessions ended. */
+export const WorkerSessionsClosedSchema = z.object({ closed: z.number().int().nonnegative() });

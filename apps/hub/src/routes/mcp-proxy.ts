@@ -1,4 +1,4 @@
-import { AppError, type Logger } from '@mcp-hub/shared';
+import { AppError, keyCaller, type Logger, WORKER_CALLER_HEADER } from '@mcp-hub/shared';
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Agent } from 'undici';
@@ -15,6 +15,11 @@ export interface McpProxyRoutesOptions {
   log: Logger;
   /** The hub's own MCP server over every server the caller may see (`/mcp`, `/sse`, `/messages`). */
   aggregate: McpFront;
+  /**
+   * Told when a key opens or uses an MCP session on a server's worker, so that the session can be ended there
+   * once the key dies (the worker cannot tell a revoked key from a live one).
+   */
+  sessionUsed(keyId: string, serverId: string): void;
 }
 
 /** Time for a worker's response headers on the MCP endpoints: tool calls stream, so headers come at once. */
@@ -90,6 +95,7 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
       done(false);
       throw err;
     }
+    if (req.principal.kind === 'key' && opensOrUsesSession(req, path)) opts.sessionUsed(req.principal.keyId, id);
     const started = performance.now();
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
     let outcome: Awaited<ReturnType<typeof forwardToWorker>>;
@@ -100,7 +106,7 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
         path: `${path}${query}`,
         body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
         // The worker binds each MCP session to the caller that opened it.
-        headers: { ...headers, 'x-mcp-hub-caller': callerId(req.principal), ...workerAuth(runtime) },
+        headers: { ...headers, [WORKER_CALLER_HEADER]: callerId(req.principal), ...workerAuth(runtime) },
         headersTimeoutMs: HEADERS_TIMEOUT_MS,
       });
     } catch (err) {
@@ -182,7 +188,16 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
 
 /** The caller a worker binds sessions to: the API key id, or `admin`. */
 export function callerId(principal: Principal): string {
-  return principal.kind === 'key' ? `key:${principal.keyId}` : principal.kind;
+  return principal.kind === 'key' ? keyCaller(principal.keyId) : principal.kind;
+}
+
+/**
+ * Whether a request on a per-server endpoint opens or uses a 2025-era session: anything on the legacy SSE
+ * transport, and on `/mcp` an `initialize` or a request naming a session (2026-07-28 requests hold none).
+ */
+function opensOrUsesSession(req: FastifyRequest, path: string): boolean {
+  if (path !== '/mcp') return true;
+  return req.headers['mcp-session-id'] !== undefined || rpcMethod(req.body) === 'initialize';
 }
 
 /** The tool names of the `tools/call` messages of a body (one message or a batch). */

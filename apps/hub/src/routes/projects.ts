@@ -25,8 +25,11 @@ export interface ProjectRoutesOptions {
   usage: UsageRecorder;
   limiter: RateLimiter;
   rotationGraceMs: number;
-  /** Called after a key stopped (or may have stopped) working: ends the MCP sessions it held. */
-  keysChanged(): Promise<unknown>;
+  /**
+   * Called after a key of `project` was revoked or rotated: ends the MCP sessions it held if it no longer
+   * works, and watches them until it stops (the end of a rotation grace). Never throws for a worker.
+   */
+  keyChanged(keyId: string, project: string): Promise<unknown>;
 }
 
 const Pid = z.strictObject({ pid: z.string().min(1).max(128) });
@@ -114,7 +117,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
       const before = await store.getKeyRecord(req.params.keyId);
       const record = await store.revokeKey(req.params.pid, req.params.keyId);
       opts.keyCache.forget(record.id);
-      await opts.keysChanged();
+      await opts.keyChanged(record.id, record.project);
       await audit.record(req, 'key.revoke', { type: 'key', id: record.id }, req.params.pid, before, record);
       return record;
     },
@@ -132,7 +135,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
       const { record, key, previous } = await store.rotateKey(req.params.pid, req.params.keyId, grace);
       opts.keyCache.forget(previous.id);
       // With no grace the old key is dead now; with one, the reaper's timer ends its sessions when it expires.
-      await opts.keysChanged();
+      await opts.keyChanged(previous.id, previous.project);
       await audit.record(req, 'key.rotate', { type: 'key', id: previous.id }, req.params.pid, previous, record);
       return reply
         .status(201)
