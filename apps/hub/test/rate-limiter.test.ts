@@ -278,7 +278,7 @@ describe('RateLimiter fallback', () => {
     for (const server of servers) await server.destroy();
   });
 
-  async function setUp(commandTimeoutMs?: number) {
+  async function setUp(commandTimeoutMs?: number, clientTimeoutMs = commandTimeoutMs) {
     const server = new DurableRedis(await getPort({ host: '127.0.0.1' }));
     servers.push(server);
     await server.start();
@@ -287,7 +287,7 @@ describe('RateLimiter fallback', () => {
       server.url,
       'limiter',
       log,
-      commandTimeoutMs === undefined ? {} : { commandTimeout: commandTimeoutMs },
+      clientTimeoutMs === undefined ? {} : { commandTimeout: clientTimeoutMs },
     );
     await once(redis, 'ready');
     const keys = createKeys(testPrefix());

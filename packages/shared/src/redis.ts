@@ -14,8 +14,11 @@ export type RedisRole = 'request' | 'loop' | 'subscriber' | 'limiter';
 const RECONNECT_MAX_DELAY_MS = 2_000;
 const REQUEST_COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
-/** As the limiter's own cut (DEFAULT_LIMITER_COMMAND_TIMEOUT_MS): a burst of checks must not read as an outage. */
-const LIMITER_COMMAND_TIMEOUT_MS = 1_000;
+/**
+ * The limiter's hard cap on one command. The limiter itself decides sooner (DEFAULT_LIMITER_COMMAND_TIMEOUT_MS)
+ * whether Redis is gone, and waits up to this long for a check queued behind a burst while Redis still answers.
+ */
+const LIMITER_COMMAND_TIMEOUT_MS = 5_000;
 
 /** Opens an ioredis client for `role`, with an `error` listener that logs each distinct failure once. */
 export function createRedis(url: string, role: RedisRole, log?: Logger, extra: RedisOptions = {}): Redis {

@@ -432,7 +432,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /**
  * The rate limiter of one hub. Give it a Redis client that fails fast (`createRedis(url, 'limiter')`: no
- * offline queue, 1 s command timeout); its own calls are also cut at `commandTimeoutMs`. Call `close()` to
+ * offline queue, 5 s command timeout); its own calls are also cut at `commandTimeoutMs`. Call `close()` to
  * stop the probe timer.
  */
 export class RateLimiter {
@@ -445,6 +445,8 @@ export class RateLimiter {
   private since: number;
   private lastError: string | null = null;
   private fallbacks = 0;
+  /** When Redis last answered one of the limiter's checks (clock ms); tells a slow Redis from a gone one. */
+  private lastReplyAt = Number.NEGATIVE_INFINITY;
   private probeTimer: NodeJS.Timeout | null = null;
   private closed = false;
 
@@ -469,9 +471,16 @@ export class RateLimiter {
   async check(req: CheckRequest): Promise<Decision> {
     const p = plan(req, this.keys, this.clock(), this.slotTtlMs);
     if (this.current === 'redis') {
+      const sentAt = this.clock();
       const applied = this.applyInRedis(p);
       try {
-        const result = await withTimeout(applied, this.commandTimeoutMs);
+        const result = await withTimeout(applied, this.commandTimeoutMs).catch((err: unknown) => {
+          // Slow is not down: when Redis answered other checks since this one was sent, this one is queued behind
+          // a burst (or an event loop busy with it), so wait for it (the client's own command timeout still ends
+          // the wait). Only a Redis that answered nothing in all that time counts as gone.
+          if (err instanceof TimeoutError && this.lastReplyAt >= sentAt) return applied;
+          throw err;
+        });
         return decide(p, result, () => this.releaseInRedis(p.keyId, p.callId));
       } catch (err) {
         // The script may still run after the timeout: free the slot it would hold for a call that is now
@@ -539,6 +548,7 @@ export class RateLimiter {
     args.push(p.nowMs, p.cap, p.callId, p.slotExpiryMs, this.slotTtlMs);
     for (const w of p.windows) args.push(w.limit, w.endMs);
     const reply = await this.redis.mcpRateCheck(...args);
+    this.lastReplyAt = this.clock();
     return { allowed: reply[0] === 1, held: reply[1] ?? 0, counts: reply.slice(2) };
   }
 
