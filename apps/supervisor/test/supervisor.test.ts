@@ -363,8 +363,8 @@ describe('supervisor', () => {
 
   it('with two supervisors, runs each server exactly once on distinct ports; when one dies, the other adopts its workers', async () => {
     const h = harness({ MCP_LEASE_TTL: '3s' });
-    const ids = Array.from({ length: 8 }, (_, i) => `s${i}`);
-    const [early, late] = [ids.slice(0, 4), ids.slice(4)];
+    const ids = Array.from({ length: 6 }, (_, i) => `s${i}`);
+    const [early, late] = [ids.slice(0, 3), ids.slice(3)];
     // The process supervisor alone sees the first servers, so it certainly owns some when it is killed.
     const twoId = `two-${h.prefix}`;
     const twoProcess = spawnSupervisorProcess(h, { MCP_SUPERVISOR_ID: twoId });
