@@ -1,0 +1,195 @@
+import type { RuntimeRecord, RuntimeStatus, ServerSpec } from '@mcp-hub/shared';
+import { admitWorker, type ProjectKey } from './admission.js';
+import { backoffDelayMs, type LifecycleEvent } from './lifecycle.js';
+
+/**
+ * The supervisor's decisions as pure functions of what it read: no Redis, no processes, no clock of
+ * their own (`nowMs` is an input). The reconciler and the worker runs carry them out.
+ */
+
+/** What the reconciler needs to know of a worker this supervisor runs. */
+export interface LocalWorkerView {
+  status: RuntimeStatus;
+  specRev: number;
+  restartRequests: number;
+  /** An action the health loop asked for. */
+  wanted?: 'idle_stop' | 'health_restart';
+  nextAttemptAt?: number;
+  reason?: string;
+}
+
+export interface DecisionInput {
+  spec: ServerSpec | null;
+  runtime: RuntimeRecord | null;
+  /** The server's restart-request counter in the registry. */
+  restartRequests: number;
+  /** The worker this supervisor runs for the server, if any. */
+  local?: LocalWorkerView;
+  nowMs: number;
+}
+
+export type StopReason = 'deleted' | 'disabled' | 'idle';
+
+export type Action =
+  | { do: 'nothing' }
+  /** The server should not run and nothing of it is left here (deleted, disabled, or stopped for idleness). */
+  | { do: 'stay_stopped'; reason: StopReason }
+  /** Stop the local worker; an idle stop keeps its record (status stopped) so that it stays stopped. */
+  | { do: 'stop'; reason: StopReason; keepRecord: boolean }
+  /** No local worker, but a record of one for a server that should not run: clean it if its owner is gone. */
+  | { do: 'clean_orphan'; reason: StopReason }
+  /** The health loop found the worker idle: stop it, remembering the restart requests seen. */
+  | { do: 'stop_idle' }
+  | { do: 'restart'; reason: 'health' | 'spec_changed' | 'restart_requested' }
+  /** Crash-loop backoff (or no free port): try again at `untilMs`. */
+  | { do: 'wait_backoff'; untilMs: number }
+  /** Start the next run of a worker that is between runs. */
+  | { do: 'relaunch'; reason: string }
+  /** No local worker: take the lease, adopt the recorded worker if `adopt`, else ask for a slot (`placeNewWorker`). */
+  | { do: 'claim'; adopt: boolean };
+
+/** A record with everything needed to find its worker again. */
+export function adoptable(runtime: RuntimeRecord | null): boolean {
+  return runtime?.pid !== undefined && runtime.port !== undefined && runtime.instance !== undefined;
+}
+
+/** The level-triggered decision for one server: desired (spec, requests) against actual (record, local worker). */
+export function decide(input: DecisionInput): Action {
+  const { spec, runtime, restartRequests, local, nowMs } = input;
+  // A worker stopped for idleness stays stopped until someone asks for it again (a restart request).
+  const idleStopped =
+    spec !== null &&
+    runtime?.status === 'stopped' &&
+    runtime.reason === 'idle' &&
+    restartRequests <= (runtime.restartRequests ?? 0);
+
+  if (!spec?.enabled || idleStopped) {
+    const reason: StopReason = !spec ? 'deleted' : !spec.enabled ? 'disabled' : 'idle';
+    if (local) return { do: 'stop', reason, keepRecord: reason === 'idle' };
+    if (runtime && !idleStopped) return { do: 'clean_orphan', reason };
+    return { do: 'stay_stopped', reason };
+  }
+
+  if (!local) return { do: 'claim', adopt: adoptable(runtime) };
+  if (local.status === 'stopping') return { do: 'nothing' };
+  if (local.wanted === 'idle_stop' && local.status === 'running') return { do: 'stop_idle' };
+  if (local.wanted === 'health_restart' && local.status === 'unhealthy') return { do: 'restart', reason: 'health' };
+  if (spec.rev !== local.specRev) return { do: 'restart', reason: 'spec_changed' };
+  if (restartRequests > local.restartRequests) return { do: 'restart', reason: 'restart_requested' };
+  if (local.status === 'backoff' || local.status === 'restarting' || local.status === 'pending') {
+    if (local.nextAttemptAt !== undefined && nowMs < local.nextAttemptAt) {
+      return { do: 'wait_backoff', untilMs: local.nextAttemptAt };
+    }
+    return { do: 'relaunch', reason: local.reason ?? 'restart' };
+  }
+  return { do: 'nothing' };
+}
+
+export interface PlacementInput {
+  project: ProjectKey;
+  runtime: RuntimeRecord | null;
+  /** Workers this supervisor runs per project and in all, and the other servers waiting per project. */
+  slots: {
+    running: ReadonlyMap<ProjectKey, number>;
+    total: number;
+    waiting: ReadonlyMap<ProjectKey, number>;
+  };
+  workerMax: number;
+  perProjectMax: number;
+}
+
+export type Placement =
+  | { do: 'start'; reason: 'start' | 'takeover' }
+  /** Wait for a slot; `writeRecord` is false when the record already says so (nothing to announce). */
+  | { do: 'wait_pending'; reason: string; writeRecord: boolean };
+
+/** Whether a server with no live worker gets a slot now (docs/adr/0006-tenant-fair-sharing.md). */
+export function placeNewWorker(input: PlacementInput): Placement {
+  const { project, runtime, slots } = input;
+  const admission = admitWorker({
+    project,
+    ...slots,
+    workerMax: input.workerMax,
+    perProjectMax: input.perProjectMax,
+  });
+  if (!admission.admit) {
+    const already = runtime?.status === 'pending' && runtime.reason === admission.reason;
+    return { do: 'wait_pending', reason: admission.reason, writeRecord: !already };
+  }
+  return { do: 'start', reason: runtime ? 'takeover' : 'start' };
+}
+
+export interface FailedRunInput {
+  /** The state the run failed in. */
+  status: 'starting' | 'running' | 'unhealthy';
+  event: 'exited' | 'start_failed';
+  /** Consecutive failed runs before this one. */
+  crashes: number;
+  /** How long the run lasted. */
+  ranMs: number;
+  nowMs: number;
+  stableAfterMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+}
+
+export interface FailedRunOutcome {
+  crashes: number;
+  reason: 'exited' | 'start_failed';
+  /** Transitions to make in order; `nextAttemptAt` (epoch ms) is set before the one that carries it. */
+  steps: { event: LifecycleEvent; nextAttemptAt?: number }[];
+}
+
+/**
+ * Counts a failed run: a run that ended before `stableAfterMs` (or never started) adds to the crash loop,
+ * a stable one starts a new count. The first failure restarts at once, the next ones after an exponential
+ * backoff; a failed start always waits at least `backoffBaseMs`.
+ */
+export function afterFailedRun(input: FailedRunInput): FailedRunOutcome {
+  const { status, event, nowMs } = input;
+  const crashes = status === 'starting' || input.ranMs < input.stableAfterMs ? input.crashes + 1 : 1;
+  const delay = backoffDelayMs(crashes, input.backoffBaseMs, input.backoffMaxMs);
+  const reason = event === 'start_failed' ? 'start_failed' : 'exited';
+  if (status === 'starting') {
+    // starting → backoff
+    return { crashes, reason, steps: [{ event, nextAttemptAt: nowMs + Math.max(delay, input.backoffBaseMs) }] };
+  }
+  // running/unhealthy → restarting (→ backoff)
+  const steps: FailedRunOutcome['steps'] = [{ event: 'exited' }];
+  if (delay > 0) steps.push({ event: 'backoff', nextAttemptAt: nowMs + delay });
+  return { crashes, reason, steps };
+}
+
+export interface HealthInput {
+  /** The worker's status when the answer came (a stop may have begun meanwhile). */
+  status: RuntimeStatus;
+  /** /healthz answered 200 as the expected instance. */
+  ok: boolean;
+  /** Consecutive failed checks before this one. */
+  failures: number;
+  failureLimit: number;
+  activeCalls?: number;
+  idleMs?: number;
+  /** 0 disables idle stops. */
+  idleTtlMs: number;
+}
+
+export type HealthOutcome =
+  | { healthy: true; recovered: boolean; idle: boolean }
+  | { healthy: false; failures: number; markUnhealthy: boolean; restart: boolean };
+
+/** What one health check means for a running worker. */
+export function afterHealthCheck(input: HealthInput): HealthOutcome {
+  if (input.ok) {
+    const idle =
+      input.idleTtlMs > 0 && input.activeCalls === 0 && input.idleMs !== undefined && input.idleMs >= input.idleTtlMs;
+    return { healthy: true, recovered: input.status === 'unhealthy', idle };
+  }
+  const failures = input.failures + 1;
+  return {
+    healthy: false,
+    failures,
+    markUnhealthy: input.status === 'running',
+    restart: failures >= input.failureLimit,
+  };
+}

@@ -1,0 +1,298 @@
+import { randomBytes } from 'node:crypto';
+import { type ServerSpec, WORKER_TOKEN_BYTES } from '@mcp-hub/shared';
+import { bounded } from './bounded.js';
+import type { SupervisorContext } from './context.js';
+import { afterFailedRun, afterHealthCheck } from './decide.js';
+import { hasProcess } from './lifecycle.js';
+import { NoFreePortError } from './port-allocator.js';
+import { type ExitInfo, isAlive, isWorkerInstance, spawnWorker, stopProcessGroup } from './process-manager.js';
+import { Semaphore } from './semaphore.js';
+import { logFields, type ManagedWorker } from './worker-set.js';
+
+const STARTUP_POLL_MS = 25;
+
+/**
+ * The runs of workers: launching a process, watching it start, noticing its exit, stopping it, and its
+ * health checks. Every notice carries the run generation it was made for (`ManagedWorker.run`) and is
+ * dropped once the worker moved on to another run.
+ */
+export class WorkerRuns {
+  private readonly startSlots: Semaphore;
+
+  constructor(
+    private readonly ctx: SupervisorContext,
+    /** The worker's entry script (its dist/main.js). */
+    private readonly entry: string,
+  ) {
+    this.startSlots = new Semaphore(ctx.config.startConcurrency);
+  }
+
+  /** Starts a process for `w` and watches it become healthy. */
+  async launch(w: ManagedWorker, spec: ServerSpec, restartRequests: number, reason: string): Promise<void> {
+    const { config, ports, workers, log } = this.ctx;
+    const release = await this.startSlots.acquire();
+    if (this.ctx.isClosed() || !workers.isCurrent(w)) return release();
+    let port: number;
+    try {
+      port = await ports.claim();
+    } catch (err) {
+      release();
+      if (!(err instanceof NoFreePortError)) throw err;
+      w.lastError = err.message;
+      w.nextAttemptAt = Date.now() + config.backoffMaxMs;
+      await workers.transition(w, 'wait', 'no_free_port');
+      workers.schedule(w, w.nextAttemptAt);
+      return;
+    }
+    const instance = randomBytes(8).toString('hex');
+    const token = randomBytes(WORKER_TOKEN_BYTES).toString('base64url');
+    let spawned: ReturnType<typeof spawnWorker>;
+    try {
+      spawned = spawnWorker(this.entry, {
+        ...config.workerInheritedEnv,
+        ...(config.secretKey === undefined ? {} : { HUB_SECRET_KEY: config.secretKey }),
+        MCP_WORKER_TOKEN: token,
+        MCP_SERVER_ID: w.id,
+        MCP_WORKER_HOST: config.workerHost,
+        MCP_WORKER_PORT: String(port),
+        MCP_WORKER_INSTANCE: instance,
+        REDIS_URL: config.redisUrl,
+        KEY_PREFIX: config.keyPrefix,
+        LOG_LEVEL: config.logLevel,
+        MCP_UPSTREAM_MAX_MESSAGE_BYTES: String(config.upstreamMaxMessageBytes),
+      });
+    } catch (err) {
+      release();
+      await ports.release(port);
+      throw err;
+    }
+    const run = w.run + 1;
+    Object.assign(w, {
+      run,
+      port,
+      pid: spawned.pid,
+      instance,
+      token,
+      own: true,
+      exited: spawned.exited,
+      specRev: spec.rev,
+      restartRequests,
+      startedAt: new Date().toISOString(),
+      startedAtMs: Date.now(),
+      healthFailures: 0,
+      nextAttemptAt: undefined,
+    });
+    // Watchers first: whatever happens to the record, the process is followed and the slot is freed.
+    const report = (what: string) => (err: unknown) =>
+      log.error({ event: 'supervisor.watch_failed', server: w.id, what, err }, 'watching a worker failed');
+    void spawned.exited.then((info) => this.onExit(w, run, info)).catch(report('exit'));
+    log.info({ event: 'worker.spawned', ...logFields(w), reason }, 'worker spawned');
+    try {
+      await workers.transition(w, 'spawn', reason);
+    } catch (err) {
+      release();
+      await stopProcessGroup(spawned.pid, config.stopGraceMs, spawned.exited);
+      await ports.release(port).catch(() => {});
+      throw err;
+    }
+    if (!workers.isCurrent(w)) {
+      // The lease was lost while starting: the process was never recorded, so it must not live on.
+      release();
+      await stopProcessGroup(spawned.pid, config.stopGraceMs, spawned.exited);
+      await ports.release(port).catch(() => {});
+      return;
+    }
+    void this.watchStartup(w, run).catch(report('startup')).finally(release);
+  }
+
+  /** Polls a starting worker's /healthz until it answers as itself, it goes away, or the start times out. */
+  async watchStartup(w: ManagedWorker, run: number): Promise<void> {
+    const { config, health, workers, log } = this.ctx;
+    const deadline = Date.now() + config.startTimeoutMs;
+    const current = () => !this.ctx.isClosed() && w.run === run && w.status === 'starting';
+    while (current() && Date.now() < deadline) {
+      if (!w.own && w.pid !== undefined && !isAlive(w.pid)) return this.onExit(w, run, { code: null, signal: null });
+      const result = await health.check(w.host, w.port as number, w.token);
+      if (w.run !== run || w.status !== 'starting') return;
+      if (result.ok && result.health?.instance === w.instance) {
+        w.lastHeartbeat = new Date().toISOString();
+        w.lastError = undefined;
+        await workers.transition(w, 'healthy', w.reason);
+        log.info({ event: 'worker.ready', ...logFields(w), startup_ms: Date.now() - w.startedAtMs }, 'worker healthy');
+        return;
+      }
+      // Poll fast at first (a healthy start takes a few hundred ms), then back off to spare a busy host.
+      const elapsed = Date.now() - w.startedAtMs;
+      await new Promise((r) => setTimeout(r, elapsed < 2_000 ? STARTUP_POLL_MS : STARTUP_POLL_MS * 8));
+    }
+    if (!current()) return;
+    w.lastError = `not healthy within ${config.startTimeoutMs} ms`;
+    const stopped = await this.stopProcess(w, 'start_timeout');
+    // A restart may have launched a new run while the old one was being stopped: leave that one alone.
+    if (workers.isCurrent(w) && w.run === stopped) await this.failedRun(w, 'start_failed');
+  }
+
+  /** The process of run `run` went away. Notices about an earlier run are ignored. */
+  async onExit(w: ManagedWorker, run: number, info: ExitInfo): Promise<void> {
+    const { ports, store, workers, log } = this.ctx;
+    if (this.ctx.isClosed() || !workers.isCurrent(w) || w.run !== run || !hasProcess(w.status)) return;
+    if (w.status === 'stopping') return;
+    log.warn(
+      { event: 'worker.terminated', ...logFields(w), reason: 'exited', code: info.code, signal: info.signal },
+      'worker exited',
+    );
+    // The worker is gone, but its stdio server may linger in its process group: end it.
+    if (w.pid !== undefined) await stopProcessGroup(w.pid, 0);
+    if (w.port !== undefined) await ports.release(w.port).catch(() => {});
+    const note = await store.readLastError(w.id).catch(() => null);
+    w.lastError = note ?? `exited with ${info.signal ?? `code ${info.code}`}`;
+    if (!workers.isCurrent(w) || w.run !== run) return; // stopped or replaced meanwhile
+    await this.failedRun(w, 'exited');
+  }
+
+  /** Counts a failed run and restarts at once (first failure) or after an exponential backoff. */
+  private async failedRun(w: ManagedWorker, event: 'exited' | 'start_failed'): Promise<void> {
+    const { config, workers, log } = this.ctx;
+    // Only a live run can fail; a stop that raced with the exit has already settled the state.
+    if (w.status !== 'starting' && w.status !== 'running' && w.status !== 'unhealthy') return;
+    const outcome = afterFailedRun({
+      status: w.status,
+      event,
+      crashes: w.crashes,
+      ranMs: Date.now() - w.startedAtMs,
+      nowMs: Date.now(),
+      stableAfterMs: config.stableAfterMs,
+      backoffBaseMs: config.backoffBaseMs,
+      backoffMaxMs: config.backoffMaxMs,
+    });
+    w.crashes = outcome.crashes;
+    w.restarts += 1;
+    for (const step of outcome.steps) {
+      if (step.nextAttemptAt !== undefined) w.nextAttemptAt = step.nextAttemptAt;
+      await workers.transition(w, step.event, outcome.reason);
+    }
+    log.info(
+      {
+        event: 'worker.restart',
+        ...logFields(w),
+        reason: outcome.reason,
+        crashes: w.crashes,
+        delay_ms: w.nextAttemptAt ? w.nextAttemptAt - Date.now() : 0,
+      },
+      'worker will be restarted',
+    );
+    if (w.nextAttemptAt !== undefined) workers.schedule(w, w.nextAttemptAt);
+    else void this.ctx.enqueue(w.id);
+  }
+
+  /** Ends the current run (if any) and launches a new one at once, with a fresh crash count. */
+  async restart(w: ManagedWorker, spec: ServerSpec, restartRequests: number, reason: string): Promise<void> {
+    this.ctx.log.info({ event: 'worker.restart', ...logFields(w), reason }, 'restarting worker');
+    if (hasProcess(w.status)) {
+      await this.ctx.workers.transition(w, 'restart', reason);
+      await this.stopProcess(w, reason);
+    } else if (w.status === 'backoff' || w.status === 'pending' || w.status === 'stopped') {
+      w.nextAttemptAt = undefined;
+    }
+    w.crashes = 0;
+    await this.launch(w, spec, restartRequests, reason);
+  }
+
+  /**
+   * Ends the current process of `w` (group SIGTERM, then SIGKILL) and frees its port. Returns the run
+   * generation it moved `w` to; pending exit and startup notices of the stopped run are stale from then on.
+   */
+  async stopProcess(w: ManagedWorker, reason: string, redisDeadlineMs?: number): Promise<number> {
+    const { config, ports, log } = this.ctx;
+    const { pid, port, instance } = w;
+    w.run += 1;
+    const stoppedRun = w.run;
+    // An adopted worker is not our child: make sure the pid is still that worker before signalling it.
+    const stillOurs = w.own || (pid !== undefined && isWorkerInstance(pid, instance) !== false);
+    if (pid !== undefined && stillOurs) {
+      const how = await stopProcessGroup(pid, config.stopGraceMs, w.own ? w.exited : undefined);
+      log.info({ event: 'worker.terminated', server: w.id, pid, port, reason, how }, 'worker stopped');
+    }
+    if (port !== undefined) {
+      const released = ports.release(port).catch(() => {});
+      await (redisDeadlineMs === undefined ? released : bounded(released, redisDeadlineMs));
+    }
+    return stoppedRun;
+  }
+
+  /**
+   * Stops a worker for good (deleted, disabled, idle, shutdown). With `redisDeadlineMs` (shutdown), each
+   * Redis write waits at most that long, so the process is stopped even while Redis is unreachable.
+   */
+  async stopWorker(w: ManagedWorker, reason: string, keepRecord: boolean, redisDeadlineMs?: number): Promise<void> {
+    const { store, workers } = this.ctx;
+    const redisStep = <T>(p: Promise<T>) => (redisDeadlineMs === undefined ? p : bounded(p, redisDeadlineMs));
+    clearTimeout(w.timer);
+    const port = w.port;
+    if (hasProcess(w.status)) {
+      await redisStep(workers.transition(w, 'stop', reason));
+      await this.stopProcess(w, reason, redisDeadlineMs);
+      await redisStep(workers.transition(w, 'stopped', reason));
+    } else if (w.status !== 'stopped') {
+      await redisStep(workers.transition(w, 'stop', reason));
+    }
+    workers.remove(w);
+    if (keepRecord) {
+      await redisStep(store.releaseLease(w.id));
+    } else {
+      await redisStep(store.deleteRecord(w.id, port));
+    }
+  }
+
+  /** One health check of a running worker; asks the reconciler for an idle stop or a restart when due. */
+  async checkHealth(w: ManagedWorker): Promise<void> {
+    const { config, health, store, workers, log } = this.ctx;
+    if (w.status !== 'running' && w.status !== 'unhealthy') return;
+    const run = w.run;
+    if (!w.own && w.pid !== undefined && (!isAlive(w.pid) || isWorkerInstance(w.pid, w.instance) === false)) {
+      // An adopted worker is not our child, so no exit event comes: notice its death (or a reused pid) here.
+      return this.onExit(w, run, { code: null, signal: null });
+    }
+    const result = await health.check(w.host, w.port as number, w.token);
+    if (w.run !== run || !workers.isCurrent(w)) return;
+    const outcome = afterHealthCheck({
+      status: w.status,
+      ok: result.ok && result.health?.instance === w.instance,
+      failures: w.healthFailures,
+      failureLimit: config.healthFailures,
+      activeCalls: result.health?.activeCalls,
+      idleMs: result.health?.idleMs,
+      idleTtlMs: config.workerIdleTtlMs,
+    });
+    if (outcome.healthy) {
+      w.healthFailures = 0;
+      w.lastHeartbeat = new Date().toISOString();
+      if (outcome.recovered) await workers.transition(w, 'healthy', 'recovered');
+      else await store.mergeFields(w.id, { lastHeartbeat: w.lastHeartbeat });
+      if (outcome.idle) {
+        log.info({ event: 'worker.idle', ...logFields(w), idle_ms: result.health?.idleMs }, 'stopping an idle worker');
+        w.wanted = 'idle_stop';
+        void this.ctx.enqueue(w.id);
+      }
+      return;
+    }
+    w.healthFailures = outcome.failures;
+    log.warn(
+      {
+        event: 'worker.health.fail',
+        server: w.id,
+        port: w.port,
+        response_code: result.status,
+        failures: w.healthFailures,
+        error: result.error,
+      },
+      'worker health check failed',
+    );
+    if (outcome.markUnhealthy) await workers.transition(w, 'health_failed', 'health');
+    if (outcome.restart) {
+      w.lastError = `health check failed ${w.healthFailures} times (last status ${result.status || 'no answer'})`;
+      w.wanted = 'health_restart';
+      void this.ctx.enqueue(w.id);
+    }
+  }
+}
