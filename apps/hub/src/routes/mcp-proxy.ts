@@ -40,7 +40,7 @@ const rawBodies = new WeakMap<object, Buffer>();
 
 /**
  * The per-server MCP endpoints, passed through to the server's worker, which holds the upstream session
- * and the downstream MCP sessions (docs/adr/0003-mcp-endpoints.md):
+ * and the downstream MCP sessions (docs/adr/0004-mcp-endpoints.md):
  * - `POST|GET|DELETE /mcp/:id`: Streamable HTTP, both the 2026-07-28 (stateless) and the 2025 (sessions) era;
  * - `GET /sse/:id` and `POST /messages/:id?sessionId=…`: the legacy HTTP+SSE transport.
  */

@@ -147,6 +147,7 @@ export function createBwrapLauncher(options: BwrapOptions): StdioLauncher {
     try {
       await execFileAsync(bwrap, [...bwrapArgs(options, serverDir, undefined), '--', 'true'], {
         timeout: PROBE_TIMEOUT_MS,
+        // biome-ignore lint/style/noProcessEnv: the OS search path for bwrap, not config; only PATH reaches the probe.
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
       });
     } catch (error) {
