@@ -5,11 +5,15 @@ import type { AuditLog } from '../auth/audit-trail.js';
 import { checkKeyCreation, checkKeyRotation } from '../auth/delegation.js';
 import type { KeyCache } from '../auth/key-cache.js';
 import { canSee } from '../plugins/auth.js';
-import type { AuditLog as AuditStream } from '../security/audit.js';
+import { AuditRecordSchema, type AuditLog as AuditStream } from '../security/audit.js';
 import {
   AddMemberBodySchema,
+  ApiKeyRecordSchema,
   CreateKeyBodySchema,
   CreateProjectBodySchema,
+  KeyLimitsSchema,
+  MemberSchema,
+  ProjectSchema,
   type ProjectStore,
   RotateKeyBodySchema,
 } from '../security/project-store.js';
@@ -35,7 +39,27 @@ export interface ProjectRoutesOptions {
 const Pid = z.strictObject({ pid: z.string().min(1).max(128) });
 const PidKey = z.strictObject({ pid: z.string().min(1).max(128), keyId: z.string().min(1).max(128) });
 const KeyIdParams = z.strictObject({ keyId: z.string().min(1).max(128) });
-const Any = z.record(z.string(), z.unknown());
+
+// What the routes answer. Serialising through these also drops anything else a record holds (a key's hash).
+const KeyViewSchema = ApiKeyRecordSchema.omit({ hash: true });
+const CreatedKeySchema = KeyViewSchema.extend({ key: z.string() });
+const RotatedKeySchema = CreatedKeySchema.extend({ previous: KeyViewSchema });
+const UsageCountsSchema = z.object({
+  calls: z.number(),
+  errors: z.number(),
+  latencyMsSum: z.number(),
+  servers: z.record(z.string(), z.number()),
+  tools: z.record(z.string(), z.number()),
+});
+const UsageViewSchema = z.object({
+  keyId: z.string(),
+  project: z.string(),
+  limits: KeyLimitsSchema.nullable(),
+  total: UsageCountsSchema,
+  days: z.array(UsageCountsSchema.extend({ day: z.string() })),
+  lastRequestAt: z.string().nullable(),
+});
+const AuditEntrySchema = AuditRecordSchema.extend({ id: z.string(), ts: z.string() });
 
 /**
  * Projects, members and API keys (`/api/projects…`), usage (`/api/usage/:keyId`) and the audit log
@@ -46,7 +70,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
 
   app.post(
     '/api/projects',
-    { schema: { body: CreateProjectBodySchema, response: { 201: Any, ...errorResponses } } },
+    { schema: { body: CreateProjectBodySchema, response: { 201: ProjectSchema, ...errorResponses } } },
     async (req, reply) => {
       const project = await store.createProject(req.body);
       await audit.record(req, 'project.create', { type: 'project', id: project.id }, project.id, null, project);
@@ -54,14 +78,18 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
     },
   );
 
-  app.get('/api/projects', { schema: { response: { 200: Any, ...errorResponses } } }, async (req) => {
-    const projects = (await store.listProjects()).filter((p) => canSee(req.principal, p.id));
-    return { projects };
-  });
+  app.get(
+    '/api/projects',
+    { schema: { response: { 200: z.object({ projects: z.array(ProjectSchema) }), ...errorResponses } } },
+    async (req) => {
+      const projects = (await store.listProjects()).filter((p) => canSee(req.principal, p.id));
+      return { projects };
+    },
+  );
 
   app.get(
     '/api/projects/:pid/members',
-    { schema: { params: Pid, response: { 200: Any, ...errorResponses } } },
+    { schema: { params: Pid, response: { 200: z.object({ members: z.array(MemberSchema) }), ...errorResponses } } },
     async (req) => {
       await store.requireProject(req.params.pid);
       return { members: await store.listMembers(req.params.pid) };
@@ -70,7 +98,13 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
 
   app.post(
     '/api/projects/:pid/members',
-    { schema: { params: Pid, body: AddMemberBodySchema, response: { 201: Any, ...errorResponses } } },
+    {
+      schema: {
+        params: Pid,
+        body: AddMemberBodySchema,
+        response: { 200: MemberSchema, 201: MemberSchema, ...errorResponses },
+      },
+    },
     async (req, reply) => {
       const before = await store.getMember(req.params.pid, req.body.id);
       const member = await store.addMember(req.params.pid, req.body);
@@ -88,7 +122,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
 
   app.get(
     '/api/projects/:pid/keys',
-    { schema: { params: Pid, response: { 200: Any, ...errorResponses } } },
+    { schema: { params: Pid, response: { 200: z.object({ keys: z.array(KeyViewSchema) }), ...errorResponses } } },
     async (req) => {
       await store.requireProject(req.params.pid);
       return { keys: await store.listKeys(req.params.pid) };
@@ -97,7 +131,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
 
   app.post(
     '/api/projects/:pid/keys',
-    { schema: { params: Pid, body: CreateKeyBodySchema, response: { 201: Any, ...errorResponses } } },
+    { schema: { params: Pid, body: CreateKeyBodySchema, response: { 201: CreatedKeySchema, ...errorResponses } } },
     async (req, reply) => {
       checkKeyCreation(req.principal, req.body);
       const { record, key } = await store.createKey(req.params.pid, req.body);
@@ -112,7 +146,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
 
   app.delete(
     '/api/projects/:pid/keys/:keyId',
-    { schema: { params: PidKey, response: { 200: Any, ...errorResponses } } },
+    { schema: { params: PidKey, response: { 200: KeyViewSchema, ...errorResponses } } },
     async (req) => {
       const before = await store.getKeyRecord(req.params.keyId);
       const record = await store.revokeKey(req.params.pid, req.params.keyId);
@@ -126,7 +160,11 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
   app.post(
     '/api/projects/:pid/keys/:keyId/rotate',
     {
-      schema: { params: PidKey, body: RotateKeyBodySchema.optional(), response: { 201: Any, ...errorResponses } },
+      schema: {
+        params: PidKey,
+        body: RotateKeyBodySchema.optional(),
+        response: { 201: RotatedKeySchema, ...errorResponses },
+      },
     },
     async (req, reply) => {
       const target = await store.getKeyRecord(req.params.keyId);
@@ -157,7 +195,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
       schema: {
         params: KeyIdParams,
         querystring: z.strictObject({ days: z.coerce.number().int().min(1).max(35).optional() }),
-        response: { 200: Any, ...errorResponses },
+        response: { 200: UsageViewSchema, ...errorResponses },
       },
     },
     async (req) => {
@@ -172,13 +210,16 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
     {
       // No body: a browser's cross-site POST is stopped by the Origin check instead.
       config: { bodyless: true },
-      schema: { params: KeyIdParams, response: { 200: Any, ...errorResponses } },
+      schema: {
+        params: KeyIdParams,
+        response: { 200: z.object({ keyId: z.string(), reset: z.literal(true) }), ...errorResponses },
+      },
     },
     async (req) => {
       const record = await visibleKey(req.principal, req.params.keyId);
       await opts.limiter.resetKey(record.id);
       await audit.record(req, 'usage.reset', { type: 'key', id: record.id }, record.project, null, null);
-      return { keyId: record.id, reset: true };
+      return { keyId: record.id, reset: true as const };
     },
   );
 
@@ -192,7 +233,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
           actor: z.string().min(1).max(256).optional(),
           limit: z.coerce.number().int().min(1).max(1000).optional(),
         }),
-        response: { 200: Any, ...errorResponses },
+        response: { 200: z.object({ entries: z.array(AuditEntrySchema) }), ...errorResponses },
       },
     },
     async (req) => {
