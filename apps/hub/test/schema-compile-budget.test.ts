@@ -18,7 +18,7 @@ let developerKey: string;
 
 /** The schema of the security review: 5,000 plain properties (199 KB) took 23 s to compile. */
 const WIDE = {
-  type: 'object',
+  type: 'object' as const,
   properties: Object.fromEntries(Array.from({ length: 5_000 }, (_, i) => [`field_${i}`, { type: 'string' }])),
 };
 
@@ -139,7 +139,7 @@ describe('the compiled validators are bounded', () => {
     // maxAgeMs 0: every read sees the registry's current tools, as after a tool.upsert event.
     const cache = new RegistryCache(registry, validators, 0);
     for (let max = 1; max <= 100; max++) {
-      const schema = { type: 'object', properties: { n: { type: 'integer', maximum: max } } };
+      const schema = { type: 'object' as const, properties: { n: { type: 'integer', maximum: max } } };
       await registry.replaceTools('hostile', [{ name: 'changing', inputSchema: schema }]);
       const tool = await cache.tool('hostile', 'changing');
       expect(tool?.validate({ n: max })).toBeNull();
