@@ -102,7 +102,11 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
 
-  const cache = new RegistryCache(registry, new ToolValidatorFactory(log), config.cacheMaxAgeMs);
+  const cache = new RegistryCache(
+    registry,
+    new ToolValidatorFactory(log, config.toolValidatorsMax),
+    config.cacheMaxAgeMs,
+  );
   const subscriber = createRedis(config.redisUrl, 'subscriber', log.child({ component: 'redis-subscriber' }));
   let onRegistryEvent: (event: HubEvent) => void = () => {};
   subscriber.on('message', (_channel: string, message: string) => {

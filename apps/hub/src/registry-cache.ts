@@ -52,12 +52,10 @@ export class RegistryCache {
     return this.read(this.tools, serverId, async () => {
       const map = new Map<string, CachedTool>();
       for (const tool of await this.registry.listTools(serverId)) {
-        // Compiled on first use: a server may list many tools and a call uses one.
-        let compiled: ArgumentsValidator | undefined;
-        const validate: ArgumentsValidator = (args) => {
-          compiled ??= this.validators.compile(serverId, tool.name, tool.digest, tool.inputSchema);
-          return compiled(args);
-        };
+        // Compiled on first use (a server may list many tools and a call uses one), and held by the factory
+        // only, so that its bound (one revision per tool, least recently used dropped) is the whole cost.
+        const validate: ArgumentsValidator = (args) =>
+          this.validators.compile(serverId, tool.name, tool.digest, tool.inputSchema)(args);
         map.set(tool.name, { tool, validate });
       }
       return map;

@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   AppError,
+  boundToolList,
   closeRedis,
   createKeys,
   createRedis,
@@ -257,7 +258,14 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   async function syncOnce(): Promise<void> {
     if (upstream.state !== 'connected') return;
     try {
-      const listed = await upstream.listTools();
+      const { kept: listed, refused } = boundToolList(await upstream.listTools());
+      if (refused.length > 0) {
+        // Logged at each sync that still sees them: a list that changes on every sync is the upstream's doing.
+        log.warn(
+          { event: 'tools.refused', count: refused.length, kept: listed.length, tools: refused.slice(0, 20) },
+          'tools past the registry limits are left out (not stored, not callable through the hub)',
+        );
+      }
       const toolsChanged = synced && JSON.stringify(listed) !== JSON.stringify(tools);
       tools = listed;
       toolNames = new Set(listed.map((tool) => tool.name));

@@ -16,6 +16,11 @@ export const DEFAULT_HUB_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
 export const DEFAULT_WAKE_TIMEOUT_MS = 15_000;
 export const DEFAULT_CACHE_MAX_AGE_MS = 30_000;
+/**
+ * Compiled tool argument validators a hub keeps (least recently used dropped first). The worst validator within
+ * the compile budget is about 0.1 MB of generated code, so this bounds them to about 100 MB.
+ */
+export const DEFAULT_TOOL_VALIDATORS_MAX = 1_000;
 /** The whole request, headers and body, must arrive within this (Node's `requestTimeout`). */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 /** The request's headers must arrive within this (Node's `headersTimeout`). */
@@ -193,6 +198,7 @@ const HubEnvSchema = z
     HUB_BODY_LIMIT_BYTES: positiveInt.default(DEFAULT_BODY_LIMIT_BYTES),
     HUB_WAKE_TIMEOUT: duration('ms').default(DEFAULT_WAKE_TIMEOUT_MS),
     HUB_CACHE_MAX_AGE: duration('ms').default(DEFAULT_CACHE_MAX_AGE_MS),
+    HUB_TOOL_VALIDATORS_MAX: positiveInt.default(DEFAULT_TOOL_VALIDATORS_MAX),
     HUB_PUBLIC_URL: z.url({ error: 'must be an http(s) URL' }).optional(),
     HUB_ALLOWED_ORIGINS: list.default([]),
     MCP_TOOL_SEPARATOR: z
@@ -257,6 +263,8 @@ export interface HubConfig {
   wakeTimeoutMs: number;
   /** Registry data cached in the hub is re-read at least this often, even if an event was missed. */
   cacheMaxAgeMs: number;
+  /** Compiled tool argument validators kept (one per tool at most, least recently used dropped first). */
+  toolValidatorsMax: number;
   /** The hub's address as clients see it (client configuration, discovery); default: from the request's Host. */
   publicUrl: string | undefined;
   /** Browser origins allowed besides the hub's own; `*` allows any (dangerous). */
@@ -306,6 +314,7 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     bodyLimitBytes: e.HUB_BODY_LIMIT_BYTES,
     wakeTimeoutMs: e.HUB_WAKE_TIMEOUT,
     cacheMaxAgeMs: e.HUB_CACHE_MAX_AGE,
+    toolValidatorsMax: e.HUB_TOOL_VALIDATORS_MAX,
     publicUrl: e.HUB_PUBLIC_URL?.replace(/\/+$/, ''),
     allowedOrigins: e.HUB_ALLOWED_ORIGINS,
     toolSeparator: e.MCP_TOOL_SEPARATOR,

@@ -17,6 +17,7 @@ export {
   DEFAULT_HUB_PORT,
   DEFAULT_REDIS_URL,
   DEFAULT_STDIO_SANDBOX_DIR,
+  DEFAULT_TOOL_VALIDATORS_MAX,
   type Env,
   HUB_AUTH_MODES,
   type HubAuthMode,
@@ -113,6 +114,15 @@ export {
   sealSpecSecrets,
 } from './secrets.js';
 export { drained } from './streams.js';
+export {
+  boundToolList,
+  jsonBytes,
+  type RefusedTool,
+  TOOL_LIST_MAX_BYTES,
+  TOOL_MAX_BYTES,
+  TOOL_SCHEMA_MAX_BYTES,
+  TOOLS_MAX_PER_SERVER,
+} from './tool-limits.js';
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
 export {
   keyCaller,

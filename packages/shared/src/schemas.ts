@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { jsonBytes, TOOL_SCHEMA_MAX_BYTES } from './tool-limits.js';
 
 /** Default per-call timeout of a server's tools, in milliseconds. */
 export const DEFAULT_TOOL_TIMEOUT_MS = 60_000;
@@ -88,6 +89,23 @@ export const RestConfigSchema = z
     });
   });
 
+/**
+ * What a key may write for a REST server: each tool's inputSchema at most TOOL_SCHEMA_MAX_BYTES, the most the hub
+ * compiles. Checked on input only, so that a spec stored before the limit still reads back.
+ */
+const RestConfigInputSchema = RestConfigSchema.superRefine((config, ctx) => {
+  config.tools.forEach((tool, index) => {
+    const bytes = jsonBytes(tool.inputSchema);
+    if (bytes > TOOL_SCHEMA_MAX_BYTES) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['tools', index, 'inputSchema'],
+        message: `inputSchema is ${bytes} bytes; at most ${TOOL_SCHEMA_MAX_BYTES} are allowed`,
+      });
+    }
+  });
+});
+
 export const TRANSPORTS = ['stdio', 'sse', 'streamable-http', 'rest'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
 
@@ -122,7 +140,7 @@ export const ServerInputSchema = z.discriminatedUnion(
     z.strictObject({ ...commonInput, transport: z.literal('stdio'), config: StdioConfigSchema }),
     z.strictObject({ ...commonInput, transport: z.literal('sse'), config: RemoteConfigSchema }),
     z.strictObject({ ...commonInput, transport: z.literal('streamable-http'), config: RemoteConfigSchema }),
-    z.strictObject({ ...commonInput, transport: z.literal('rest'), config: RestConfigSchema }),
+    z.strictObject({ ...commonInput, transport: z.literal('rest'), config: RestConfigInputSchema }),
   ],
   transportError,
 );
