@@ -12,6 +12,7 @@ import {
   type RuntimeStatus,
   type ServerSpec,
   type SupervisorConfig,
+  WORKER_EXIT_CODES,
   WORKER_TOKEN_BYTES,
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
@@ -495,17 +496,21 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     const note = await store.readLastError(w.id).catch(() => null);
     w.lastError = note ?? `exited with ${info.signal ?? `code ${info.code}`}`;
     if (managed.get(w.id) !== w || w.instance !== instance) return; // stopped or replaced meanwhile
-    await failedRun(w, 'exited');
+    // Exit code 3: the spec itself is refused (missing, disabled, or against the stdio policy). Starting it
+    // again cannot help, so it waits the longest backoff; a spec change or restart request starts it at once.
+    await failedRun(w, 'exited', info.code === WORKER_EXIT_CODES.specUnavailable);
   }
 
-  /** Counts a failed run and restarts at once (first failure) or after an exponential backoff. */
-  async function failedRun(w: ManagedWorker, event: 'exited' | 'start_failed'): Promise<void> {
+  /** Counts a failed run and restarts at once (first failure) or after an exponential backoff; a refused spec waits the longest. */
+  async function failedRun(w: ManagedWorker, event: 'exited' | 'start_failed', specRefused = false): Promise<void> {
     // Only a live run can fail; a stop that raced with the exit has already settled the state.
     if (w.status !== 'starting' && w.status !== 'running' && w.status !== 'unhealthy') return;
     const ranMs = Date.now() - w.startedAtMs;
     w.crashes = w.status === 'starting' || ranMs < config.stableAfterMs ? w.crashes + 1 : 1;
     w.restarts += 1;
-    const delay = backoffDelayMs(w.crashes, config.backoffBaseMs, config.backoffMaxMs);
+    const delay = specRefused
+      ? config.backoffMaxMs
+      : backoffDelayMs(w.crashes, config.backoffBaseMs, config.backoffMaxMs);
     const reason = event === 'start_failed' ? 'start_failed' : 'exited';
     if (w.status === 'starting') {
       w.nextAttemptAt = Date.now() + Math.max(delay, config.backoffBaseMs);

@@ -1,5 +1,6 @@
 import {
   AppError,
+  checkStdioLaunch,
   keepMaskedSecrets,
   MASK,
   moveUrlCredentials,
@@ -7,10 +8,10 @@ import {
   type SecretBox,
   type ServerSpec,
   type ServerSpecBody,
+  type StdioPolicy,
   sealSpecSecrets,
 } from '@mcp-hub/shared';
 import type { Principal } from '../plugins/auth.js';
-import { checkStdioLaunch, type StdioPolicy } from '../security/stdio-guard.js';
 import { deniedUrlReason, type LocalDoors, localDoorReason } from '../security/url-guard.js';
 
 export interface ServerWriteGuardOptions {
