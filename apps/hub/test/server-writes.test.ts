@@ -307,6 +307,12 @@ describe('namespaces with a longer MCP_TOOL_SEPARATOR', () => {
         expect(res.json().error.details).toEqual([{ path: 'namespace', message: expect.stringMatching(/separator/) }]);
       }
       for (const good of ['ab', 'ab_', 'ab-c', 'ab-c_']) expect((await write(good)).statusCode, good).toBe(201);
+      // A name past 64 characters keeps its first 55: the namespace and separator must fit in them whole, or
+      // `<55 characters>_<hash>` could split into a shorter namespace that another server holds.
+      expect((await write('n'.repeat(52))).statusCode).toBe(201);
+      const long = await write('m'.repeat(53));
+      expect(long.statusCode).toBe(400);
+      expect(long.json().error.message).toMatch(/longer than 52 characters/);
     } finally {
       await hub.close();
       await tp.cleanup();

@@ -11,6 +11,7 @@ import {
   type StdioPolicy,
   sealSpecSecrets,
 } from '@mcp-hub/shared';
+import { SHORTENED_NAME_KEEPS } from '../aggregate/catalog.js';
 import type { Principal } from '../plugins/auth.js';
 import { deniedUrlReason, type LocalDoors, localDoorReason } from '../security/url-guard.js';
 
@@ -134,21 +135,28 @@ export class ServerWriteGuard {
    * Uniqueness across the hub is the registry's atomic check; the separator is known only here. A namespace
    * may neither contain the separator nor end with the start of it: `evrest_` + `__` + `echo` and `evrest` +
    * `__` + `_echo` are both `evrest___echo`. With both rules, `<namespace><sep><tool>` splits one way only
-   * (at the first separator), so one name can never belong to two namespaces.
+   * (at the first separator), so one name can never belong to two namespaces. It must also fit, with the
+   * separator, in what a shortened name keeps: else a shortened name could split into a shorter namespace
+   * that another server holds.
    */
   private checkNamespace(body: ServerSpecBody): void {
     const sep = this.opts.toolSeparator;
     const ns = body.namespace;
     const partial = Array.from({ length: sep.length - 1 }, (_, i) => sep.slice(0, i + 1)).find((p) => ns.endsWith(p));
-    if (!ns.includes(sep) && partial === undefined) return;
-    const from = ns === body.id ? ' (it defaults to the id: set a namespace)' : '';
-    const what = ns.includes(sep)
+    const maxLength = SHORTENED_NAME_KEEPS - sep.length;
+    const problem = ns.includes(sep)
       ? `contains the tool separator "${sep}"`
-      : `ends with "${partial}", the start of the tool separator "${sep}"`;
-    throw new AppError('invalid_request', `invalid body: namespace: "${ns}" ${what}${from}`, [
+      : partial !== undefined
+        ? `ends with "${partial}", the start of the tool separator "${sep}"`
+        : ns.length > maxLength
+          ? `is longer than ${maxLength} characters (with the tool separator "${sep}", it must fit in a shortened tool name)`
+          : undefined;
+    if (problem === undefined) return;
+    const from = ns === body.id ? ' (it defaults to the id: set a namespace)' : '';
+    throw new AppError('invalid_request', `invalid body: namespace: "${ns}" ${problem}${from}`, [
       {
         path: 'namespace',
-        message: `must not contain the tool separator "${sep}" nor end with the start of it`,
+        message: `must not contain the tool separator "${sep}" nor end with the start of it, and be at most ${maxLength} characters`,
       },
     ]);
   }
