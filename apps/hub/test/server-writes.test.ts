@@ -275,3 +275,47 @@ describe('server writes', () => {
     expect(res.json.error?.code).toBe('project_not_found');
   });
 });
+
+describe('namespaces with a longer MCP_TOOL_SEPARATOR', () => {
+  it('refuses a namespace containing the separator or ending with any start of it', async () => {
+    const tp = testRedis();
+    const hub = await buildHub({
+      config: loadHubConfig({
+        REDIS_URL: redisUrl(),
+        KEY_PREFIX: tp.prefix,
+        HUB_ADMIN_TOKEN: ADMIN,
+        MCP_TOOL_SEPARATOR: '-_-',
+      }),
+      log: captureLogger('hub').log,
+    });
+    try {
+      const write = (namespace: string) =>
+        hub.inject({
+          method: 'POST',
+          url: '/api/servers',
+          headers: { authorization: `Bearer ${ADMIN}` },
+          payload: {
+            ...remote(`ns-${namespace.length}-${namespace.replace(/[^a-z]/g, '')}`, 'https://93.184.215.14/x'),
+            project: undefined,
+            namespace,
+          },
+        });
+      // `ab-` + `-_-` + `x` and `ab` + `-_-` + `-x` would be one name; so would `ab-_` + … and `ab` + `_-…`.
+      for (const bad of ['ab-', 'ab-_', 'ab-_-c']) {
+        const res = await write(bad);
+        expect(res.statusCode, bad).toBe(400);
+        expect(res.json().error.details).toEqual([{ path: 'namespace', message: expect.stringMatching(/separator/) }]);
+      }
+      for (const good of ['ab', 'ab_', 'ab-c', 'ab-c_']) expect((await write(good)).statusCode, good).toBe(201);
+      // A name past 64 characters keeps its first 55: the namespace and separator must fit in them whole, or
+      // `<55 characters>_<hash>` could split into a shorter namespace that another server holds.
+      expect((await write('n'.repeat(52))).statusCode).toBe(201);
+      const long = await write('m'.repeat(53));
+      expect(long.statusCode).toBe(400);
+      expect(long.json().error.message).toMatch(/longer than 52 characters/);
+    } finally {
+      await hub.close();
+      await tp.cleanup();
+    }
+  });
+});

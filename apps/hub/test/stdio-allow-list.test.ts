@@ -157,6 +157,36 @@ describe('MCP_STDIO_ALLOWED_COMMANDS matches whole command lines', () => {
     await refused('eval-admin', { command: NODE, args: ['-e', writeMarker] }, 'config.args[0]', ADMIN);
   });
 
+  it('refuses TLS trust and proxy variables in env: no MITM of the package downloads of an allowed command line', async () => {
+    // The review's attack: OpenSSL skips whatever precedes "-----BEGIN", so SSL_CERT_FILE=/proc/self/environ
+    // with the attacker's CA in another variable makes `npx`/`uvx` trust the attacker's package registry.
+    const ca = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----';
+    const npxLine: StdioConfig = { command: 'npx', args: ['-y', '@modelcontextprotocol/server-everything'] };
+    const attempts: [string, string][] = [
+      ['SSL_CERT_FILE', '/proc/self/environ'],
+      ['SSL_CERT_DIR', work],
+      ['REQUESTS_CA_BUNDLE', '/proc/self/environ'],
+      ['CURL_CA_BUNDLE', '/proc/self/environ'],
+      ['NODE_EXTRA_CA_CERTS', '/proc/self/environ'],
+      ['HTTPS_PROXY', 'http://attacker.example:8080'],
+      ['https_proxy', 'http://attacker.example:8080'],
+      ['HTTP_PROXY', 'http://attacker.example:8080'],
+      ['ALL_PROXY', 'socks5://attacker.example:1080'],
+      ['NO_PROXY', '*'],
+    ];
+    for (const [name, value] of attempts) {
+      const id = `tls-${name.toLowerCase().replace(/[^a-z0-9]/g, '-')}`;
+      const res = await refused(id, { ...npxLine, env: { CA: ca, [name]: value } }, `config.env.${name}`);
+      expect(res.json.error?.message).toMatch(/MCP_STDIO_ALLOWED_ENV/);
+    }
+    await refused(
+      'tls-admin',
+      { ...npxLine, env: { CA: ca, SSL_CERT_FILE: '/proc/self/environ' } },
+      'config.env.SSL_CERT_FILE',
+      ADMIN,
+    );
+  });
+
   it('refuses a cwd outside MCP_STDIO_CWD_ROOTS, relative, with "..", or escaping through a symlink', async () => {
     await refused('cwd-outside', { ...echoLine, cwd: outside }, 'config.cwd');
     await refused('cwd-relative', { ...echoLine, cwd: 'srv' }, 'config.cwd');

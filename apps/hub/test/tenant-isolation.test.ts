@@ -189,6 +189,53 @@ describe('tool names cannot be captured (finding 6)', () => {
     expect(byId.status).toBe(400);
   });
 
+  it('refuses a namespace that ends with the start of the separator: `evrest_` + `echo` is not `evrest` + `_echo`', async () => {
+    const aOwner = await createKey(A, 'a-owner-evrest');
+    const bDev = await createKey(B, 'b-dev-evrest');
+    // Project B's server, namespace `evrest`, with a tool `_echo`: its aggregated name is `evrest___echo`.
+    const tool = { name: '_echo', method: 'POST', path: '/echo' };
+    const b = restServer('b-evrest', { namespace: 'evrest' });
+    (b.config as { tools: unknown[] }).tools = [tool];
+    expect((await api('POST', '/api/servers', bearer(bDev.key), b)).status).toBe(201);
+    await registry.replaceTools('b-evrest', [{ name: '_echo', inputSchema: { type: 'object' } }]);
+
+    // Project A's `evrest_` + `echo` would be the same name: the list would hide both, and once one side is
+    // disabled the other would receive the admin's calls meant for it. Refused, by POST and by PUT.
+    const clash = await api(
+      'POST',
+      '/api/servers',
+      bearer(aOwner.key),
+      restServer('a-evrest', { namespace: 'evrest_' }),
+    );
+    expect(clash.status).toBe(400);
+    expect(clash.json.error.message).toMatch(/ends with "_", the start of the tool separator "__"/);
+    expect(clash.json.error.details).toEqual([{ path: 'namespace', message: expect.stringMatching(/separator/) }]);
+    expect((await api('POST', '/api/servers', bearer(aOwner.key), restServer('a-evrest'))).status).toBe(201);
+    const renamed = await api(
+      'PUT',
+      '/api/servers/a-evrest',
+      bearer(aOwner.key),
+      restServer('a-evrest', { namespace: 'evrest_' }),
+    );
+    expect(renamed.status).toBe(400);
+    // A namespace defaulting to an id that ends with `_` is refused the same way.
+    const byId = await api('POST', '/api/servers', bearer(aOwner.key), restServer('a-evrest_'));
+    expect(byId.status).toBe(400);
+    expect(byId.json.error.message).toMatch(/defaults to the id/);
+    await withEchoTool('a-evrest');
+
+    // The admin sees one tool per name, and `evrest___echo` reaches B's `_echo` only.
+    const client = await clients.modern(`${base}/mcp`, admin);
+    const names = await toolNames(client);
+    expect(names).toEqual(expect.arrayContaining(['evrest___echo', 'a-evrest__echo']));
+    expect(hubLogs.lines.some((l) => l.event === 'mcp.aggregate.duplicate' && l.tool === 'evrest___echo')).toBe(false);
+    // No worker runs here: the call is routed to B's server and ends at its (absent) worker.
+    const routed = await callTool(client, 'evrest___echo', {}).catch((err: Error) => err.message);
+    expect(typeof routed === 'string' ? routed : textOf(routed)).not.toMatch(/unknown tool/);
+    const accepted = hubLogs.lines.filter((l) => l.event === 'tool.call.accepted' && l.tool === '_echo');
+    expect(accepted.map((l) => l.server)).toEqual(['b-evrest']);
+  });
+
   it('never routes a name two servers answer to (data written before the rule): both are left out', async () => {
     const victim = await api('POST', '/api/servers', admin, restServer('zz-victim', { namespace: 'shared-ns' }));
     expect(victim.status).toBe(201);

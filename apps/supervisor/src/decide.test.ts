@@ -266,6 +266,13 @@ describe('afterFailedRun', () => {
     const third = afterFailedRun({ ...base, status: 'starting', event: 'start_failed', crashes: 2 });
     expect(third.steps).toEqual([{ event: 'start_failed', nextAttemptAt: NOW + 600 }]);
   });
+
+  it('waits the longest backoff at once for a spec the worker refused (exit 3): retrying cannot help', () => {
+    for (const status of ['starting', 'running'] as const) {
+      const outcome = afterFailedRun({ ...base, status, specRefused: true });
+      expect(outcome.steps.at(-1)).toMatchObject({ nextAttemptAt: NOW + 5_000 });
+    }
+  });
 });
 
 describe('afterHealthCheck', () => {

@@ -131,6 +131,8 @@ export interface FailedRunInput {
   stableAfterMs: number;
   backoffBaseMs: number;
   backoffMaxMs: number;
+  /** The worker refused its spec (exit code 3): retrying soon cannot help, so it waits the longest backoff. */
+  specRefused?: boolean;
 }
 
 export interface FailedRunOutcome {
@@ -148,7 +150,9 @@ export interface FailedRunOutcome {
 export function afterFailedRun(input: FailedRunInput): FailedRunOutcome {
   const { status, event, nowMs } = input;
   const crashes = status === 'starting' || input.ranMs < input.stableAfterMs ? input.crashes + 1 : 1;
-  const delay = backoffDelayMs(crashes, input.backoffBaseMs, input.backoffMaxMs);
+  const delay = input.specRefused
+    ? input.backoffMaxMs
+    : backoffDelayMs(crashes, input.backoffBaseMs, input.backoffMaxMs);
   const reason = event === 'start_failed' ? 'start_failed' : 'exited';
   if (status === 'starting') {
     // starting → backoff

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { type ServerSpec, WORKER_TOKEN_BYTES } from '@mcp-hub/shared';
+import { type ServerSpec, WORKER_EXIT_CODES, WORKER_TOKEN_BYTES } from '@mcp-hub/shared';
 import { bounded } from './bounded.js';
 import type { SupervisorContext } from './context.js';
 import { afterFailedRun, afterHealthCheck } from './decide.js';
@@ -147,11 +147,13 @@ export class WorkerRuns {
     const note = await store.readLastError(w.id).catch(() => null);
     w.lastError = note ?? `exited with ${info.signal ?? `code ${info.code}`}`;
     if (!workers.isCurrent(w) || w.run !== run) return; // stopped or replaced meanwhile
-    await this.failedRun(w, 'exited');
+    // Exit code 3: the spec itself is refused (missing, disabled, or against the stdio policy). Starting it
+    // again cannot help, so it waits the longest backoff; a spec change or restart request starts it at once.
+    await this.failedRun(w, 'exited', info.code === WORKER_EXIT_CODES.specUnavailable);
   }
 
-  /** Counts a failed run and restarts at once (first failure) or after an exponential backoff. */
-  private async failedRun(w: ManagedWorker, event: 'exited' | 'start_failed'): Promise<void> {
+  /** Counts a failed run and restarts at once (first failure) or after an exponential backoff; a refused spec waits the longest. */
+  private async failedRun(w: ManagedWorker, event: 'exited' | 'start_failed', specRefused = false): Promise<void> {
     const { config, workers, log } = this.ctx;
     // Only a live run can fail; a stop that raced with the exit has already settled the state.
     if (w.status !== 'starting' && w.status !== 'running' && w.status !== 'unhealthy') return;
@@ -164,6 +166,7 @@ export class WorkerRuns {
       stableAfterMs: config.stableAfterMs,
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
+      specRefused,
     });
     w.crashes = outcome.crashes;
     w.restarts += 1;

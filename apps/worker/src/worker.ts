@@ -3,11 +3,13 @@ import { setTimeout as delay } from 'node:timers/promises';
 import {
   AppError,
   boundToolList,
+  checkStdioLaunch,
   closeRedis,
   createKeys,
   createRedis,
   type Logger,
   openSpecSecrets,
+  type RedisKeys,
   Registry,
   runtimeToHash,
   SEALED_PREFIX,
@@ -108,10 +110,56 @@ redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 `;
 
+/** Writes the worker's note of why it stops (`last_error`) for its supervisor; a Redis failure is only logged. */
+async function recordLastError(
+  redis: Redis,
+  keys: RedisKeys,
+  serverId: string,
+  reason: string,
+  log: Logger,
+): Promise<void> {
+  const [[field, value]] = Object.entries(runtimeToHash({ lastError: reason })) as [[string, string]];
+  try {
+    await Promise.race([
+      redis.eval(SET_IF_RECORD_EXISTS, 1, keys.runtime(serverId), field, value),
+      delay(LAST_ERROR_WRITE_TIMEOUT_MS).then(() => {
+        throw new Error(`Redis did not answer within ${LAST_ERROR_WRITE_TIMEOUT_MS} ms`);
+      }),
+    ]);
+  } catch (error) {
+    log.error({ event: 'worker.last_error_failed', err: error }, 'could not record last_error');
+  }
+}
+
+/**
+ * The operator's stdio policy, checked again on the spec as read from Redis: the hub checks every write, but
+ * whoever can write to Redis directly (a local user of an open Redis, an older hub) bypasses the hub. Throws
+ * WorkerExitError(3): the spec itself is refused, so restarting will not help until it changes.
+ */
+async function checkStdioPolicy(config: Readonly<WorkerConfig>, spec: ServerSpec): Promise<void> {
+  if (spec.transport !== 'stdio') return;
+  const policy = {
+    allowedCommands: config.stdioAllowedCommands,
+    allowedEnv: config.stdioAllowedEnv,
+    cwdRoots: config.stdioCwdRoots,
+  };
+  try {
+    await checkStdioLaunch(policy, spec.config);
+  } catch (error) {
+    if (!(error instanceof AppError)) throw error;
+    throw new WorkerExitError(
+      WORKER_EXIT_CODES.specUnavailable,
+      `the stdio policy of this worker refuses server "${spec.id}": ${error.message}`,
+      { cause: error },
+    );
+  }
+}
+
 /**
  * Starts a worker: reads the server's spec, listens at once (`/healthz` answers 503 `connecting`), then
  * connects the upstream and writes its tools to the registry. Throws WorkerExitError(3) when the spec is
- * missing or disabled; never exits the process itself.
+ * missing or disabled, or breaks the stdio policy (then with `last_error` written); never exits the process
+ * itself.
  */
 export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   const { config, log } = deps;
@@ -147,6 +195,19 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     if (ownsRedis) await closeRedis(redis);
     if (error instanceof WorkerExitError) throw error;
     throw new WorkerExitError(WORKER_EXIT_CODES.specUnavailable, (error as Error).message);
+  }
+  try {
+    await checkStdioPolicy(config, serverSpec);
+  } catch (error) {
+    if (error instanceof WorkerExitError) {
+      log.error(
+        { event: 'worker.stdio_refused', reason: error.message, exit_code: error.exitCode },
+        'the stdio policy refuses this server',
+      );
+      await recordLastError(redis, keys, serverId, error.message, log);
+    }
+    if (ownsRedis) await closeRedis(redis);
+    throw error;
   }
 
   const launcher: StdioLauncher =
@@ -291,26 +352,12 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     }
   }
 
-  async function writeLastError(reason: string): Promise<void> {
-    const [[field, value]] = Object.entries(runtimeToHash({ lastError: reason })) as [[string, string]];
-    try {
-      await Promise.race([
-        redis.eval(SET_IF_RECORD_EXISTS, 1, keys.runtime(serverId), field, value),
-        delay(LAST_ERROR_WRITE_TIMEOUT_MS).then(() => {
-          throw new Error(`Redis did not answer within ${LAST_ERROR_WRITE_TIMEOUT_MS} ms`);
-        }),
-      ]);
-    } catch (error) {
-      log.error({ event: 'worker.last_error_failed', err: error }, 'could not record last_error');
-    }
-  }
-
   async function fatal(cause: Error): Promise<void> {
     if (fatalReported || stopping) return;
     fatalReported = true;
     const error = new WorkerExitError(WORKER_EXIT_CODES.upstreamFailed, cause.message, { cause });
     log.error({ event: 'worker.fatal', reason: error.message, exit_code: error.exitCode }, 'the upstream failed');
-    await writeLastError(error.message);
+    await recordLastError(redis, keys, serverId, error.message, log);
     rejectReady(error);
     deps.onFatal?.(error);
   }

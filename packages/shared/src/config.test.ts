@@ -198,6 +198,35 @@ describe('config loaders', () => {
     );
   });
 
+  it('hands workers the stdio policy, and stops the supervisor at start when a worker would refuse it', () => {
+    const base = {
+      MCP_SERVER_ID: 'a',
+      MCP_WORKER_PORT: '41000',
+      MCP_WORKER_INSTANCE: 'i1',
+      MCP_WORKER_TOKEN: 'a-worker-token-of-at-least-32-characters',
+    };
+    expect(loadWorkerConfig(base)).toMatchObject({
+      stdioAllowedCommands: undefined,
+      stdioAllowedEnv: [],
+      stdioCwdRoots: undefined,
+    });
+    const policy = {
+      MCP_STDIO_ALLOWED_COMMANDS: 'npx -y @modelcontextprotocol/server-*',
+      MCP_STDIO_ALLOWED_ENV: 'HTTPS_PROXY',
+      MCP_STDIO_CWD_ROOTS: '/srv/mcp',
+    };
+    const worker = loadWorkerConfig({ ...base, ...policy });
+    expect(worker.stdioAllowedCommands?.map((entry) => entry.source)).toEqual([
+      'npx -y @modelcontextprotocol/server-*',
+    ]);
+    expect(worker).toMatchObject({ stdioAllowedEnv: ['HTTPS_PROXY'], stdioCwdRoots: ['/srv/mcp'] });
+    // The supervisor hands these on verbatim (MCP_STDIO_*): it checks them once rather than each worker failing.
+    expect(loadSupervisorConfig(policy).workerInheritedEnv).toMatchObject(policy);
+    expect(() => loadSupervisorConfig({ MCP_STDIO_ALLOWED_COMMANDS: 'node **, **' })).toThrow(
+      /MCP_STDIO_ALLOWED_COMMANDS/,
+    );
+  });
+
   it('has every operator variable in .env.example, and nothing else', () => {
     const example = readFileSync(new URL('../../../.env.example', import.meta.url), 'utf8');
     const listed = [...example.matchAll(/^([A-Z][A-Z0-9_]*)=/gm)].map((m) => m[1]);

@@ -123,6 +123,16 @@ const envNameList = list.pipe(
   ),
 );
 
+/**
+ * The stdio policy: read by the hub (checked on every write) and by every worker (checked again before it
+ * spawns), which inherits these variables from its supervisor (WORKER_INHERITED_ENV_PREFIXES).
+ */
+const stdioPolicyEnv = {
+  MCP_STDIO_ALLOWED_COMMANDS: commandAllowList.optional(),
+  MCP_STDIO_ALLOWED_ENV: envNameList.default([]),
+  MCP_STDIO_CWD_ROOTS: absolutePathList.optional(),
+};
+
 const DURATION_RE = /^(\d+(?:\.\d+)?)\s*(ms|s|m|h)?$/;
 const UNIT_MS = { ms: 1, s: 1_000, m: 60_000, h: 3_600_000 } as const;
 
@@ -206,9 +216,7 @@ const HubEnvSchema = z
       .regex(/^[A-Za-z0-9_.-]{1,4}$/, 'must be 1-4 characters of A-Z, a-z, 0-9, _ . -')
       .default(DEFAULT_TOOL_SEPARATOR),
     HUB_SECRET_KEY: secretKey.optional(),
-    MCP_STDIO_ALLOWED_COMMANDS: commandAllowList.optional(),
-    MCP_STDIO_ALLOWED_ENV: envNameList.default([]),
-    MCP_STDIO_CWD_ROOTS: absolutePathList.optional(),
+    ...stdioPolicyEnv,
     HUB_DENY_PRIVATE_URLS: bool.default(false),
     HUB_KEY_ROTATION_GRACE: duration('s').default(DEFAULT_ROTATION_GRACE_MS),
     HUB_AUDIT_MAX_LENGTH: positiveInt.default(DEFAULT_AUDIT_MAX_LENGTH),
@@ -333,8 +341,19 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
   });
 }
 
+/** What an operator sets for workers (through the supervisor's environment). */
+const WorkerOperatorEnvSchema = z.object({
+  MCP_STDIO_SANDBOX: z.enum(STDIO_SANDBOXES, { error: `must be one of ${STDIO_SANDBOXES.join(', ')}` }).default('none'),
+  MCP_STDIO_SANDBOX_DIR: z.string().min(1).default(DEFAULT_STDIO_SANDBOX_DIR),
+  MCP_STDIO_SANDBOX_READ_ONLY_PATHS: absolutePathList.default([]),
+  ...stdioPolicyEnv,
+});
+
 const SupervisorEnvSchema = z.object({
   ...common,
+  // Not used by the supervisor itself: validated here so that a value every worker would refuse stops the
+  // supervisor at start, rather than each worker (exit 2) in a loop.
+  ...WorkerOperatorEnvSchema.shape,
   MCP_SUPERVISOR_ENABLED: bool.default(true),
   MCP_SUPERVISOR_ID: z.string().min(1).optional(),
   MCP_WORKER_HOST: z.string().min(1).default('127.0.0.1'),
@@ -501,13 +520,6 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
   });
 }
 
-/** What an operator sets for workers (through the supervisor's environment). */
-const WorkerOperatorEnvSchema = z.object({
-  MCP_STDIO_SANDBOX: z.enum(STDIO_SANDBOXES, { error: `must be one of ${STDIO_SANDBOXES.join(', ')}` }).default('none'),
-  MCP_STDIO_SANDBOX_DIR: z.string().min(1).default(DEFAULT_STDIO_SANDBOX_DIR),
-  MCP_STDIO_SANDBOX_READ_ONLY_PATHS: absolutePathList.default([]),
-});
-
 const WorkerEnvSchema = z.object({
   ...common,
   ...WorkerOperatorEnvSchema.shape,
@@ -540,6 +552,12 @@ export interface WorkerConfig {
   stdioSandboxDir: string;
   /** Extra directories (or files) bound read-only into the sandbox: where the operator's MCP servers live. */
   stdioSandboxReadOnlyPaths: readonly string[];
+  /** As the hub's: checked again before a stdio server is spawned (MCP_STDIO_ALLOWED_COMMANDS). */
+  stdioAllowedCommands: CommandAllowList | undefined;
+  /** As the hub's (MCP_STDIO_ALLOWED_ENV). */
+  stdioAllowedEnv: readonly string[];
+  /** As the hub's (MCP_STDIO_CWD_ROOTS). */
+  stdioCwdRoots: readonly string[] | undefined;
 }
 
 /** Reads a worker's configuration (set by its supervisor); throws ConfigError naming every bad variable. */
@@ -559,6 +577,9 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     stdioSandbox: e.MCP_STDIO_SANDBOX,
     stdioSandboxDir: resolve(e.MCP_STDIO_SANDBOX_DIR),
     stdioSandboxReadOnlyPaths: e.MCP_STDIO_SANDBOX_READ_ONLY_PATHS,
+    stdioAllowedCommands: e.MCP_STDIO_ALLOWED_COMMANDS,
+    stdioAllowedEnv: e.MCP_STDIO_ALLOWED_ENV,
+    stdioCwdRoots: e.MCP_STDIO_CWD_ROOTS,
   });
 }
 

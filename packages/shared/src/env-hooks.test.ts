@@ -35,6 +35,29 @@ describe('hook variables in a stdio spec env', () => {
     'GCONV_PATH',
     'GLIBC_TUNABLES',
     'OPENSSL_CONF',
+    // TLS trust and proxies (a CA or proxy of the attacker's answers `npx`/`uvx` downloads with their code).
+    'SSL_CERT_FILE',
+    'ssl_cert_dir',
+    'SSLKEYLOGFILE',
+    'REQUESTS_CA_BUNDLE',
+    'CURL_CA_BUNDLE',
+    'AWS_CA_BUNDLE',
+    'NODE_EXTRA_CA_CERTS',
+    'DENO_CERT',
+    'CARGO_HTTP_CAINFO',
+    'PIP_CERT',
+    'GIT_SSL_CAINFO',
+    'npm_config_cafile',
+    'GRPC_DEFAULT_SSL_ROOTS_FILE_PATH',
+    'HTTP_PROXY',
+    'https_proxy',
+    'HTTPS_PROXY',
+    'all_proxy',
+    'ALL_PROXY',
+    'NO_PROXY',
+    'no_proxy',
+    'GLOBAL_AGENT_HTTP_PROXY',
+    'CURL_HOME',
   ])('%s is refused', (name) => {
     expect(isForbiddenEnvName(name)).toBe(true);
   });
@@ -63,6 +86,8 @@ describe('hook variables in a stdio spec env', () => {
     expect(isForbiddenEnvName('node_extra_ca_certs', ['NODE_EXTRA_CA_CERTS'])).toBe(false);
     expect(isForbiddenEnvName('NODE_OPTIONS', ['NODE_EXTRA_CA_CERTS'])).toBe(true);
     expect(isForbiddenEnvName('UV_INDEX_URL', ['UV_*'])).toBe(false);
+    expect(isForbiddenEnvName('https_proxy', ['HTTPS_PROXY'])).toBe(false);
+    expect(isForbiddenEnvName('SSL_CERT_FILE', ['SSL_CERT_FILE'])).toBe(false);
   });
 
   it('knows a hook as a hook even when allowed (the sandbox launcher must not see it)', () => {

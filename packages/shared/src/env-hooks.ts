@@ -1,6 +1,8 @@
 /**
  * Environment variables that make a program load or run code other than its own (loader, interpreter,
- * package-manager and shell hooks), or redirect where it reads its configuration from. A stdio spec's
+ * package-manager and shell hooks), redirect where it reads its configuration from, or decide whom it
+ * trusts on the network (CA bundles, proxies: with either, whoever the variable names can answer the
+ * package downloads of `npx`/`uvx` with code of their own). A stdio spec's
  * `env` may not set them unless the operator names them in MCP_STDIO_ALLOWED_ENV: with any of them, an
  * allowed command line (`npx -y some-server`) runs whatever the variable points at.
  *
@@ -21,9 +23,40 @@ export const ENV_HOOK_PATTERNS: readonly string[] = Object.freeze([
   'RESOLV_*',
   'LOCALDOMAIN',
   'RES_OPTIONS',
-  'OPENSSL_CONF',
-  'OPENSSL_ENGINES',
-  'OPENSSL_MODULES',
+  'OPENSSL_*',
+  // TLS trust: a CA the attacker holds makes their server trusted (OpenSSL even skips text before a PEM block,
+  // so `SSL_CERT_FILE=/proc/self/environ` with the PEM in another variable works). Also the key log file,
+  // which writes every TLS session key to disk. NODE_EXTRA_CA_CERTS, DENO_CERT, CARGO_HTTP_CAINFO,
+  // PIP_CERT, GIT_SSL_CAINFO and npm's cafile fall under their family's prefix below.
+  'SSL_CERT_FILE',
+  'SSL_CERT_DIR',
+  'SSLKEYLOGFILE',
+  'NIX_SSL_CERT_FILE',
+  'REQUESTS_CA_BUNDLE',
+  'CURL_CA_BUNDLE',
+  'AWS_CA_BUNDLE',
+  'HTTPLIB2_CA_CERTS',
+  'WEBSOCKET_CLIENT_CA_BUNDLE',
+  'GRPC_DEFAULT_SSL_ROOTS_FILE_PATH',
+  'CLOUDSDK_*',
+  'GODEBUG',
+  // Proxies: every request, package downloads included, goes through whoever the variable names; NO_PROXY
+  // takes hosts out of the operator's proxy. Any case (curl reads `http_proxy` only in lower case).
+  'HTTP_PROXY',
+  'HTTPS_PROXY',
+  'ALL_PROXY',
+  'NO_PROXY',
+  'FTP_PROXY',
+  'WS_PROXY',
+  'WSS_PROXY',
+  'SOCKS_PROXY',
+  'SOCKS5_PROXY',
+  'GRPC_PROXY',
+  'RSYNC_PROXY',
+  'GLOBAL_AGENT_*',
+  // Configuration files of HTTP clients (a `proxy` or `cacert` line in them does the same).
+  'CURL_HOME',
+  'WGETRC',
   // Where programs are found, and where they read their configuration.
   'PATH',
   'HOME',

@@ -113,6 +113,7 @@ export {
   SPEC_SECRET_FIELDS,
   sealSpecSecrets,
 } from './secrets.js';
+export { checkStdioLaunch, type StdioLaunch, type StdioPolicy } from './stdio-policy.js';
 export { drained } from './streams.js';
 export {
   boundToolList,

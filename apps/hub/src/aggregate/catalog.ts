@@ -4,6 +4,12 @@ import type { ServerSpec, Tool } from '@mcp-hub/shared';
 /** Longest tool name the aggregated endpoint exposes: several model APIs reject longer ones. */
 export const MAX_TOOL_NAME = 64;
 const HASH_CHARS = 8;
+/**
+ * How much of a name past MAX_TOOL_NAME a shortened name keeps. A namespace and separator fit in it whole
+ * (the hub refuses longer namespaces), so a shortened name still splits at its first separator into its own
+ * namespace and cannot be another namespace's full name.
+ */
+export const SHORTENED_NAME_KEEPS = MAX_TOOL_NAME - HASH_CHARS - 1;
 
 export interface CatalogServer {
   spec: ServerSpec;
@@ -34,7 +40,7 @@ export function exposedName(namespace: string, tool: string, separator: string):
   const full = `${namespace}${separator}${tool}`;
   if (full.length <= MAX_TOOL_NAME) return full;
   const hash = createHash('sha256').update(full).digest('hex').slice(0, HASH_CHARS);
-  return `${full.slice(0, MAX_TOOL_NAME - HASH_CHARS - 1)}_${hash}`;
+  return `${full.slice(0, SHORTENED_NAME_KEEPS)}_${hash}`;
 }
 
 /**

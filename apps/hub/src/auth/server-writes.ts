@@ -1,5 +1,6 @@
 import {
   AppError,
+  checkStdioLaunch,
   keepMaskedSecrets,
   MASK,
   moveUrlCredentials,
@@ -7,10 +8,11 @@ import {
   type SecretBox,
   type ServerSpec,
   type ServerSpecBody,
+  type StdioPolicy,
   sealSpecSecrets,
 } from '@mcp-hub/shared';
+import { SHORTENED_NAME_KEEPS } from '../aggregate/catalog.js';
 import type { Principal } from '../plugins/auth.js';
-import { checkStdioLaunch, type StdioPolicy } from '../security/stdio-guard.js';
 import { deniedUrlReason, type LocalDoors, localDoorReason } from '../security/url-guard.js';
 
 export interface ServerWriteGuardOptions {
@@ -23,7 +25,7 @@ export interface ServerWriteGuardOptions {
   stdio: StdioPolicy;
   /** Refuse remote URLs that are or resolve to private, loopback or link-local addresses. */
   denyPrivateUrls: boolean;
-  /** MCP_TOOL_SEPARATOR: a namespace may not contain it, so that `<namespace><sep><tool>` splits one way only. */
+  /** MCP_TOOL_SEPARATOR: a namespace may not contain it nor end with its start, so that `<namespace><sep><tool>` splits one way only. */
   toolSeparator: string;
   /** The hub's and the workers' ports on this host, refused as upstream URLs whatever denyPrivateUrls says. */
   localDoors(): LocalDoors;
@@ -129,16 +131,34 @@ export class ServerWriteGuard {
     }
   }
 
-  /** Uniqueness across the hub is the registry's atomic check; the separator is known only here. */
+  /**
+   * Uniqueness across the hub is the registry's atomic check; the separator is known only here. A namespace
+   * may neither contain the separator nor end with the start of it: `evrest_` + `__` + `echo` and `evrest` +
+   * `__` + `_echo` are both `evrest___echo`. With both rules, `<namespace><sep><tool>` splits one way only
+   * (at the first separator), so one name can never belong to two namespaces. It must also fit, with the
+   * separator, in what a shortened name keeps: else a shortened name could split into a shorter namespace
+   * that another server holds.
+   */
   private checkNamespace(body: ServerSpecBody): void {
     const sep = this.opts.toolSeparator;
-    if (!body.namespace.includes(sep)) return;
-    const from = body.namespace === body.id ? ' (it defaults to the id: set a namespace)' : '';
-    throw new AppError(
-      'invalid_request',
-      `invalid body: namespace: "${body.namespace}" contains the tool separator "${sep}"${from}`,
-      [{ path: 'namespace', message: `must not contain the tool separator "${sep}"` }],
-    );
+    const ns = body.namespace;
+    const partial = Array.from({ length: sep.length - 1 }, (_, i) => sep.slice(0, i + 1)).find((p) => ns.endsWith(p));
+    const maxLength = SHORTENED_NAME_KEEPS - sep.length;
+    const problem = ns.includes(sep)
+      ? `contains the tool separator "${sep}"`
+      : partial !== undefined
+        ? `ends with "${partial}", the start of the tool separator "${sep}"`
+        : ns.length > maxLength
+          ? `is longer than ${maxLength} characters (with the tool separator "${sep}", it must fit in a shortened tool name)`
+          : undefined;
+    if (problem === undefined) return;
+    const from = ns === body.id ? ' (it defaults to the id: set a namespace)' : '';
+    throw new AppError('invalid_request', `invalid body: namespace: "${ns}" ${problem}${from}`, [
+      {
+        path: 'namespace',
+        message: `must not contain the tool separator "${sep}" nor end with the start of it, and be at most ${maxLength} characters`,
+      },
+    ]);
   }
 
   private async checkUniqueName(body: ServerSpecBody): Promise<void> {

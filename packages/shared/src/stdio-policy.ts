@@ -1,6 +1,8 @@
 import { realpath } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, normalize, sep } from 'node:path';
-import { AppError, type CommandAllowList, isForbiddenEnvName, matchCommandLine } from '@mcp-hub/shared';
+import { type CommandAllowList, matchCommandLine } from './command-allow-list.js';
+import { isForbiddenEnvName } from './env-hooks.js';
+import { AppError } from './errors.js';
 
 export interface StdioPolicy {
   /** When set, the only command lines a stdio server may run. */
@@ -21,7 +23,9 @@ export interface StdioLaunch {
 /**
  * Checks what a stdio spec would run on the host against the operator's policy: the whole command line,
  * the environment's hook variables and the working directory. Throws AppError('forbidden') with
- * `details.path` naming the field; applies to every caller, the admin token included.
+ * `details.path` naming the field. The hub runs it on every write, for every caller, the admin token
+ * included; the worker runs it again before spawning, so a spec that reached Redis some other way does not
+ * run either.
  */
 export async function checkStdioLaunch(policy: StdioPolicy, launch: StdioLaunch): Promise<void> {
   checkCommandLine(policy.allowedCommands, launch.command, launch.args);
