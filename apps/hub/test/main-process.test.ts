@@ -46,7 +46,7 @@ describe('hub main, stopping with a worker', () => {
       name: 'drain',
       namespace: 'drain',
       transport: 'stdio',
-      config: { command: process.execPath, args: [fixture('echo-server.mjs')] },
+      config: { command: process.execPath, args: [fixture('echo-server.mjs')], env: {} },
       tags: [],
       enabled: true,
       timeoutMs: 30_000,
