@@ -8,12 +8,13 @@ import {
   type Logger,
   parseEvent,
   Registry,
+  registerErrorHandling,
+  requestIdFrom,
   SecretBox,
 } from '@mcp-hub/shared';
 import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
-import { Agent } from 'undici';
 import { Aggregator } from './aggregate/aggregator.js';
 import { AuditLog } from './auth/audit-trail.js';
 import { CallGuard } from './auth/call-guard.js';
@@ -21,13 +22,12 @@ import { KeyCache } from './auth/key-cache.js';
 import { ServerWriteGuard } from './auth/server-writes.js';
 import { SessionReaper } from './auth/session-reaper.js';
 import { canSee, type Principal, principalProject, registerAuth } from './plugins/auth.js';
-import { registerErrorHandling } from './plugins/errors.js';
 import { registerHostCheck } from './plugins/host.js';
 import { registerJsonBodyRule } from './plugins/json-body.js';
 import { registerOriginCheck } from './plugins/origin.js';
-import { requestIdFrom } from './plugins/request-id.js';
 import { registerZodValidation } from './plugins/zod-validation.js';
 import { RegistryCache } from './registry-cache.js';
+import { RequestDrain } from './request-drain.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { healthRoutes } from './routes/health.js';
 import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
@@ -39,6 +39,7 @@ import { ProjectStore } from './security/project-store.js';
 import { RateLimiter } from './security/rate-limiter.js';
 import { UsageRecorder } from './security/usage.js';
 import { ToolValidatorFactory } from './tool-validator.js';
+import { WorkerClient } from './worker-client.js';
 import { WorkerLocator } from './worker-locator.js';
 import { closeWorkerSessions } from './worker-sessions.js';
 
@@ -59,7 +60,15 @@ export interface HubDeps {
    * SESSION_KEY_CHECK_INTERVAL_MS); tests shorten it to see a rotation grace end.
    */
   sessionKeyCheckIntervalMs?: number;
+  /**
+   * How long a closing hub waits for the calls in flight before it cuts them, in milliseconds (default
+   * SHUTDOWN_DRAIN_MS); streams that last until someone ends them are ended at once.
+   */
+  shutdownDrainMs?: number;
 }
+
+/** The default drain deadline: below the main process's own deadline, so a drained hub exits 0. */
+export const SHUTDOWN_DRAIN_MS = 5_000;
 
 const LIMITER_CONNECT_WAIT_MS = 2_000;
 const SSE_KEEP_ALIVE_MS = 15_000;
@@ -251,14 +260,16 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     keyChanged: (keyId, project) => reaper.keyChanged(keyId, project),
   });
   const workers = new WorkerLocator(cache, registry, log, config.wakeTimeoutMs);
-  await app.register(toolCallRoutes, { cache, workers, guard, log });
-  const aggregateAgent = new Agent({ keepAliveTimeout: 30_000, connections: 256 });
+  // The one client for every path that talks to a worker; it tracks what is open so closing can end it.
+  const client = new WorkerClient();
+  const drain = new RequestDrain(app.server);
+  await app.register(toolCallRoutes, { cache, workers, client, guard, log });
   const aggregator = new Aggregator({
     registry,
     cache,
     workers,
     guard,
-    agent: aggregateAgent,
+    client,
     log,
     separator: config.toolSeparator,
     maxAgeMs: config.cacheMaxAgeMs,
@@ -279,7 +290,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const reaper = new SessionReaper({
     front: aggregate,
     keyActive: (keyId) => store.keyActive(keyId),
-    closeWorkerSessions: (serverId, caller) => closeWorkerSessions(registry, aggregateAgent, serverId, caller),
+    closeWorkerSessions: (serverId, caller) => closeWorkerSessions(registry, client, serverId, caller),
     projectServers: async (project) =>
       (await registry.listServers()).filter((s) => s.project === project).map((s) => s.id),
     log: log.child({ component: 'mcp-sessions' }),
@@ -298,6 +309,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await app.register(mcpProxyRoutes, {
     cache,
     workers,
+    client,
     guard,
     log,
     aggregate,
@@ -309,14 +321,24 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       (await registry.listServers()).filter((s) => s.enabled && canSee(req.principal, s.project)),
   });
 
+  // Shutdown, in order (new requests already get 503 here): streams that last until someone ends them are
+  // ended (the aggregated sessions, the relayed worker streams); the calls in flight may finish, up to the
+  // drain deadline, and are cut after it; then Fastify closes the server, which ends the connections now
+  // idle (keep-alive ones included), and the onClose hooks release the rest.
   app.addHook('preClose', async () => {
-    // Open SSE streams would hold the server open: end the aggregated sessions first.
     clearTimeout(listChanged);
     reaper.close();
+    client.endStreams();
     await aggregate.close();
+    const drainMs = deps.shutdownDrainMs ?? SHUTDOWN_DRAIN_MS;
+    if (!(await drain.idle(drainMs))) {
+      log.warn({ event: 'hub.drain_timeout', in_flight: drain.inFlight, drain_ms: drainMs }, 'cutting calls in flight');
+      client.endAll();
+      app.server.closeAllConnections();
+    }
   });
   app.addHook('onClose', async () => {
-    await aggregateAgent.close();
+    await client.close();
     limiter.close();
     await usage.close();
     limiterRedis.disconnect();

@@ -1,28 +1,13 @@
-import { AppError, type Logger, type Registry, type RuntimeRecord, WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
+import { AppError, type Logger, type Registry, type RuntimeRecord } from '@mcp-hub/shared';
 import type { RegistryCache } from './registry-cache.js';
 
-/** Seconds a client is told to wait when a server has no running worker. */
-export const RETRY_AFTER_S = '2';
-
+/** The error of a server without a running worker (its Retry-After is declared with the code). */
 export function workerUnavailable(id: string, runtime: RuntimeRecord | null): AppError {
   return new AppError(
     'worker_unavailable',
     `server "${id}" has no running worker (status: ${runtime?.status ?? 'none'})`,
     { status: runtime?.status ?? null },
   );
-}
-
-/** The origin (`http://host:port`) of a running worker. */
-export function workerOrigin(runtime: RuntimeRecord): string {
-  return `http://${runtime.host ?? '127.0.0.1'}:${runtime.port}`;
-}
-
-/**
- * The credential header of a running worker, for requests to it only: it must never be copied into an
- * answer or a log line (workers refuse requests without it with 401).
- */
-export function workerAuth(runtime: RuntimeRecord): Record<string, string> {
-  return { [WORKER_TOKEN_HEADER]: runtime.workerToken ?? '' };
 }
 
 /**

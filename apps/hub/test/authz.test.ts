@@ -172,7 +172,7 @@ describe('ROUTE_POLICIES covers the app', () => {
     // The auth hook refuses what the table does not name; shown with a route added to a scratch instance.
     const { default: Fastify } = await import('fastify');
     const { registerAuth } = await import('../src/plugins/auth.js');
-    const { registerErrorHandling } = await import('../src/plugins/errors.js');
+    const { registerErrorHandling } = await import('@mcp-hub/shared');
     const scratch = Fastify();
     registerErrorHandling(scratch, captured.log);
     registerAuth(scratch, {

@@ -1,6 +1,11 @@
-import { describe, expect, it } from 'vitest';
+import type { ChildProcess } from 'node:child_process';
+import { Registry, type ServerSpecBody } from '@mcp-hub/shared';
+import { Agent, request } from 'undici';
+import { afterAll, describe, expect, it } from 'vitest';
 import { runMain } from '../../../test/main-process.js';
-import { redisUrl, testPrefix } from '../../../test/support.js';
+import { fixture, killByKeyPrefix, startSupervisorProcess, stopProcess, waitFor } from '../../../test/processes.js';
+import { openStream } from '../../../test/raw-mcp.js';
+import { redisUrl, testPrefix, testRedis } from '../../../test/support.js';
 
 describe('hub main', () => {
   it('refuses a bad variable at start, naming it, with exit code 2', async () => {
@@ -16,5 +21,76 @@ describe('hub main', () => {
     expect(listening).toMatchObject({ service: 'hub', level: 'info', host: '127.0.0.1' });
     expect(await run.stop('SIGTERM')).toBe(0);
     expect(run.lines.map((l) => l.event)).toContain('hub.stopped');
+  });
+});
+
+// Issue 11: with a proxied `/sse/<id>` stream open, or a keep-alive connection that had a call in flight,
+// `app.close()` did not finish, and the hub exited 1 at its 10 s deadline. Now it ends the stream, lets the
+// call finish, closes the idle connections and exits 0.
+describe('hub main, stopping with a worker', () => {
+  const t = testRedis();
+  let supervisor: ChildProcess | undefined;
+  const clients: Agent[] = [];
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.destroy()));
+    await stopProcess(supervisor);
+    killByKeyPrefix(t.prefix);
+    await t.cleanup();
+  });
+
+  it('ends a proxied stream, finishes the call in flight, and exits 0 before its deadline', async () => {
+    supervisor = startSupervisorProcess(redisUrl(), t.prefix, { MCP_WORKER_IDLE_TTL: '0' });
+    const registry = new Registry(t.redis, t.keys);
+    const spec = {
+      id: 'drain',
+      name: 'drain',
+      namespace: 'drain',
+      transport: 'stdio',
+      config: { command: process.execPath, args: [fixture('echo-server.mjs')], env: {} },
+      tags: [],
+      enabled: true,
+      timeoutMs: 30_000,
+    } as ServerSpecBody;
+    await registry.upsertServer(spec, 'create');
+    await waitFor(
+      'the worker running',
+      async () =>
+        (await registry.getRuntime('drain'))?.status === 'running' && (await registry.listTools('drain')).length > 0,
+      20_000,
+    );
+
+    const run = runMain('hub', { REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_PORT: '0', HUB_AUTH: 'none' });
+    const base = String((await run.waitForEvent('hub.listening')).address);
+    const call = (client: Agent, tool: string, args: unknown) =>
+      request(`${base}/mcp/drain/${tool}`, {
+        dispatcher: client,
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(args),
+      });
+
+    // A keep-alive connection that made a call and stays open (the client keeps it for a minute).
+    const keepAlive = new Agent({ keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000 });
+    // A connection whose call is in flight at SIGTERM: the worker's stream answers at once, the result later.
+    const busy = new Agent({ keepAliveTimeout: 60_000, keepAliveMaxTimeout: 60_000 });
+    clients.push(keepAlive, busy);
+    const done = await call(keepAlive, 'echo', { message: 'hi' });
+    expect(done.statusCode).toBe(200);
+    expect(await done.body.text()).toContain('event: result');
+    const inFlight = await call(busy, 'slow', { ms: 1_500 });
+    expect(inFlight.statusCode).toBe(200);
+    // A proxied legacy SSE stream: it lasts until someone ends it.
+    const stream = await openStream(`${base}/sse/drain`, {});
+
+    run.stop('SIGTERM');
+    await stream.ended;
+    const answer = await inFlight.body.text();
+    expect(answer).toContain('event: result');
+    expect(answer).not.toContain('event: error');
+    expect(await run.exited).toBe(0);
+    const events = run.lines.map((l) => l.event);
+    expect(events).toContain('hub.stopped');
+    expect(events).not.toContain('hub.stop_timeout');
+    expect(events).not.toContain('hub.drain_timeout');
   });
 });

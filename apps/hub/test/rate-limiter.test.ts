@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { closeRedis, createKeys, createRedis, isAppError } from '@mcp-hub/shared';
+import { closeRedis, createKeys, createRedis, errorHeaders, isAppError } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { waitFor } from '../../../test/processes.js';
@@ -253,7 +253,7 @@ describe('rateLimitHeaders', () => {
     expect(rateLimitHeaders({ ...d, rule: null })).toEqual({});
   });
 
-  it('adds Retry-After to a denied call, and the error carries the quota', () => {
+  it('a denied call has the RateLimit headers, and its error the quota and its Retry-After', () => {
     const d: DeniedDecision = {
       allowed: false,
       rule: { scope: 'tool', window: 'day', limit: 5 },
@@ -263,8 +263,10 @@ describe('rateLimitHeaders', () => {
       resetAfterS: 3600,
       retryAfterS: 3600,
     };
-    expect(rateLimitHeaders(d)).toMatchObject({ 'RateLimit-Remaining': '0', 'Retry-After': '3600' });
+    expect(rateLimitHeaders(d)).toMatchObject({ 'RateLimit-Remaining': '0' });
     const err = rateLimitedError(d);
+    // Retry-After is declared with the error code, so every path that answers the error sends it.
+    expect(errorHeaders(err)).toEqual({ 'retry-after': '3600' });
     expect(isAppError(err) && err.statusCode).toBe(429);
     expect(err.code).toBe('rate_limited');
     expect(err.details).toMatchObject({ limit: 5, remaining: 0, retryAfterS: 3600 });

@@ -277,7 +277,7 @@ describe('POST /mcp/:id/:tool through hub, supervisor and worker', () => {
     await registry.upsertServer(stdio('off', [fixture('echo-server.mjs')], { enabled: false }), 'create');
     const res = await call('off', 'echo', { message: 'x' });
     expect(res.status).toBe(503);
-    expect(res.headers['retry-after']).toBeDefined();
+    expect(res.headers['retry-after']).toBe('1');
     expect(JSON.parse(res.text)).toMatchObject({ error: { code: 'worker_unavailable' } });
     expect(hubLogs.lines.some((l) => l.event === 'tool.call.failed' && l.code === 'worker_unavailable')).toBe(true);
   });

@@ -2,10 +2,16 @@ import { timingSafeEqual } from 'node:crypto';
 import {
   AppError,
   type Logger,
+  MESSAGES_PATH_HEADER,
+  MESSAGES_PATH_RE,
   parseOrThrow,
+  REQUEST_ID_HEADER,
+  registerErrorHandling,
+  requestIdFrom,
   type ToolInput,
+  type ToolResultEvent,
   WORKER_CALLER_HEADER,
-  WORKER_SESSIONS_CLOSE_PATH,
+  WORKER_ROUTES,
   WORKER_TOKEN_HEADER,
   type WorkerHealth,
   WorkerSessionsCloseBodySchema,
@@ -13,7 +19,6 @@ import {
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { CallRunner } from './call-runner.js';
-import { registerErrorHandling, requestIdFrom } from './http-errors.js';
 import { SseStream } from './sse.js';
 import type { ToolResult } from './upstream/upstream.js';
 
@@ -41,14 +46,13 @@ export interface HttpServerDeps {
   front?: McpFront;
 }
 
-/** Where legacy SSE clients post their messages when the hub does not say (`x-mcp-messages-path`). */
-export const DEFAULT_MESSAGES_PATH = '/messages';
-const MESSAGES_PATH_RE = /^\/[A-Za-z0-9._~/-]{0,512}$/;
+/** Where legacy SSE clients post their messages when the hub does not say (MESSAGES_PATH_HEADER). */
+export const DEFAULT_MESSAGES_PATH = WORKER_ROUTES.messages;
 
 /**
- * Builds the worker's Fastify app (not listening): `/healthz`, `GET /tools`, `POST /tools/:tool`,
- * `POST /sessions/close`, and with a front the MCP endpoints `POST|GET|DELETE /mcp`, `GET /sse` and
- * `POST /messages`.
+ * Builds the worker's Fastify app (not listening) serving the routes of WORKER_ROUTES: `/healthz`,
+ * `GET /tools`, `POST /tools/:tool`, `POST /sessions/close`, and with a front the MCP endpoints
+ * `POST|GET|DELETE /mcp`, `GET /sse` and `POST /messages`.
  */
 export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   const { log, gate, runner } = deps;
@@ -74,7 +78,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
 
   const tokenMatches = tokenChecker(deps.token);
   app.addHook('onRequest', async (req, reply) => {
-    reply.header('x-request-id', req.id);
+    reply.header(REQUEST_ID_HEADER, req.id);
     // Every route, /healthz included: the worker listens on a predictable local port, and only the hub and
     // its supervisor hold the token. Its identity and load are nobody else's business either.
     if (!tokenMatches(req.headers[WORKER_TOKEN_HEADER])) {
@@ -82,14 +86,14 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     }
   });
 
-  app.get('/healthz', async (_req, reply) => {
+  app.get(WORKER_ROUTES.health, async (_req, reply) => {
     const { ok, body } = gate.health();
     return reply.code(ok ? 200 : 503).send(body);
   });
 
-  app.get('/tools', async () => ({ tools: gate.tools() }));
+  app.get(WORKER_ROUTES.tools, async () => ({ tools: gate.tools() }));
 
-  app.post<{ Params: { tool: string } }>('/tools/:tool', async (req, reply) => {
+  app.post<{ Params: { tool: string } }>(WORKER_ROUTES.toolCall, async (req, reply) => {
     const tool = req.params.tool;
     const args = req.body ?? {};
     if (typeof args !== 'object' || args === null || Array.isArray(args)) {
@@ -111,7 +115,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     }
 
     reply.hijack();
-    const stream = new SseStream(reply.raw, { 'x-request-id': requestId }, deps.keepAliveIntervalMs);
+    const stream = new SseStream(reply.raw, { [REQUEST_ID_HEADER]: requestId }, deps.keepAliveIntervalMs);
     const outcome = await runner.run({
       ...call,
       onProgress: (p) =>
@@ -133,7 +137,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
   const front = deps.front;
   // The hub ends the sessions of a key that no longer authenticates: it could not use them (the hub checks
   // every request), but they would hold their slots of the session caps and their streams until idle.
-  app.post(WORKER_SESSIONS_CLOSE_PATH, async (req) => {
+  app.post(WORKER_ROUTES.sessionsClose, async (req) => {
     const { caller } = parseOrThrow(WorkerSessionsCloseBodySchema, req.body, 'session close request');
     const closed = front ? await front.closeSessions((auth) => auth === caller, 'caller_closed') : 0;
     log.info({ event: 'mcp.session.caller_closed', caller, sessions: closed }, 'ended the MCP sessions of a caller');
@@ -144,19 +148,19 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     // The front writes the raw response itself (streams, SDK status codes); Fastify only parsed the body.
     app.route({
       method: ['POST', 'GET', 'DELETE'],
-      url: '/mcp',
+      url: WORKER_ROUTES.mcp,
       handler: async (req, reply) => {
         reply.hijack();
         await front.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined, callerOf(req));
       },
     });
-    app.get('/sse', async (req, reply) => {
-      const given = req.headers['x-mcp-messages-path'];
+    app.get(WORKER_ROUTES.sse, async (req, reply) => {
+      const given = req.headers[MESSAGES_PATH_HEADER];
       const messagesPath = typeof given === 'string' && MESSAGES_PATH_RE.test(given) ? given : DEFAULT_MESSAGES_PATH;
       reply.hijack();
       await front.handleSse(req.raw, reply.raw, messagesPath, callerOf(req));
     });
-    app.post('/messages', async (req, reply) => {
+    app.post(WORKER_ROUTES.messages, async (req, reply) => {
       reply.hijack();
       await front.handleMessages(req.raw, reply.raw, req.body, callerOf(req));
     });
@@ -193,9 +197,11 @@ function wantsJson(accept: string | undefined): boolean {
   return accept?.includes('application/json') === true && !accept.includes('text/event-stream');
 }
 
-function resultBody(requestId: string, result: ToolResult): Record<string, unknown> {
-  const body: Record<string, unknown> = { request_id: requestId, content: result.content };
-  if (result.structuredContent !== undefined) body.structuredContent = result.structuredContent;
-  body.isError = result.isError === true;
-  return body;
+function resultBody(requestId: string, result: ToolResult): ToolResultEvent {
+  return {
+    request_id: requestId,
+    content: result.content,
+    ...(result.structuredContent === undefined ? {} : { structuredContent: result.structuredContent }),
+    isError: result.isError === true,
+  };
 }

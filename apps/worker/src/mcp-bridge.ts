@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AppError, type Logger } from '@mcp-hub/shared';
+import { AppError, isRequestId, type Logger, REQUEST_ID_HEADER } from '@mcp-hub/shared';
 import { type McpFrontServerFactory, type McpServerContext, progressSender } from '@mcp-hub/shared/mcp-front';
 import {
   ProtocolError,
@@ -10,7 +10,6 @@ import {
   type Tool,
 } from '@modelcontextprotocol/server';
 import type { CallRunner } from './call-runner.js';
-import { isRequestId } from './http-errors.js';
 import type { WorkerGate } from './http-server.js';
 import {
   PASSTHROUGH_METHODS,
@@ -103,7 +102,7 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
 
 /** The request id of the HTTP request that carries this call (set by the hub), else a new one. */
 function requestIdOf(rc: ServerContext, ctx: McpServerContext): string {
-  const given = rc.http?.req?.headers.get('x-request-id');
+  const given = rc.http?.req?.headers.get(REQUEST_ID_HEADER);
   if (given && isRequestId(given)) return given;
   // A 2026-07-28 instance serves one request: the one whose id the factory was given.
   if (ctx.era === 'modern' && ctx.requestId) return ctx.requestId;

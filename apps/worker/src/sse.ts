@@ -1,9 +1,8 @@
 import type { ServerResponse } from 'node:http';
+import { type ToolCallEventName, type ToolCallEvents, toolCallFrame } from '@mcp-hub/shared';
 
 /** How often a comment line keeps an idle stream alive through proxies, in milliseconds. */
 export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
-
-export type SseEventName = 'progress' | 'result' | 'error';
 
 const KEEP_ALIVE = ': keep-alive\n\n';
 /**
@@ -13,8 +12,8 @@ const KEEP_ALIVE = ': keep-alive\n\n';
 export const SSE_MAX_UNREAD_BYTES = 1024 * 1024;
 
 /**
- * One Server-Sent Events answer: headers flushed at once (proxies must not buffer it), one JSON object per
- * `data:` line, and a keep-alive comment while nothing else is sent.
+ * One tool call's Server-Sent Events answer: headers flushed at once (proxies must not buffer it), the
+ * contract's events (TOOL_CALL_EVENTS), and a keep-alive comment while nothing else is sent.
  */
 export class SseStream {
   private readonly keepAlive: NodeJS.Timeout;
@@ -45,12 +44,13 @@ export class SseStream {
     return !this.ended && !this.res.destroyed;
   }
 
-  send(event: SseEventName, data: object): void {
+  /** Sends one event of the tool-call contract (WORKER_ROUTES.toolCall); progress is dropped for a slow reader. */
+  send<E extends ToolCallEventName>(event: E, data: ToolCallEvents[E]): void {
     if (event === 'progress' && this.res.writableLength > SSE_MAX_UNREAD_BYTES) {
       this.droppedProgress++;
       return;
     }
-    this.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    this.write(toolCallFrame(event, data));
   }
 
   end(): void {

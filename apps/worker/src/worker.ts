@@ -2,6 +2,7 @@ import type { AddressInfo } from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 import {
   AppError,
+  backoffMs,
   boundToolList,
   checkStdioLaunch,
   closeRedis,
@@ -345,7 +346,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       }
     } catch (error) {
       if (stopping) return;
-      const retryMs = Math.min(SYNC_RETRY_BASE_MS * 2 ** syncFailures++, SYNC_RETRY_MAX_MS);
+      const retryMs = backoffMs(syncFailures++, SYNC_RETRY_BASE_MS, SYNC_RETRY_MAX_MS);
       log.error({ event: 'tools.sync_failed', err: error, retryMs }, 'tool discovery failed');
       syncRetryTimer = setTimeout(requestSync, retryMs);
       syncRetryTimer.unref();

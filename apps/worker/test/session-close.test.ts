@@ -1,4 +1,4 @@
-import { WORKER_CALLER_HEADER, WORKER_SESSIONS_CLOSE_PATH } from '@mcp-hub/shared';
+import { WORKER_CALLER_HEADER, WORKER_ROUTES } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type OpenStream, openSession, openStream, pingSession } from '../../../test/raw-mcp.js';
@@ -23,7 +23,7 @@ afterEach(async () => {
 const as = (caller: string) => ({ ...WORKER_AUTH, [WORKER_CALLER_HEADER]: caller });
 
 async function closeSessions(body: unknown, headers: Record<string, string> = WORKER_AUTH) {
-  const res = await fetch(`${base}${WORKER_SESSIONS_CLOSE_PATH}`, {
+  const res = await fetch(`${base}${WORKER_ROUTES.sessionsClose}`, {
     method: 'POST',
     headers: { ...headers, 'content-type': 'application/json' },
     body: typeof body === 'string' ? body : JSON.stringify(body),

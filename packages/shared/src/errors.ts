@@ -34,6 +34,29 @@ export const ERROR_STATUS = {
 
 export type ErrorCode = keyof typeof ERROR_STATUS;
 
+/** Seconds a client is told to wait (`Retry-After`) when Redis or a server's worker is unavailable. */
+export const UNAVAILABLE_RETRY_AFTER_S = 1;
+
+/**
+ * The headers an error answer carries besides its body, declared with the code they belong to (and set only
+ * by the error handler, never by a route): `Retry-After` on the retryable 503s and on 429 (the limiter's
+ * own figure, from `details.retryAfterS`), `WWW-Authenticate` on 401.
+ */
+export const ERROR_HEADERS: { readonly [C in ErrorCode]?: (err: AppError) => Record<string, string> } = {
+  unauthorized: () => ({ 'www-authenticate': 'Bearer realm="mcp-hub"' }),
+  rate_limited: (err): Record<string, string> => {
+    const seconds = (err.details as { retryAfterS?: unknown } | undefined)?.retryAfterS;
+    return typeof seconds === 'number' ? { 'retry-after': String(seconds) } : {};
+  },
+  redis_unavailable: () => ({ 'retry-after': String(UNAVAILABLE_RETRY_AFTER_S) }),
+  worker_unavailable: () => ({ 'retry-after': String(UNAVAILABLE_RETRY_AFTER_S) }),
+};
+
+/** The headers of an error answer (ERROR_HEADERS of its code; none for most codes). */
+export function errorHeaders(err: AppError): Record<string, string> {
+  return ERROR_HEADERS[err.code]?.(err) ?? {};
+}
+
 export const ERROR_CODES = Object.keys(ERROR_STATUS) as ErrorCode[];
 
 export class AppError extends Error {

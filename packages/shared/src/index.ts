@@ -1,3 +1,4 @@
+export { backoffMs, jitteredBackoffMs } from './backoff.js';
 export { canonicalJson } from './canonical-json.js';
 export {
   ANY_FURTHER_ARGS,
@@ -49,12 +50,17 @@ export {
 export {
   AppError,
   ERROR_CODES,
+  ERROR_HEADERS,
   ERROR_STATUS,
   type ErrorBody,
   type ErrorCode,
   errorBody,
+  errorHeaders,
   isAppError,
+  UNAVAILABLE_RETRY_AFTER_S,
 } from './errors.js';
+export { registerErrorHandling, toAppError } from './http-errors.js';
+export { isRequestId, REQUEST_ID_HEADER, REQUEST_ID_RE, requestIdFrom, SLUG_RE } from './ids.js';
 export { createKeys, DEFAULT_KEY_PREFIX, type RedisKeys } from './keys.js';
 export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS, type ServiceName } from './logger.js';
 export { closeRedis, createRedis, defineScripts, type RedisRole, type ScriptDefinition } from './redis.js';
@@ -127,12 +133,27 @@ export {
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
 export {
   keyCaller,
+  MCP_REQUEST_HEADERS,
+  MESSAGES_PATH_HEADER,
+  MESSAGES_PATH_RE,
+  type ParsedToolCallEvent,
+  parseToolCallFrame,
+  TOOL_CALL_EVENTS,
+  type ToolCallEventName,
+  type ToolCallEvents,
+  type ToolErrorEvent,
+  ToolErrorEventSchema,
+  type ToolProgressEvent,
+  ToolProgressEventSchema,
+  type ToolResultEvent,
+  ToolResultEventSchema,
+  toolCallFrame,
   UPSTREAM_STATUSES,
   type UpstreamStatus,
   WORKER_CALLER_HEADER,
   WORKER_CALLER_RE,
   WORKER_EXIT_CODES,
-  WORKER_SESSIONS_CLOSE_PATH,
+  WORKER_ROUTES,
   WORKER_TOKEN_BYTES,
   WORKER_TOKEN_HEADER,
   type WorkerExitCode,
@@ -141,4 +162,5 @@ export {
   type WorkerSessionsCloseBody,
   WorkerSessionsCloseBodySchema,
   WorkerSessionsClosedSchema,
+  workerToolPath,
 } from './worker-contract.js';

@@ -1,5 +1,6 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { LogLevel } from './config.js';
+import { WORKER_TOKEN_HEADER } from './worker-contract.js';
 
 export type { Logger } from 'pino';
 export type ServiceName = 'hub' | 'supervisor' | 'worker';
@@ -12,8 +13,8 @@ export const REDACT_PATHS = [
   'req.headers.authorization',
   'req.headers["x-api-key"]',
   'req.headers.cookie',
-  'req.headers["x-mcp-worker-token"]',
-  'headers["x-mcp-worker-token"]',
+  `req.headers["${WORKER_TOKEN_HEADER}"]`,
+  `headers["${WORKER_TOKEN_HEADER}"]`,
   'workerToken',
   'runtime.workerToken',
   '*.workerToken',

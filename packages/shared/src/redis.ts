@@ -1,5 +1,6 @@
 import { Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
+import { backoffMs } from './backoff.js';
 
 /**
  * How a connection behaves while Redis is away:
@@ -11,6 +12,7 @@ import type { Logger } from 'pino';
  */
 export type RedisRole = 'request' | 'loop' | 'subscriber' | 'limiter';
 
+const RECONNECT_BASE_DELAY_MS = 50;
 const RECONNECT_MAX_DELAY_MS = 2_000;
 const REQUEST_COMMAND_TIMEOUT_MS = 2_000;
 const CONNECT_TIMEOUT_MS = 2_000;
@@ -24,7 +26,7 @@ const LIMITER_COMMAND_TIMEOUT_MS = 5_000;
 export function createRedis(url: string, role: RedisRole, log?: Logger, extra: RedisOptions = {}): Redis {
   const options: RedisOptions = {
     connectTimeout: CONNECT_TIMEOUT_MS,
-    retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), RECONNECT_MAX_DELAY_MS),
+    retryStrategy: (times) => backoffMs(times, RECONNECT_BASE_DELAY_MS, RECONNECT_MAX_DELAY_MS),
     connectionName: `mcp-hub:${role}`,
     lazyConnect: false,
     ...(role === 'request'

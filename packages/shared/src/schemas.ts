@@ -1,11 +1,11 @@
 import { z } from 'zod';
+import { SLUG_RE } from './ids.js';
 import { jsonBytes, TOOL_SCHEMA_MAX_BYTES } from './tool-limits.js';
 
 /** Default per-call timeout of a server's tools, in milliseconds. */
 export const DEFAULT_TOOL_TIMEOUT_MS = 60_000;
 export const MAX_TOOL_TIMEOUT_MS = 3_600_000;
 
-const SLUG_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const TOOL_NAME_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 const PATH_PARAM_RE = /\{([A-Za-z0-9_.-]+)\}/g;
 

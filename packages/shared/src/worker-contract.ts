@@ -1,11 +1,63 @@
 import { z } from 'zod';
 import { CONFIG_EXIT_CODE } from './config.js';
+import { REQUEST_ID_RE } from './ids.js';
 
 /**
  * What the supervisor, the hub and a worker agree on (docs/adr/0001-supervisor-worker-contract.md), as code:
- * the exit codes of a worker process, the body of its `GET /healthz`, the headers the hub sends it and the
- * route that ends a caller's MCP sessions.
+ * the exit codes of a worker process, its routes, the headers the hub sends it, the body of its
+ * `GET /healthz` and the events of its tool-call stream. Both sides import these; neither spells a route or
+ * a header name of its own. The request id's header and pattern are in ids.ts (clients send it too).
  */
+
+/** The routes of a worker's HTTP server (Fastify route syntax). */
+export const WORKER_ROUTES = Object.freeze({
+  /** `GET`: WorkerHealthSchema; 200 when the upstream is connected, else 503. */
+  health: '/healthz',
+  /** `GET`: `{ tools: ToolInput[] }`. */
+  tools: '/tools',
+  /** `POST`: one tool call; an SSE stream of ToolCallEvents, or (Accept: application/json) the result body. */
+  toolCall: '/tools/:tool',
+  /** `POST|GET|DELETE`: the server's Streamable HTTP MCP endpoint. */
+  mcp: '/mcp',
+  /** `GET`: the legacy HTTP+SSE MCP stream; its messages go to MESSAGES_PATH_HEADER's path. */
+  sse: '/sse',
+  /** `POST`: the legacy HTTP+SSE messages. */
+  messages: '/messages',
+  /**
+   * `POST` WorkerSessionsCloseBodySchema → WorkerSessionsClosedSchema: ends at once every MCP session (2025
+   * Streamable HTTP and legacy SSE) of one caller. The hub calls it for keys that no longer authenticate, so
+   * that their sessions give back their slots and streams instead of holding them until they idle out.
+   */
+  sessionsClose: '/sessions/close',
+});
+
+/** The path of one tool's call route on a worker (the tool name escaped). */
+export function workerToolPath(tool: string): string {
+  return `/tools/${encodeURIComponent(tool)}`;
+}
+
+/**
+ * On the hub's `GET /sse/<id>`: the path the worker's `endpoint` event names for the client's messages (the
+ * hub's `/messages/<id>`, not the worker's own `/messages`).
+ */
+export const MESSAGES_PATH_HEADER = 'x-mcp-messages-path';
+
+/** What a MESSAGES_PATH_HEADER may hold: a plain absolute path (it is written into an event). */
+export const MESSAGES_PATH_RE = /^\/[A-Za-z0-9._~/-]{0,512}$/;
+
+/** The request headers of an MCP client that the worker's MCP endpoints read (the hub passes these on). */
+export const MCP_REQUEST_HEADERS = Object.freeze([
+  'accept',
+  'content-type',
+  'mcp-session-id',
+  'mcp-protocol-version',
+  'mcp-method',
+  'mcp-name',
+  'last-event-id',
+  'traceparent',
+  'tracestate',
+] as const);
+
 export const WORKER_EXIT_CODES = Object.freeze({
   /** Stopped on request (SIGTERM / SIGINT). */
   ok: 0,
@@ -62,15 +114,73 @@ export function keyCaller(keyId: string): string {
   return `key:${keyId}`;
 }
 
-/**
- * `POST` on a worker: ends at once every MCP session (2025 Streamable HTTP and legacy SSE) of one caller. The
- * hub calls it for keys that no longer authenticate, so that their sessions give back their slots and streams
- * instead of holding them until they idle out.
- */
-export const WORKER_SESSIONS_CLOSE_PATH = '/sessions/close';
-
+/** The body of `POST /sessions/close` (WORKER_ROUTES.sessionsClose). */
 export const WorkerSessionsCloseBodySchema = z.strictObject({ caller: z.string().regex(WORKER_CALLER_RE) });
 export type WorkerSessionsCloseBody = z.output<typeof WorkerSessionsCloseBodySchema>;
 
 /** The answer of `POST /sessions/close`: how many sessions ended. */
 export const WorkerSessionsClosedSchema = z.object({ closed: z.number().int().nonnegative() });
+
+/** A progress event of a tool call (the upstream's progress notification). */
+export const ToolProgressEventSchema = z.object({
+  request_id: z.string().regex(REQUEST_ID_RE),
+  progress: z.number(),
+  total: z.number().optional(),
+  message: z.string().optional(),
+});
+
+/** The result of a tool call: the last event of its stream, and the body of a JSON-mode answer. */
+export const ToolResultEventSchema = z.object({
+  request_id: z.string().regex(REQUEST_ID_RE),
+  content: z.array(z.unknown()),
+  structuredContent: z.unknown().optional(),
+  isError: z.boolean(),
+});
+
+/**
+ * A tool call that failed once its stream had started: the last event of its stream. `code` is an error code
+ * (docs/errors.md), kept a plain string on the wire so a newer worker's code does not break an older hub.
+ */
+export const ToolErrorEventSchema = z.object({
+  request_id: z.string().regex(REQUEST_ID_RE),
+  code: z.string(),
+  message: z.string(),
+});
+
+/** The events of a worker's tool-call stream (`POST /tools/:tool`, SSE), by name; the hub relays them as is. */
+export const TOOL_CALL_EVENTS = Object.freeze({
+  progress: ToolProgressEventSchema,
+  result: ToolResultEventSchema,
+  error: ToolErrorEventSchema,
+});
+export type ToolCallEventName = keyof typeof TOOL_CALL_EVENTS;
+export type ToolCallEvents = { [E in ToolCallEventName]: z.output<(typeof TOOL_CALL_EVENTS)[E]> };
+export type ToolProgressEvent = ToolCallEvents['progress'];
+export type ToolResultEvent = ToolCallEvents['result'];
+export type ToolErrorEvent = ToolCallEvents['error'];
+
+/** One tool-call event as an SSE frame: its name and one JSON `data:` line. */
+export function toolCallFrame<E extends ToolCallEventName>(event: E, data: ToolCallEvents[E]): string {
+  return `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+}
+
+/** A parsed tool-call event; `undefined` for a frame without data (a keep-alive comment) or of another name. */
+export type ParsedToolCallEvent = {
+  [E in ToolCallEventName]: { event: E; data: ToolCallEvents[E] };
+}[ToolCallEventName];
+
+/**
+ * Parses one SSE frame (without its blank line) of a tool-call stream. Throws when the data of a known event
+ * does not match its schema (a ZodError) or is not JSON (a SyntaxError).
+ */
+export function parseToolCallFrame(frame: string): ParsedToolCallEvent | undefined {
+  let event = 'message';
+  const data: string[] = [];
+  for (const line of frame.split('\n')) {
+    if (line.startsWith('event:')) event = line.slice(6).trim();
+    else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
+  }
+  if (data.length === 0 || !Object.hasOwn(TOOL_CALL_EVENTS, event)) return undefined;
+  const name = event as ToolCallEventName;
+  return { event: name, data: TOOL_CALL_EVENTS[name].parse(JSON.parse(data.join('\n'))) } as ParsedToolCallEvent;
+}

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { AppError, type Logger, type Registry, type ServerSpec } from '@mcp-hub/shared';
+import { AppError, isRequestId, type Logger, REQUEST_ID_HEADER, type Registry, type ServerSpec } from '@mcp-hub/shared';
 import { progressSender } from '@mcp-hub/shared/mcp-front';
 import {
   type CallToolResult,
@@ -9,20 +9,19 @@ import {
   type ServerContext,
   type Tool,
 } from '@modelcontextprotocol/server';
-import type { Agent } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
 import { canSee, type Principal } from '../plugins/auth.js';
 import type { RegistryCache } from '../registry-cache.js';
-import { type WorkerLocator, workerAuth, workerOrigin } from '../worker-locator.js';
+import type { WorkerClient } from '../worker-client.js';
+import type { WorkerLocator } from '../worker-locator.js';
 import { Catalog, type CatalogServer } from './catalog.js';
-import { callWorkerTool } from './worker-call.js';
 
 export interface AggregatorDeps {
   registry: Registry;
   cache: RegistryCache;
   workers: WorkerLocator;
   guard: CallGuard;
-  agent: Agent;
+  client: WorkerClient;
   log: Logger;
   /** Between namespace and tool name (default `__`). */
   separator: string;
@@ -130,10 +129,8 @@ export class Aggregator {
     try {
       done = await guard.admit(principal, server, tool);
       const runtime = await workers.running(server);
-      const result = await callWorkerTool({
-        agent: this.deps.agent,
-        origin: workerOrigin(runtime),
-        auth: workerAuth(runtime),
+      const result = await this.deps.client.callTool({
+        target: { serverId: server, runtime },
         tool,
         args,
         requestId,
@@ -208,7 +205,7 @@ function ms(started: number): number {
 }
 
 function requestIdOf(rc: ServerContext, ctx: AggregateContext): string {
-  const given = rc.http?.req?.headers.get('x-request-id');
-  if (given && /^[A-Za-z0-9._:-]{1,128}$/.test(given)) return given;
+  const given = rc.http?.req?.headers.get(REQUEST_ID_HEADER);
+  if (given && isRequestId(given)) return given;
   return ctx.era === 'modern' && ctx.requestId ? ctx.requestId : randomUUID();
 }

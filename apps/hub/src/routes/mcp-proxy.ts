@@ -1,16 +1,25 @@
-import { AppError, keyCaller, type Logger, WORKER_CALLER_HEADER } from '@mcp-hub/shared';
+import {
+  AppError,
+  keyCaller,
+  type Logger,
+  MCP_REQUEST_HEADERS,
+  MESSAGES_PATH_HEADER,
+  REQUEST_ID_HEADER,
+  SLUG_RE,
+  WORKER_ROUTES,
+} from '@mcp-hub/shared';
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { Agent } from 'undici';
 import type { CallGuard } from '../auth/call-guard.js';
 import type { Principal } from '../plugins/auth.js';
 import type { RegistryCache } from '../registry-cache.js';
-import { RETRY_AFTER_S, type WorkerLocator, workerAuth, workerOrigin } from '../worker-locator.js';
-import { forwardToWorker } from '../worker-proxy.js';
+import type { RelayOutcome, WorkerClient } from '../worker-client.js';
+import type { WorkerLocator } from '../worker-locator.js';
 
 export interface McpProxyRoutesOptions {
   cache: RegistryCache;
   workers: WorkerLocator;
+  client: WorkerClient;
   guard: CallGuard;
   log: Logger;
   /** The hub's own MCP server over every server the caller may see (`/mcp`, `/sse`, `/messages`). */
@@ -24,7 +33,6 @@ export interface McpProxyRoutesOptions {
 
 /** Time for a worker's response headers on the MCP endpoints: tool calls stream, so headers come at once. */
 const HEADERS_TIMEOUT_MS = 30_000;
-const SERVER_ID_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 type IdRequest = FastifyRequest<{ Params: { id: string } }>;
 
@@ -45,9 +53,7 @@ const rawBodies = new WeakMap<object, Buffer>();
  * - `GET /sse/:id` and `POST /messages/:id?sessionId=…`: the legacy HTTP+SSE transport.
  */
 export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesOptions): Promise<void> {
-  const { cache, workers, guard, log } = opts;
-  const agent = new Agent({ keepAliveTimeout: 30_000, keepAliveMaxTimeout: 600_000, connections: 256, pipelining: 1 });
-  app.addHook('onClose', () => agent.close());
+  const { cache, workers, client, guard, log } = opts;
 
   // Bodies go on byte for byte, but only bodies the hub itself could read: what it limits and counts
   // (the tools/call messages) must be what the worker runs. A leading byte-order mark is dropped first.
@@ -66,20 +72,14 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
 
   async function serverOf(req: IdRequest): Promise<string> {
     const { id } = req.params;
-    const spec = SERVER_ID_RE.test(id) ? await cache.server(id) : null;
+    const spec = SLUG_RE.test(id) ? await cache.server(id) : null;
     if (!spec || spec.enabled === false) throw new AppError('server_not_found', `server "${id}" not found`);
     return id;
   }
 
   async function pass(req: IdRequest, reply: FastifyReply, path: string, headers?: Record<string, string>) {
     const id = await serverOf(req);
-    let runtime: Awaited<ReturnType<WorkerLocator['running']>>;
-    try {
-      runtime = await workers.running(id);
-    } catch (err) {
-      if (err instanceof AppError && err.code === 'worker_unavailable') reply.header('retry-after', RETRY_AFTER_S);
-      throw err;
-    }
+    const runtime = await workers.running(id);
     // Every tools/call (each of a batch) is limited and counted like a call on the REST route.
     const dones: ((ok: boolean) => void)[] = [];
     const done = (ok: boolean) => {
@@ -98,16 +98,21 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
     if (req.principal.kind === 'key' && opensOrUsesSession(req, path)) opts.sessionUsed(req.principal.keyId, id);
     const started = performance.now();
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
-    let outcome: Awaited<ReturnType<typeof forwardToWorker>>;
+    let outcome: RelayOutcome;
     try {
-      outcome = await forwardToWorker(req, reply, {
-        agent,
-        origin: workerOrigin(runtime),
+      outcome = await client.relay(req, reply, {
+        target: { serverId: id, runtime },
         path: `${path}${query}`,
         body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
+        headers,
+        forwardHeaders: MCP_REQUEST_HEADERS,
         // The worker binds each MCP session to the caller that opened it.
-        headers: { ...headers, [WORKER_CALLER_HEADER]: callerId(req.principal), ...workerAuth(runtime) },
+        caller: callerId(req.principal),
         headersTimeoutMs: HEADERS_TIMEOUT_MS,
+        // A GET is a standalone or legacy event stream: it lasts until someone ends it, so the hub ends it
+        // when it closes rather than waiting for it.
+        stream: req.method === 'GET',
+        onBrokenAnswer: 'end',
       });
     } catch (err) {
       done(false);
@@ -139,20 +144,22 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
       method,
       url: '/mcp/:id',
       config,
-      handler: (req, reply) => pass(req, reply, '/mcp'),
+      handler: (req, reply) => pass(req, reply, WORKER_ROUTES.mcp),
     });
   }
   app.get<{ Params: { id: string } }>('/sse/:id', { config }, (req, reply) =>
-    pass(req, reply, '/sse', { 'x-mcp-messages-path': `/messages/${req.params.id}` }),
+    pass(req, reply, WORKER_ROUTES.sse, { [MESSAGES_PATH_HEADER]: `/messages/${req.params.id}` }),
   );
-  app.post<{ Params: { id: string } }>('/messages/:id', { config }, (req, reply) => pass(req, reply, '/messages'));
+  app.post<{ Params: { id: string } }>('/messages/:id', { config }, (req, reply) =>
+    pass(req, reply, WORKER_ROUTES.messages),
+  );
 
   // The aggregated endpoint is served by the hub itself; its tool calls reach the workers by the call path.
   const { aggregate } = opts;
   function own(req: FastifyRequest, reply: FastifyReply): void {
     reply.hijack();
     // The front reads the request id from the header; the hub's own id (given or made) is the one to follow.
-    req.raw.headers['x-request-id'] = req.id;
+    req.raw.headers[REQUEST_ID_HEADER] = req.id;
     for (const [name, value] of Object.entries(reply.getHeaders())) {
       if (value !== undefined) reply.raw.setHeader(name, value as string);
     }
@@ -196,7 +203,7 @@ export function callerId(principal: Principal): string {
  * transport, and on `/mcp` an `initialize` or a request naming a session (2026-07-28 requests hold none).
  */
 function opensOrUsesSession(req: FastifyRequest, path: string): boolean {
-  if (path !== '/mcp') return true;
+  if (path !== WORKER_ROUTES.mcp) return true;
   return req.headers['mcp-session-id'] !== undefined || rpcMethod(req.body) === 'initialize';
 }
 

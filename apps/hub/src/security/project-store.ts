@@ -1,4 +1,11 @@
-import { AppError, defineScripts, type InvalidRecordHandler, parseOrThrow, type RedisKeys } from '@mcp-hub/shared';
+import {
+  AppError,
+  defineScripts,
+  type InvalidRecordHandler,
+  parseOrThrow,
+  type RedisKeys,
+  SLUG_RE,
+} from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { generateApiKey, hashSecret, parseApiKey, secretMatches } from './api-keys.js';
@@ -53,8 +60,6 @@ export const MAX_KEY_GRACE_MS = 30 * 24 * 3_600_000;
 /** `lastUsedAt` is written at most this often per key and hub process (1 min). */
 export const TOUCH_INTERVAL_MS = 60_000;
 const MAX_CAS_ATTEMPTS = 5;
-
-const SLUG_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 const projectId = z
   .string({ error: 'id must be a string' })

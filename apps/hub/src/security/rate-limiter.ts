@@ -298,9 +298,9 @@ function decide(p: Plan, result: StoreResult, release: () => Promise<void>): Dec
 }
 
 /**
- * The headers of a decision: RateLimit-Limit/Remaining/Reset (IETF draft; Reset in seconds from now), the same
- * values under X-RateLimit-* (seconds too, as @fastify/rate-limit sends them), and Retry-After (seconds) when
- * denied. Empty when no window rule applied to an allowed call.
+ * The headers of a decision: RateLimit-Limit/Remaining/Reset (IETF draft; Reset in seconds from now), and the
+ * same values under X-RateLimit-* (seconds too, as @fastify/rate-limit sends them). Empty when no window rule
+ * applied to an allowed call. A denied call's Retry-After comes with its error (`rate_limited` in ERROR_HEADERS).
  */
 export function rateLimitHeaders(decision: Decision): Record<string, string> {
   const headers: Record<string, string> = {};
@@ -314,7 +314,6 @@ export function rateLimitHeaders(decision: Decision): Record<string, string> {
   headers['X-RateLimit-Limit'] = limit;
   headers['X-RateLimit-Remaining'] = remaining;
   headers['X-RateLimit-Reset'] = reset;
-  if (!decision.allowed) headers['Retry-After'] = String(decision.retryAfterS);
   return headers;
 }
 

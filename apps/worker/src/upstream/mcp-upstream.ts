@@ -1,6 +1,13 @@
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AppError, type Logger, maskUrlCredentials, type ServerSpec, type ToolInput } from '@mcp-hub/shared';
+import {
+  AppError,
+  jitteredBackoffMs,
+  type Logger,
+  maskUrlCredentials,
+  type ServerSpec,
+  type ToolInput,
+} from '@mcp-hub/shared';
 import {
   Client,
   ProtocolError,
@@ -413,7 +420,11 @@ class McpUpstream implements Upstream {
   private async connectWithBackoff(): Promise<void> {
     for (let attempt = 0; !this.closing; attempt++) {
       if (attempt > 0) {
-        const delayMs = backoffDelay(attempt - 1, this.options.reconnectBaseDelayMs, this.options.reconnectMaxDelayMs);
+        const delayMs = jitteredBackoffMs(
+          attempt - 1,
+          this.options.reconnectBaseDelayMs,
+          this.options.reconnectMaxDelayMs,
+        );
         this.log.info({ event: 'upstream.reconnect_scheduled', attempt, delayMs }, 'upstream reconnect scheduled');
         try {
           await delay(delayMs, undefined, { signal: this.closeController.signal });
@@ -526,12 +537,6 @@ function boundedProgress(p: { progress: number; total?: number; message?: string
 function withStderr(reason: string, tail: string[]): string {
   const last = tail.at(-1);
   return last === undefined ? reason : `${reason}; last stderr line: ${last}`;
-}
-
-/** Exponential backoff with ±20% jitter (so many workers do not retry in step), capped at `maxMs`. */
-export function backoffDelay(attempt: number, baseMs: number, maxMs: number): number {
-  const exact = Math.min(baseMs * 2 ** Math.min(attempt, 30), maxMs);
-  return Math.round(Math.min(exact * (0.8 + Math.random() * 0.4), maxMs));
 }
 
 /** The fields of an MCP tool that the registry keeps (no `_meta`, icons or execution hints). */

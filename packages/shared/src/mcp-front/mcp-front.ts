@@ -14,6 +14,7 @@ import {
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
 import { DEFAULT_MCP_SESSIONS_MAX, DEFAULT_MCP_SESSIONS_PER_KEY, DEFAULT_MCP_SESSIONS_PER_PROJECT } from '../config.js';
+import { isRequestId, REQUEST_ID_HEADER } from '../ids.js';
 import { drained } from '../streams.js';
 import { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
 
@@ -100,7 +101,6 @@ const AUTH_EXTRA = 'mcpHubAuth';
 const TRANSPORT_ERROR = -32_000;
 /** A session id the spec allows: visible ASCII. */
 const SESSION_ID_RE = /^[\x21-\x7E]{1,256}$/;
-const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 
 type ListChange = 'tools' | 'resources' | 'prompts';
 
@@ -126,7 +126,7 @@ function jsonRpcError(status: number, code: number, message: string, headers: Re
 }
 
 function headerRequestId(value: string | null | undefined): string | undefined {
-  return value && REQUEST_ID_RE.test(value) ? value : undefined;
+  return value && isRequestId(value) ? value : undefined;
 }
 
 /**
@@ -190,7 +190,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     (ctx) =>
       serverFactory({
         era: 'modern',
-        requestId: headerRequestId(ctx.requestInfo?.headers.get('x-request-id')),
+        requestId: headerRequestId(ctx.requestInfo?.headers.get(REQUEST_ID_HEADER)),
         auth: ctx.authInfo?.extra?.[AUTH_EXTRA],
       }),
     {
@@ -247,7 +247,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     const refused = overCap(auth);
     if (refused) return refused;
     const server = lowLevel(
-      serverFactory({ era: 'legacy', requestId: headerRequestId(request.headers.get('x-request-id')), auth }),
+      serverFactory({ era: 'legacy', requestId: headerRequestId(request.headers.get(REQUEST_ID_HEADER)), auth }),
     );
     let session: Session | undefined;
     const transport = new WebStandardStreamableHTTPServerTransport({
@@ -359,7 +359,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
       return;
     }
     const server = lowLevel(
-      serverFactory({ era: 'legacy', requestId: headerRequestId(singleHeader(req.headers['x-request-id'])), auth }),
+      serverFactory({ era: 'legacy', requestId: headerRequestId(singleHeader(req.headers[REQUEST_ID_HEADER])), auth }),
     );
     const transport = new SSEServerTransport(messagesPath, res);
     const session: Session = {

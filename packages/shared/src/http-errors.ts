@@ -1,5 +1,8 @@
-import { AppError, type ErrorCode, errorBody, type Logger } from '@mcp-hub/shared';
+// Only types come from fastify: the plugin runs inside each app's own fastify instance, and processes that
+// never serve HTTP (the supervisor) do not load it through the shared index.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { AppError, type ErrorCode, errorBody, errorHeaders } from './errors.js';
+import type { Logger } from './logger.js';
 
 const FASTIFY_CODES: Record<string, { code: ErrorCode; message?: string }> = {
   FST_ERR_CTP_INVALID_MEDIA_TYPE: { code: 'unsupported_media_type' },
@@ -15,7 +18,11 @@ const FASTIFY_CODES: Record<string, { code: ErrorCode; message?: string }> = {
 const REDIS_FAILURE_RE =
   /ECONNREFUSED|Connection is closed|Command timed out|Stream isn't writeable|max retries|MaxRetriesPerRequest/i;
 
-/** Maps anything thrown in a request to an AppError: known Fastify failures keep their 4xx meaning. */
+/**
+ * Maps anything thrown in a request to an AppError: AppErrors as they are, known Fastify failures keep their
+ * 4xx meaning, a Redis client failure is `redis_unavailable`, anything else `internal_error` (with the
+ * original as `cause`, for the log).
+ */
 export function toAppError(err: unknown): AppError {
   if (err instanceof AppError) return err;
   const e = err as Partial<FastifyError> & Error;
@@ -35,22 +42,23 @@ export function toAppError(err: unknown): AppError {
   return new AppError('internal_error', 'internal error', undefined, { cause: err });
 }
 
-/** Answers every failure in the one error shape and logs server-side failures with their stack. */
+/**
+ * The one error handling of the project's HTTP servers (hub and worker): every failure answered in the one
+ * error shape with the headers of its code (ERROR_HEADERS), unknown routes as `route_not_found`, and
+ * server-side failures (5xx) logged with their cause under `api.error` (level `error` for a bug, else `warn`).
+ */
 export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const appError = toAppError(err);
     if (appError.statusCode >= 500) {
-      const cause = appError.cause ?? err;
-      log.error(
-        { event: 'api.error', request_id: req.id, err: cause, code: appError.code, url: req.url },
+      // A bug is an error; a dependency that is down (Redis, a worker, an upstream) is the warning it answers.
+      const level = appError.code === 'internal_error' ? 'error' : 'warn';
+      log[level](
+        { event: 'api.error', request_id: req.id, err: appError.cause ?? err, code: appError.code, url: req.url },
         'request failed',
       );
     }
-    if (appError.code === 'unauthorized') reply.header('www-authenticate', 'Bearer realm="mcp-hub"');
-    if (appError.code === 'redis_unavailable' || appError.code === 'worker_unavailable') {
-      reply.header('retry-after', '1');
-    }
-    return reply.status(appError.statusCode).send(errorBody(appError, req.id));
+    return reply.headers(errorHeaders(appError)).status(appError.statusCode).send(errorBody(appError, req.id));
   });
 
   app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => {

@@ -1,0 +1,423 @@
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
+import {
+  AppError,
+  drained,
+  ERROR_STATUS,
+  type ErrorCode,
+  errorBody,
+  errorHeaders,
+  parseToolCallFrame,
+  REQUEST_ID_HEADER,
+  type RuntimeRecord,
+  type ToolProgressEvent,
+  type ToolResultEvent,
+  toolCallFrame,
+  WORKER_CALLER_HEADER,
+  WORKER_ROUTES,
+  WORKER_TOKEN_HEADER,
+  type WorkerSessionsCloseBody,
+  WorkerSessionsClosedSchema,
+  workerToolPath,
+} from '@mcp-hub/shared';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Agent, errors as undiciErrors } from 'undici';
+
+/** A server's running worker, as the hub reaches it. */
+export interface WorkerTarget {
+  serverId: string;
+  /** Its runtime record: where it listens and the credential of this run. */
+  runtime: RuntimeRecord;
+}
+
+/** Extra time for a worker's headers beyond the tool's own timeout (the worker enforces that one). */
+export const TOOL_HEADERS_GRACE_MS = 5_000;
+/** Time a worker has to end a caller's sessions and answer; past it the reaper tries again at its next sweep. */
+export const SESSIONS_CLOSE_TIMEOUT_MS = 2_000;
+
+/** Hop-by-hop headers (RFC 9110 §7.6.1) and the ones the hub sets itself are not copied into an answer. */
+const DROPPED_RESPONSE_HEADERS = new Set([
+  'connection',
+  'keep-alive',
+  'transfer-encoding',
+  'content-length',
+  'date',
+  REQUEST_ID_HEADER,
+]);
+
+export interface RelayOptions {
+  target: WorkerTarget;
+  /** Path and query on the worker. */
+  path: string;
+  /** The raw body to send on (POST), as the client sent it. */
+  body?: Buffer | string;
+  /** Request headers for the worker besides the credential, the request id and the caller. */
+  headers?: Record<string, string>;
+  /** Headers of the client's request passed on as they are (when present). */
+  forwardHeaders?: readonly string[];
+  /** Who calls, for the worker's MCP sessions (WORKER_CALLER_HEADER). */
+  caller?: string;
+  /** Time allowed for the worker's response headers. */
+  headersTimeoutMs: number;
+  /** The error when those headers do not come in time; default `worker_unavailable`. */
+  timeoutError?: () => AppError;
+  /**
+   * A long-lived event stream (a GET stream of the MCP endpoints): ended when the hub closes. Anything else is a
+   * call in flight, which the hub waits for (up to its drain deadline).
+   */
+  stream?: boolean;
+  /**
+   * What a client hears when the worker fails after its answer started: `error-event` (the REST call route)
+   * an `error` event or, before any byte was sent, the error body; `end` (the MCP passthrough, whose clients
+   * speak JSON-RPC) only the end of the answer.
+   */
+  onBrokenAnswer: 'error-event' | 'end';
+}
+
+export interface RelayOutcome {
+  /** The worker's status; 0 when there was no answer. */
+  status: number;
+  /** true when the client went away (or the hub ended the stream) before the answer ended. */
+  cancelled: boolean;
+  /** Set when the worker failed after its answer had started. */
+  error?: Error;
+}
+
+export interface ToolCall {
+  target: WorkerTarget;
+  tool: string;
+  args: unknown;
+  requestId: string;
+  /** Aborting ends the request, which the worker takes as a disconnect and cancels upstream. */
+  signal: AbortSignal;
+  /** The tool's timeout (the worker enforces it; the hub waits this plus TOOL_HEADERS_GRACE_MS for headers). */
+  timeoutMs: number;
+  onProgress?: (progress: Omit<ToolProgressEvent, 'request_id'>) => void;
+}
+
+export type ToolCallResult = Omit<ToolResultEvent, 'request_id'>;
+
+/** An answer being relayed or a call being made, so that close() can end it. */
+interface OpenExchange {
+  abort: AbortController;
+  stream: boolean;
+}
+
+function isErrorCode(code: unknown): code is ErrorCode {
+  return typeof code === 'string' && Object.hasOwn(ERROR_STATUS, code);
+}
+
+/**
+ * The hub's one client for its workers (docs/adr/0002-hub-to-worker-hop.md): one keep-alive undici pool for
+ * every path that talks to a worker (the REST call route, the per-server MCP passthrough, the aggregated
+ * endpoint's calls, session close), the credential, request id and caller headers added here only, one
+ * mapping of transport failures to error codes, and every open exchange tracked so the hub can end streams
+ * when it closes and cut what is left at its drain deadline.
+ */
+export class WorkerClient {
+  private readonly agent = new Agent({
+    keepAliveTimeout: 30_000,
+    keepAliveMaxTimeout: 600_000,
+    connections: 256,
+    pipelining: 1,
+  });
+  private readonly open = new Set<OpenExchange>();
+
+  /** How many relays and calls are in flight (streams included). */
+  get inFlight(): number {
+    return this.open.size;
+  }
+
+  /**
+   * Passes one request through to a worker and its answer back unbuffered (SSE chunk by chunk, long-lived GET
+   * streams included). A client that goes away aborts the hop, which the worker sees as a disconnect. Throws
+   * AppError `worker_unavailable` (or `timeoutError`) before the answer started; after that, failures end the
+   * answer as `onBrokenAnswer` says and are returned in the outcome.
+   */
+  async relay(req: FastifyRequest, reply: FastifyReply, opts: RelayOptions): Promise<RelayOutcome> {
+    const exchange: OpenExchange = { abort: new AbortController(), stream: opts.stream === true };
+    const { signal } = exchange.abort;
+    const res = reply.raw;
+    const onClientGone = () => {
+      if (!res.writableEnded) exchange.abort.abort();
+    };
+    res.once('close', onClientGone);
+    // A client that left during validation or a wake already fired 'close': do not run it for nobody.
+    if (res.destroyed || req.raw.socket.destroyed) exchange.abort.abort();
+    this.open.add(exchange);
+    try {
+      let upstream: Awaited<ReturnType<Agent['request']>>;
+      try {
+        upstream = await this.agent.request({
+          origin: workerOrigin(opts.target.runtime),
+          path: opts.path,
+          method: req.method as 'GET' | 'POST' | 'DELETE',
+          headers: {
+            ...forwarded(req.headers, opts.forwardHeaders),
+            ...opts.headers,
+            ...this.hopHeaders(opts.target, req.id, opts.caller),
+          },
+          body: opts.body,
+          signal,
+          headersTimeout: opts.headersTimeoutMs,
+          bodyTimeout: 0, // streams and long calls stay quiet for minutes between keep-alive comments
+        });
+      } catch (err) {
+        if (signal.aborted) {
+          reply.hijack();
+          if (!res.writableEnded) res.end();
+          return { status: 0, cancelled: true };
+        }
+        throw requestFailed(err, opts.target, opts.timeoutError);
+      }
+
+      reply.hijack();
+      const headers: Record<string, string | string[]> = {
+        ...(reply.getHeaders() as Record<string, string | string[]>),
+        [REQUEST_ID_HEADER]: req.id,
+      };
+      for (const [name, value] of Object.entries(upstream.headers)) {
+        if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) headers[name] = value;
+      }
+      const streaming = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
+      if (streaming) {
+        headers['cache-control'] = 'no-cache';
+        headers['x-accel-buffering'] = 'no';
+      }
+      try {
+        await relayBody(res, upstream.statusCode, headers, upstream.body, streaming);
+        return { status: upstream.statusCode, cancelled: signal.aborted };
+      } catch (err) {
+        if (signal.aborted) return { status: upstream.statusCode, cancelled: true };
+        if (opts.onBrokenAnswer === 'error-event') tellBroken(res, req.id, opts.target, headers, streaming);
+        return { status: upstream.statusCode, cancelled: false, error: err as Error };
+      }
+    } finally {
+      this.open.delete(exchange);
+      res.off('close', onClientGone);
+      if (!res.writableEnded) res.end();
+    }
+  }
+
+  /**
+   * Calls one tool on a worker (`POST /tools/:tool`, SSE) and reads its events: progress goes to
+   * `onProgress`, the result is returned, an error event is thrown as AppError of its code. Throws
+   * `worker_unavailable` when the worker cannot be reached or leaves, `tool_timeout` when its headers do
+   * not come in time, `invalid_request` when `signal` aborted the call.
+   */
+  async callTool(call: ToolCall): Promise<ToolCallResult> {
+    const exchange: OpenExchange = { abort: new AbortController(), stream: false };
+    const signal = AbortSignal.any([call.signal, exchange.abort.signal]);
+    const cancelled = () => new AppError('invalid_request', 'the call was cancelled');
+    this.open.add(exchange);
+    try {
+      let response: Awaited<ReturnType<Agent['request']>>;
+      try {
+        response = await this.agent.request({
+          origin: workerOrigin(call.target.runtime),
+          path: workerToolPath(call.tool),
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json',
+            accept: 'text/event-stream',
+            ...this.hopHeaders(call.target, call.requestId),
+          },
+          body: JSON.stringify(call.args ?? {}),
+          signal,
+          headersTimeout: call.timeoutMs + TOOL_HEADERS_GRACE_MS,
+          bodyTimeout: 0,
+        });
+      } catch (err) {
+        if (signal.aborted) throw cancelled();
+        throw requestFailed(
+          err,
+          call.target,
+          () => new AppError('tool_timeout', `${call.tool} did not answer in time`, undefined, { cause: err }),
+        );
+      }
+      if (!String(response.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+        throw await answerError(response.statusCode, response.body);
+      }
+      let buffer = '';
+      try {
+        for await (const chunk of response.body) {
+          buffer += (chunk as Buffer).toString('utf8');
+          let end = buffer.indexOf('\n\n');
+          while (end !== -1) {
+            const frame = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            end = buffer.indexOf('\n\n');
+            const parsed = parseToolCallFrame(frame);
+            if (parsed?.event === 'progress') {
+              const { request_id: _id, ...progress } = parsed.data;
+              call.onProgress?.(progress);
+            } else if (parsed?.event === 'result') {
+              response.body.destroy();
+              const { request_id: _id, ...result } = parsed.data;
+              return result;
+            } else if (parsed?.event === 'error') {
+              response.body.destroy();
+              const { code, message } = parsed.data;
+              throw new AppError(isErrorCode(code) ? code : 'upstream_error', message);
+            }
+          }
+        }
+      } catch (err) {
+        if (err instanceof AppError) throw err;
+        if (signal.aborted) throw cancelled();
+        throw new AppError(
+          'worker_unavailable',
+          `the worker of "${call.target.serverId}" went away during the call`,
+          undefined,
+          {
+            cause: err,
+          },
+        );
+      }
+      throw new AppError(
+        'worker_unavailable',
+        `the worker of "${call.target.serverId}" ended the call without a result`,
+      );
+    } finally {
+      this.open.delete(exchange);
+    }
+  }
+
+  /**
+   * Asks a worker to end every MCP session of `caller` (`POST /sessions/close`); answers how many ended.
+   * Throws `worker_unavailable` when the worker does not answer 200 within SESSIONS_CLOSE_TIMEOUT_MS.
+   */
+  async closeSessions(target: WorkerTarget, caller: string): Promise<number> {
+    const body: WorkerSessionsCloseBody = { caller };
+    let res: Awaited<ReturnType<Agent['request']>>;
+    try {
+      res = await this.agent.request({
+        origin: workerOrigin(target.runtime),
+        path: WORKER_ROUTES.sessionsClose,
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...this.hopHeaders(target) },
+        body: JSON.stringify(body),
+        signal: AbortSignal.timeout(SESSIONS_CLOSE_TIMEOUT_MS),
+      });
+    } catch (err) {
+      throw requestFailed(err, target);
+    }
+    if (res.statusCode !== 200) throw await answerError(res.statusCode, res.body);
+    return WorkerSessionsClosedSchema.parse(await res.body.json()).closed;
+  }
+
+  /** Ends the long-lived streams being relayed (the hub is closing; calls in flight go on). */
+  endStreams(): void {
+    for (const exchange of this.open) if (exchange.stream) exchange.abort.abort();
+  }
+
+  /** Ends everything still open (the hub's drain deadline passed). */
+  endAll(): void {
+    for (const exchange of this.open) exchange.abort.abort();
+  }
+
+  /** Ends everything still open and closes the pool. */
+  async close(): Promise<void> {
+    this.endAll();
+    await this.agent.close();
+  }
+
+  /**
+   * The headers of every request to a worker: its credential (for requests to it only: never copied into an
+   * answer or a log line), the request id, and who calls (the worker binds MCP sessions to it).
+   */
+  private hopHeaders(target: WorkerTarget, requestId?: string, caller?: string): Record<string, string> {
+    const headers: Record<string, string> = { [WORKER_TOKEN_HEADER]: target.runtime.workerToken ?? '' };
+    if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
+    if (caller !== undefined) headers[WORKER_CALLER_HEADER] = caller;
+    return headers;
+  }
+}
+
+/** The origin (`http://host:port`) of a running worker. */
+export function workerOrigin(runtime: RuntimeRecord): string {
+  return `http://${runtime.host ?? '127.0.0.1'}:${runtime.port}`;
+}
+
+function forwarded(req: IncomingHttpHeaders, names: readonly string[] = []): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const name of names) {
+    const value = req[name];
+    if (typeof value === 'string') out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * The one mapping of a request to a worker that got no answer: headers that did not come in time are
+ * `timeoutError` (default `worker_unavailable`), anything else (refused, reset) `worker_unavailable`.
+ */
+function requestFailed(err: unknown, target: WorkerTarget, timeoutError?: () => AppError): AppError {
+  if (err instanceof AppError) return err;
+  const timedOut = err instanceof undiciErrors.HeadersTimeoutError;
+  if (timedOut && timeoutError) return timeoutError();
+  const what = timedOut ? 'did not answer in time' : 'is unreachable';
+  return new AppError('worker_unavailable', `the worker of "${target.serverId}" ${what}`, undefined, { cause: err });
+}
+
+/**
+ * The error of a worker's non-stream answer where a stream or 200 was expected: the code of its error body,
+ * else `worker_unavailable` for a 5xx (a worker shutting down answers a bare 503) and `upstream_error` otherwise.
+ */
+async function answerError(
+  status: number,
+  body: AsyncIterable<unknown> & { json(): Promise<unknown> },
+): Promise<AppError> {
+  const parsed = (await body.json().catch(() => ({}))) as { error?: { code?: unknown; message?: unknown } } | null;
+  const error = typeof parsed?.error === 'object' && parsed.error !== null ? parsed.error : undefined;
+  if (error && isErrorCode(error.code)) {
+    return new AppError(error.code, String(error.message ?? `the worker answered ${status}`));
+  }
+  return new AppError(status >= 500 ? 'worker_unavailable' : 'upstream_error', `the worker answered ${status}`);
+}
+
+/** Tells a client of the REST call route that the worker went away mid-answer, in the contract's shape. */
+function tellBroken(
+  res: ServerResponse,
+  requestId: string,
+  target: WorkerTarget,
+  headers: Record<string, string | string[]>,
+  streaming: boolean,
+): void {
+  const failure = new AppError('worker_unavailable', `the worker of "${target.serverId}" went away during the call`);
+  if (streaming) {
+    res.write(toolCallFrame('error', { request_id: requestId, code: failure.code, message: failure.message }));
+  } else if (!res.headersSent) {
+    const { 'content-length': _length, ...rest } = headers;
+    res.writeHead(failure.statusCode, { ...rest, 'content-type': 'application/json', ...errorHeaders(failure) });
+    res.write(JSON.stringify(errorBody(failure, requestId)));
+  }
+}
+
+/**
+ * Writes a worker's answer to the client: an event stream chunk by chunk as the worker writes it (with
+ * back-pressure), anything else read whole and sent in one write (a length and `end(body)`: headers and
+ * body leave together, no chunked terminator after them). Plain loops, not stream.pipeline, which costs
+ * an AbortController and an error object per call on the hot path. Throws when the worker's body fails.
+ */
+async function relayBody(
+  res: ServerResponse,
+  status: number,
+  headers: Record<string, string | string[]>,
+  body: AsyncIterable<unknown>,
+  streaming: boolean,
+): Promise<void> {
+  if (streaming) {
+    res.writeHead(status, headers);
+    res.flushHeaders();
+    for await (const chunk of body) {
+      if (!res.write(chunk)) await drained(res);
+    }
+    return;
+  }
+  const chunks: Buffer[] = [];
+  for await (const chunk of body) chunks.push(chunk as Buffer);
+  const whole = Buffer.concat(chunks);
+  headers['content-length'] = String(whole.length);
+  res.writeHead(status, headers);
+  res.end(whole);
+}
