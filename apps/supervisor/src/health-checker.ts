@@ -1,4 +1,4 @@
-import { WORKER_TOKEN_HEADER, type WorkerHealth, WorkerHealthSchema } from '@mcp-hub/shared';
+import { WORKER_ROUTES, WORKER_TOKEN_HEADER, type WorkerHealth, WorkerHealthSchema } from '@mcp-hub/shared';
 import { Agent, request } from 'undici';
 
 export interface HealthResult {
@@ -17,7 +17,7 @@ export class HealthChecker {
 
   async check(host: string, port: number, token: string): Promise<HealthResult> {
     try {
-      const res = await request(`http://${host.includes(':') ? `[${host}]` : host}:${port}/healthz`, {
+      const res = await request(`http://${host.includes(':') ? `[${host}]` : host}:${port}${WORKER_ROUTES.health}`, {
         dispatcher: this.agent,
         headers: { [WORKER_TOKEN_HEADER]: token },
         headersTimeout: this.timeoutMs,

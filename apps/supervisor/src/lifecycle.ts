@@ -1,4 +1,4 @@
-import type { RuntimeStatus } from '@mcp-hub/shared';
+import { backoffMs, type RuntimeStatus } from '@mcp-hub/shared';
 
 /** What can happen to a worker. */
 export type LifecycleEvent =
@@ -66,6 +66,5 @@ export function hasProcess(status: RuntimeStatus): boolean {
 
 /** Crash-loop delay before attempt `crashes` (1 = the first crash restarts at once), in ms. */
 export function backoffDelayMs(crashes: number, baseMs: number, maxMs: number): number {
-  if (crashes <= 1) return 0;
-  return Math.min(maxMs, baseMs * 2 ** (crashes - 2));
+  return crashes <= 1 ? 0 : backoffMs(crashes - 2, baseMs, maxMs);
 }
