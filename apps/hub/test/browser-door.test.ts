@@ -63,8 +63,11 @@ async function send(
     headersTimeout: 10_000,
   });
   let text = '';
-  if (String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) res.body.destroy();
-  else text = await res.body.text();
+  if (String(res.headers['content-type'] ?? '').startsWith('text/event-stream')) {
+    // Hanging up on a stream aborts its body: that is the point here, not an error.
+    res.body.on('error', () => {});
+    res.body.destroy();
+  } else text = await res.body.text();
   let code: string | undefined;
   try {
     code = (JSON.parse(text) as { error?: { code?: string } }).error?.code;
