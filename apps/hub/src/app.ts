@@ -55,6 +55,8 @@ export interface HubDeps {
   log: Logger;
   /** A request-role Redis client; when left out the hub opens (and closes) its own. */
   redis?: Redis;
+  /** The clock API keys are created, rotated and expire by (epoch ms; default Date.now); tests move it. */
+  clock?: () => number;
   /**
    * How often the keys of open MCP sessions are checked, in milliseconds (default
    * SESSION_KEY_CHECK_INTERVAL_MS); tests shorten it to see a rotation grace end.
@@ -179,10 +181,11 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       'request done',
     );
   });
-  const store = new ProjectStore(redis, keys, Date.now, (key, field, err) =>
+  const clock = deps.clock ?? Date.now;
+  const store = new ProjectStore(redis, keys, clock, (key, field, err) =>
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  const keyCache = new KeyCache(store);
+  const keyCache = new KeyCache(store, clock);
   const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
   const limiter = new RateLimiter(limiterRedis, keys, log);
   // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
