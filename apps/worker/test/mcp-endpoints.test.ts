@@ -293,13 +293,12 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
     const cancelledBefore = count('cancelled');
     const startedBefore = count('started');
     const controller = new AbortController();
-    const started = Date.now();
     const call = callTool(client, 'slow', { ms: 5_000 }, controller.signal);
     await waitFor('the call to start upstream', () => count('started') > startedBefore);
     controller.abort();
     await expect(call).rejects.toThrow();
+    // The fixture records a cancellation only when notifications/cancelled reaches it before the 5 s are up.
     await waitFor('the fixture to see the cancellation', () => count('cancelled') > cancelledBefore);
-    expect(Date.now() - started).toBeLessThan(4_000);
     await waitFor('the call to end in the worker', () => worker.health().activeCalls === 0);
   }
 
