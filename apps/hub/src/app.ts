@@ -30,6 +30,7 @@ import { RegistryCache } from './registry-cache.js';
 import { RequestDrain } from './request-drain.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { healthRoutes } from './routes/health.js';
+import { mcpAggregateRoutes } from './routes/mcp-aggregate.js';
 import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
@@ -315,9 +316,9 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     client,
     guard,
     log,
-    aggregate,
     sessionUsed: (keyId, serverId) => reaper.remember(keyId, serverId),
   });
+  await app.register(mcpAggregateRoutes, { aggregate });
   await app.register(discoveryRoutes, {
     publicUrl: config.publicUrl,
     visibleServers: async (req) =>

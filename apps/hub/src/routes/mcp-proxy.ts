@@ -4,11 +4,9 @@ import {
   type Logger,
   MCP_REQUEST_HEADERS,
   MESSAGES_PATH_HEADER,
-  REQUEST_ID_HEADER,
   SLUG_RE,
   WORKER_ROUTES,
 } from '@mcp-hub/shared';
-import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../auth/call-guard.js';
 import type { Principal } from '../plugins/auth.js';
@@ -22,8 +20,6 @@ export interface McpProxyRoutesOptions {
   client: WorkerClient;
   guard: CallGuard;
   log: Logger;
-  /** The hub's own MCP server over every server the caller may see (`/mcp`, `/sse`, `/messages`). */
-  aggregate: McpFront;
   /**
    * Told when a key opens or uses an MCP session on a server's worker, so that the session can be ended there
    * once the key dies (the worker cannot tell a revoked key from a live one).
@@ -47,16 +43,11 @@ declare module 'fastify' {
 const rawBodies = new WeakMap<object, Buffer>();
 
 /**
- * The per-server MCP endpoints, passed through to the server's worker, which holds the upstream session
- * and the downstream MCP sessions (docs/adr/0004-mcp-endpoints.md):
- * - `POST|GET|DELETE /mcp/:id`: Streamable HTTP, both the 2026-07-28 (stateless) and the 2025 (sessions) era;
- * - `GET /sse/:id` and `POST /messages/:id?sessionId=…`: the legacy HTTP+SSE transport.
+ * The JSON body parser of the MCP endpoints. Bodies go on byte for byte (kept in `rawBodies`), but only bodies the
+ * hub itself could read: what it limits and counts (the tools/call messages) must be what the worker runs. A
+ * leading byte-order mark is dropped first. Encapsulated: only the plugin that calls it parses this way.
  */
-export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesOptions): Promise<void> {
-  const { cache, workers, client, guard, log } = opts;
-
-  // Bodies go on byte for byte, but only bodies the hub itself could read: what it limits and counts
-  // (the tools/call messages) must be what the worker runs. A leading byte-order mark is dropped first.
+export function useMcpBodyParser(app: FastifyInstance): void {
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
     let buffer = body as Buffer;
@@ -69,6 +60,18 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
       done(new AppError('invalid_json', `the body is not valid JSON: ${(err as Error).message}`), undefined);
     }
   });
+}
+
+/**
+ * The per-server MCP endpoints, passed through to the server's worker, which holds the upstream session
+ * and the downstream MCP sessions (docs/adr/0004-mcp-endpoints.md):
+ * - `POST|GET|DELETE /mcp/:id`: Streamable HTTP, both the 2026-07-28 (stateless) and the 2025 (sessions) era;
+ * - `GET /sse/:id` and `POST /messages/:id?sessionId=…`: the legacy HTTP+SSE transport.
+ */
+export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesOptions): Promise<void> {
+  const { cache, workers, client, guard, log } = opts;
+
+  useMcpBodyParser(app);
 
   async function serverOf(req: IdRequest): Promise<string> {
     const { id } = req.params;
@@ -153,44 +156,6 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
   app.post<{ Params: { id: string } }>('/messages/:id', { config }, (req, reply) =>
     pass(req, reply, WORKER_ROUTES.messages),
   );
-
-  // The aggregated endpoint is served by the hub itself; its tool calls reach the workers by the call path.
-  const { aggregate } = opts;
-  function own(req: FastifyRequest, reply: FastifyReply): void {
-    reply.hijack();
-    // The front reads the request id from the header; the hub's own id (given or made) is the one to follow.
-    req.raw.headers[REQUEST_ID_HEADER] = req.id;
-    for (const [name, value] of Object.entries(reply.getHeaders())) {
-      if (value !== undefined) reply.raw.setHeader(name, value as string);
-    }
-  }
-  // HEAD of a stream: the GET's status and type without opening a session (the front would open one and never end).
-  const headOfStream = (req: FastifyRequest, reply: FastifyReply): boolean => {
-    if (req.method !== 'HEAD') return false;
-    void reply.code(200).type('text/event-stream').send();
-    return true;
-  };
-  for (const method of ['POST', 'GET', 'DELETE'] as const) {
-    app.route({
-      method,
-      url: '/mcp',
-      config,
-      handler: async (req, reply) => {
-        if (headOfStream(req, reply)) return reply;
-        own(req, reply);
-        await aggregate.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined, req.principal);
-      },
-    });
-  }
-  app.get('/sse', { config }, async (req, reply) => {
-    if (headOfStream(req, reply)) return reply;
-    own(req, reply);
-    await aggregate.handleSse(req.raw, reply.raw, '/messages', req.principal);
-  });
-  app.post('/messages', { config }, async (req, reply) => {
-    own(req, reply);
-    await aggregate.handleMessages(req.raw, reply.raw, req.body, req.principal);
-  });
 }
 
 /** The caller a worker binds sessions to: the API key id, or `admin`. */
