@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { backoffDelay } from './mcp-upstream.js';
 import { toToolResult } from './rest-upstream.js';
 
 describe('toToolResult', () => {
@@ -30,16 +29,5 @@ describe('toToolResult', () => {
       structuredContent: { e: 'x' },
       isError: true,
     });
-  });
-});
-
-describe('backoffDelay', () => {
-  it('doubles from the base with jitter and never passes the cap', () => {
-    for (let attempt = 0; attempt < 40; attempt++) {
-      const ms = backoffDelay(attempt, 500, 10_000);
-      const exact = Math.min(500 * 2 ** attempt, 10_000);
-      expect(ms).toBeGreaterThanOrEqual(Math.floor(exact * 0.8));
-      expect(ms).toBeLessThanOrEqual(10_000);
-    }
   });
 });
