@@ -173,7 +173,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const store = new ProjectStore(redis, keys, Date.now, (key, field, err) =>
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  const keyCache = new KeyCache(store);
+  const keyCache = new KeyCache(store.apiKeys);
   const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
   const limiter = new RateLimiter(limiterRedis, keys, log);
   // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
@@ -278,7 +278,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   });
   const reaper = new SessionReaper({
     front: aggregate,
-    keyActive: (keyId) => store.keyActive(keyId),
+    keyActive: (keyId) => store.apiKeys.keyActive(keyId),
     closeWorkerSessions: (serverId, caller) => closeWorkerSessions(registry, aggregateAgent, serverId, caller),
     projectServers: async (project) =>
       (await registry.listServers()).filter((s) => s.project === project).map((s) => s.id),
