@@ -13,7 +13,11 @@ import {
   type Transport,
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
-import { DEFAULT_MCP_SESSIONS_MAX, DEFAULT_MCP_SESSIONS_PER_KEY, DEFAULT_MCP_SESSIONS_PER_PROJECT } from '../config.js';
+import {
+  DEFAULT_MCP_SESSIONS_MAX,
+  DEFAULT_MCP_SESSIONS_PER_KEY,
+  DEFAULT_MCP_SESSIONS_PER_PROJECT,
+} from '../hub-config.js';
 import { drained } from '../streams.js';
 import { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
 
