@@ -15,7 +15,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Redis } from 'ioredis';
 import { Agent } from 'undici';
 import { Aggregator } from './aggregate/aggregator.js';
-import { AuditLog } from './auth/audit-trail.js';
+import { AuditTrail } from './auth/audit-trail.js';
 import { CallGuard } from './auth/call-guard.js';
 import { KeyCache } from './auth/key-cache.js';
 import { ServerWriteGuard } from './auth/server-writes.js';
@@ -34,7 +34,7 @@ import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
-import { AuditLog as AuditStream } from './security/audit.js';
+import { AuditStream } from './security/audit-stream.js';
 import { ProjectStore } from './security/project-store.js';
 import { RateLimiter } from './security/rate-limiter.js';
 import { UsageRecorder } from './security/usage.js';
@@ -180,7 +180,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await connected(limiterRedis, LIMITER_CONNECT_WAIT_MS);
   const usage = new UsageRecorder(redis, keys, log);
   const auditStream = new AuditStream(redis, keys, { maxLength: config.auditMaxLength });
-  const audit = new AuditLog(auditStream);
+  const audit = new AuditTrail(auditStream);
   const guard = new CallGuard(limiter, usage);
   const secrets = config.secretKey === undefined ? undefined : new SecretBox(config.secretKey);
   if (config.auth === 'none') {

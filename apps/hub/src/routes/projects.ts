@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { AppError } from '@mcp-hub/shared';
 import { z } from 'zod';
-import type { AuditLog } from '../auth/audit-trail.js';
+import type { AuditTrail } from '../auth/audit-trail.js';
 import { checkKeyCreation, checkKeyRotation } from '../auth/delegation.js';
 import type { KeyCache } from '../auth/key-cache.js';
 import { canSee } from '../plugins/auth.js';
-import { AuditRecordSchema, type AuditLog as AuditStream } from '../security/audit.js';
+import { AuditRecordSchema, type AuditStream } from '../security/audit-stream.js';
 import {
   AddMemberBodySchema,
   ApiKeyRecordSchema,
@@ -24,7 +24,7 @@ import { errorResponses } from './schemas.js';
 export interface ProjectRoutesOptions {
   store: ProjectStore;
   keyCache: KeyCache;
-  audit: AuditLog;
+  audit: AuditTrail;
   auditStream: AuditStream;
   usage: UsageRecorder;
   limiter: RateLimiter;
