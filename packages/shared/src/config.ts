@@ -127,6 +127,24 @@ export const common = {
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
 };
 
+/** The fields every process's configuration has, from the `common` variables. */
+export function commonConfig(e: { REDIS_URL: string; KEY_PREFIX: string; LOG_LEVEL: LogLevel }) {
+  return { redisUrl: e.REDIS_URL, keyPrefix: e.KEY_PREFIX, logLevel: e.LOG_LEVEL };
+}
+
+/** The stdio policy as the hub and every worker hold it, from the `stdioPolicyEnv` variables. */
+export function stdioPolicyConfig(e: {
+  MCP_STDIO_ALLOWED_COMMANDS?: CommandAllowList | undefined;
+  MCP_STDIO_ALLOWED_ENV: string[];
+  MCP_STDIO_CWD_ROOTS?: string[] | undefined;
+}) {
+  return {
+    stdioAllowedCommands: e.MCP_STDIO_ALLOWED_COMMANDS,
+    stdioAllowedEnv: e.MCP_STDIO_ALLOWED_ENV,
+    stdioCwdRoots: e.MCP_STDIO_CWD_ROOTS,
+  };
+}
+
 /** Treats empty strings as unset, as docker-compose and `.env` files write `NAME=` for "no value". */
 function clean(env: Env): Env {
   const out: Env = {};

@@ -3,6 +3,7 @@ import type { CommandAllowList } from './command-allow-list.js';
 import {
   bool,
   common,
+  commonConfig,
   duration,
   type Env,
   type LogLevel,
@@ -11,6 +12,7 @@ import {
   port,
   positiveInt,
   secretKey,
+  stdioPolicyConfig,
   stdioPolicyEnv,
 } from './config.js';
 import { DEFAULT_WORKER_BASE_PORT, DEFAULT_WORKER_PORT_RANGE } from './supervisor-config.js';
@@ -168,9 +170,7 @@ export interface HubConfig {
 export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
   const e = load(HubEnvSchema, env);
   return Object.freeze({
-    redisUrl: e.REDIS_URL,
-    keyPrefix: e.KEY_PREFIX,
-    logLevel: e.LOG_LEVEL,
+    ...commonConfig(e),
     host: e.HUB_HOST,
     port: e.HUB_PORT,
     auth: e.HUB_AUTH,
@@ -187,9 +187,7 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     allowedOrigins: e.HUB_ALLOWED_ORIGINS,
     toolSeparator: e.MCP_TOOL_SEPARATOR,
     secretKey: e.HUB_SECRET_KEY,
-    stdioAllowedCommands: e.MCP_STDIO_ALLOWED_COMMANDS,
-    stdioAllowedEnv: e.MCP_STDIO_ALLOWED_ENV,
-    stdioCwdRoots: e.MCP_STDIO_CWD_ROOTS,
+    ...stdioPolicyConfig(e),
     denyPrivateUrls: e.HUB_DENY_PRIVATE_URLS,
     keyRotationGraceMs: e.HUB_KEY_ROTATION_GRACE,
     auditMaxLength: e.HUB_AUDIT_MAX_LENGTH,

@@ -1,6 +1,17 @@
 import { availableParallelism } from 'node:os';
 import { z } from 'zod';
-import { bool, common, duration, type Env, type LogLevel, load, port, positiveInt, secretKey } from './config.js';
+import {
+  bool,
+  common,
+  commonConfig,
+  duration,
+  type Env,
+  type LogLevel,
+  load,
+  port,
+  positiveInt,
+  secretKey,
+} from './config.js';
 import { DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES, WorkerOperatorEnvSchema } from './worker-config.js';
 
 export const DEFAULT_WORKER_BASE_PORT = 41_000;
@@ -160,9 +171,7 @@ export interface SupervisorConfig {
 export function loadSupervisorConfig(env: Env = process.env): Readonly<SupervisorConfig> {
   const e = load(SupervisorEnvSchema, env);
   return Object.freeze({
-    redisUrl: e.REDIS_URL,
-    keyPrefix: e.KEY_PREFIX,
-    logLevel: e.LOG_LEVEL,
+    ...commonConfig(e),
     enabled: e.MCP_SUPERVISOR_ENABLED,
     supervisorId: e.MCP_SUPERVISOR_ID,
     workerHost: e.MCP_WORKER_HOST,

@@ -4,12 +4,14 @@ import type { CommandAllowList } from './command-allow-list.js';
 import {
   absolutePathList,
   common,
+  commonConfig,
   type Env,
   type LogLevel,
   load,
   port,
   positiveInt,
   secretKey,
+  stdioPolicyConfig,
   stdioPolicyEnv,
 } from './config.js';
 
@@ -71,9 +73,7 @@ export interface WorkerConfig {
 export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig> {
   const e = load(WorkerEnvSchema, env);
   return Object.freeze({
-    redisUrl: e.REDIS_URL,
-    keyPrefix: e.KEY_PREFIX,
-    logLevel: e.LOG_LEVEL,
+    ...commonConfig(e),
     serverId: e.MCP_SERVER_ID,
     host: e.MCP_WORKER_HOST,
     port: e.MCP_WORKER_PORT,
@@ -84,8 +84,6 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     stdioSandbox: e.MCP_STDIO_SANDBOX,
     stdioSandboxDir: resolve(e.MCP_STDIO_SANDBOX_DIR),
     stdioSandboxReadOnlyPaths: e.MCP_STDIO_SANDBOX_READ_ONLY_PATHS,
-    stdioAllowedCommands: e.MCP_STDIO_ALLOWED_COMMANDS,
-    stdioAllowedEnv: e.MCP_STDIO_ALLOWED_ENV,
-    stdioCwdRoots: e.MCP_STDIO_CWD_ROOTS,
+    ...stdioPolicyConfig(e),
   });
 }
