@@ -16,7 +16,7 @@ import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
 import { Aggregator } from './aggregate/aggregator.js';
-import { AuditLog } from './auth/audit-trail.js';
+import { AuditTrail } from './auth/audit-trail.js';
 import { CallGuard } from './auth/call-guard.js';
 import { KeyCache } from './auth/key-cache.js';
 import { ServerWriteGuard } from './auth/server-writes.js';
@@ -35,7 +35,7 @@ import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
-import { AuditLog as AuditStream } from './security/audit.js';
+import { AuditStream } from './security/audit-stream.js';
 import { ProjectStore } from './security/project-store.js';
 import { RateLimiter } from './security/rate-limiter.js';
 import { UsageRecorder } from './security/usage.js';
@@ -186,14 +186,14 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const store = new ProjectStore(redis, keys, clock, (key, field, err) =>
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  const keyCache = new KeyCache(store, clock);
+  const keyCache = new KeyCache(store.apiKeys, clock);
   const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
   const limiter = new RateLimiter(limiterRedis, keys, log);
   // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
   await connected(limiterRedis, LIMITER_CONNECT_WAIT_MS);
   const usage = new UsageRecorder(redis, keys, log);
   const auditStream = new AuditStream(redis, keys, { maxLength: config.auditMaxLength });
-  const audit = new AuditLog(auditStream);
+  const audit = new AuditTrail(auditStream);
   const guard = new CallGuard(limiter, usage);
   const secrets = config.secretKey === undefined ? undefined : new SecretBox(config.secretKey);
   if (config.auth === 'none') {
@@ -293,7 +293,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   });
   const reaper = new SessionReaper({
     front: aggregate,
-    keyActive: (keyId) => store.keyActive(keyId),
+    keyActive: (keyId) => store.apiKeys.keyActive(keyId),
     closeWorkerSessions: (serverId, caller) => closeWorkerSessions(registry, client, serverId, caller),
     projectServers: async (project) =>
       (await registry.listServers()).filter((s) => s.project === project).map((s) => s.id),

@@ -9,11 +9,11 @@ import {
   type AllowedDecision,
   type Decision,
   type DeniedDecision,
-  RateLimiter,
   type Rule,
   rateLimitedError,
   rateLimitHeaders,
-} from '../src/security/rate-limiter.js';
+} from '../src/security/rate-limit-decision.js';
+import { RateLimiter } from '../src/security/rate-limiter.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;

@@ -1,10 +1,10 @@
 import { AppError } from '@mcp-hub/shared';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { testRedis } from '../../../test/support.js';
-import { AuditLog, type AuditRecord, redactAuditValue } from '../src/security/audit.js';
+import { type AuditRecord, AuditStream, redactAuditValue } from '../src/security/audit-stream.js';
 
 const t = testRedis();
-const audit = new AuditLog(t.redis, t.keys, { maxLength: 1_000 });
+const audit = new AuditStream(t.redis, t.keys, { maxLength: 1_000 });
 
 afterAll(() => t.cleanup());
 beforeEach(async () => {
@@ -24,7 +24,7 @@ function record(overrides: Partial<AuditRecord> = {}): AuditRecord {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe('AuditLog', () => {
+describe('AuditStream', () => {
   it('appends to the stream and reads entries back newest first with id and ISO ts', async () => {
     const before = Date.now();
     const first = await audit.append(record({ requestId: 'r1' }));
@@ -79,7 +79,7 @@ describe('AuditLog', () => {
     await audit.append(record({ project: 'acme', requestId: 'a2' }));
     await audit.append(record({ project: 'acme', requestId: 'a3', actor: { keyId: 'key3' } }));
 
-    const ids = async (q: Parameters<AuditLog['query']>[0]) => (await audit.query(q)).map((e) => e.requestId);
+    const ids = async (q: Parameters<AuditStream['query']>[0]) => (await audit.query(q)).map((e) => e.requestId);
     expect(await ids({ project: 'acme' })).toEqual(['a3', 'a2', 'a1']);
     expect(await ids({ project: 'beta' })).toEqual(['b1']);
     expect(await ids({ actor: 'key1' })).toEqual(['a2', 'a1']);
@@ -106,14 +106,14 @@ describe('AuditLog', () => {
   });
 
   it('trims the stream to about maxLength entries', async () => {
-    const small = new AuditLog(t.redis, t.keys, { maxLength: 10 });
+    const small = new AuditStream(t.redis, t.keys, { maxLength: 10 });
     for (let i = 0; i < 400; i++) await small.append(record({ requestId: `r${i}` }));
     const length = await t.redis.xlen(t.keys.audit);
     // MAXLEN ~ trims whole stream nodes (100 entries each by default), never below maxLength.
     expect(length).toBeGreaterThanOrEqual(10);
     expect(length).toBeLessThanOrEqual(10 + 100);
     expect((await small.query({ limit: 1 }))[0]?.requestId).toBe('r399');
-    expect(() => new AuditLog(t.redis, t.keys, { maxLength: 0 })).toThrow(RangeError);
+    expect(() => new AuditStream(t.redis, t.keys, { maxLength: 0 })).toThrow(RangeError);
   });
 
   it('skips entries it cannot parse', async () => {

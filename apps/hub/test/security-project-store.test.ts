@@ -1,8 +1,11 @@
 import { AppError, type ErrorCode } from '@mcp-hub/shared';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { testRedis } from '../../../test/support.js';
+import { ROLE_SCOPES } from '../src/auth/roles.js';
+import { TOUCH_INTERVAL_MS } from '../src/security/api-key-store.js';
 import { generateApiKey } from '../src/security/api-keys.js';
-import { CreateKeyBodySchema, ProjectStore, ROLE_SCOPES, TOUCH_INTERVAL_MS } from '../src/security/project-store.js';
+import { CreateKeyBodySchema } from '../src/security/project-schemas.js';
+import { ProjectStore } from '../src/security/project-store.js';
 
 const t = testRedis();
 const START = Date.parse('2030-01-01T00:00:00.000Z');
@@ -86,30 +89,12 @@ describe('projects and members', () => {
     await rejects(store.addMember('acme', { id: 'x', role: 'admin' } as never), 'invalid_request', /role must be/);
     await rejects(store.addMember('acme', { id: 'has space', role: 'owner' }), 'invalid_request');
   });
-
-  it('records which project owns a server', async () => {
-    await project('acme');
-    await project('beta');
-    await store.setServerProject('files', 'acme');
-    await store.setServerProject('api', 'acme');
-    await store.setServerProject('other', 'beta');
-    expect(await store.serverProject('files')).toBe('acme');
-    expect(await store.serverProject('unowned')).toBeNull();
-    expect(await store.serversOfProject('acme')).toEqual(['api', 'files']);
-    await store.setServerProject('files', 'beta');
-    expect(await store.serversOfProject('beta')).toEqual(['files', 'other']);
-    expect(await store.deleteServerProject('files')).toBe(true);
-    expect(await store.deleteServerProject('files')).toBe(false);
-    expect(await store.serversOfProject('beta')).toEqual(['other']);
-    await rejects(store.setServerProject('x', 'nope'), 'project_not_found');
-    expect(await store.serverProject('x')).toBeNull();
-  });
 });
 
 describe('API keys', () => {
   it('shows the key once, stores only its hash, lists without hash or secret, and authenticates it', async () => {
     await project();
-    const { record, key } = await store.createKey('acme', {
+    const { record, key } = await store.apiKeys.createKey('acme', {
       name: 'ci',
       role: 'developer',
       limits: { perHour: 100, concurrent: 2 },
@@ -131,13 +116,13 @@ describe('API keys', () => {
     expect(stored).not.toContain(secret);
     expect(JSON.parse(stored ?? '{}').hash).toMatch(/^[0-9a-f]{64}$/);
 
-    const listed = await store.listKeys('acme');
+    const listed = await store.apiKeys.listKeys('acme');
     expect(listed).toEqual([record]);
     expect(JSON.stringify(listed)).not.toContain(secret);
-    expect(await store.getKeyRecord(record.id)).toEqual(record);
-    expect(await store.getKeyRecord('nope')).toBeNull();
+    expect(await store.apiKeys.getKeyRecord(record.id)).toEqual(record);
+    expect(await store.apiKeys.getKeyRecord('nope')).toBeNull();
 
-    expect(await store.authenticate(key)).toEqual({
+    expect(await store.apiKeys.authenticate(key)).toEqual({
       ok: true,
       key: record,
       role: 'developer',
@@ -147,40 +132,40 @@ describe('API keys', () => {
 
   it('answers malformed, unknown (wrong secret or id), revoked and expired', async () => {
     await project();
-    const { record, key } = await store.createKey('acme', {
+    const { record, key } = await store.apiKeys.createKey('acme', {
       name: 'short-lived',
       role: 'reporter',
       expiresAt: '2030-01-01T01:00:00+00:00',
     });
     expect(record.expiresAt).toBe('2030-01-01T01:00:00.000Z');
 
-    expect(await store.authenticate('Bearer nonsense')).toEqual({ ok: false, reason: 'malformed' });
+    expect(await store.apiKeys.authenticate('Bearer nonsense')).toEqual({ ok: false, reason: 'malformed' });
     const other = generateApiKey();
-    expect(await store.authenticate(`mcp_${record.id}_${other.secret}`)).toEqual({
+    expect(await store.apiKeys.authenticate(`mcp_${record.id}_${other.secret}`)).toEqual({
       ok: false,
       reason: 'unknown',
       keyId: record.id,
     });
-    expect(await store.authenticate(other.key)).toEqual({ ok: false, reason: 'unknown', keyId: other.id });
+    expect(await store.apiKeys.authenticate(other.key)).toEqual({ ok: false, reason: 'unknown', keyId: other.id });
 
     now = Date.parse('2030-01-01T00:59:59.999Z');
-    expect((await store.authenticate(key)).ok).toBe(true);
+    expect((await store.apiKeys.authenticate(key)).ok).toBe(true);
     now = Date.parse('2030-01-01T01:00:00.000Z');
-    expect(await store.authenticate(key)).toEqual({ ok: false, reason: 'expired', keyId: record.id });
+    expect(await store.apiKeys.authenticate(key)).toEqual({ ok: false, reason: 'expired', keyId: record.id });
 
     now = START;
-    const revoked = await store.revokeKey('acme', record.id);
+    const revoked = await store.apiKeys.revokeKey('acme', record.id);
     expect(revoked.revokedAt).toBe('2030-01-01T00:00:00.000Z');
     now += 5_000;
-    expect((await store.revokeKey('acme', record.id)).revokedAt).toBe(revoked.revokedAt);
-    expect(await store.authenticate(key)).toEqual({ ok: false, reason: 'revoked', keyId: record.id });
-    expect((await store.listKeys('acme'))[0]?.revokedAt).toBe(revoked.revokedAt);
+    expect((await store.apiKeys.revokeKey('acme', record.id)).revokedAt).toBe(revoked.revokedAt);
+    expect(await store.apiKeys.authenticate(key)).toEqual({ ok: false, reason: 'revoked', keyId: record.id });
+    expect((await store.apiKeys.listKeys('acme'))[0]?.revokedAt).toBe(revoked.revokedAt);
   });
 
   it('rotates: the old key works within the grace time and fails after it, the new one works', async () => {
     await project();
     await store.addMember('acme', { id: 'ann', role: 'developer' });
-    const old = await store.createKey('acme', {
+    const old = await store.apiKeys.createKey('acme', {
       name: 'deploy',
       role: 'developer',
       member: 'ann',
@@ -188,7 +173,7 @@ describe('API keys', () => {
       limits: { perDay: 1000 },
     });
     now += 10_000;
-    const rotated = await store.rotateKey('acme', old.record.id, 60_000);
+    const rotated = await store.apiKeys.rotateKey('acme', old.record.id, 60_000);
     expect(rotated.key).not.toBe(old.key);
     expect(rotated.record).toEqual({
       id: rotated.record.id,
@@ -201,26 +186,30 @@ describe('API keys', () => {
       createdAt: '2030-01-01T00:00:10.000Z',
     });
     expect(rotated.previous).toMatchObject({ rotatedTo: rotated.record.id, expiresAt: '2030-01-01T00:01:10.000Z' });
-    expect(await store.getKeyRecord(old.record.id)).toEqual(rotated.previous);
-    expect((await store.listKeys('acme')).map((k) => k.id)).toEqual([old.record.id, rotated.record.id]);
+    expect(await store.apiKeys.getKeyRecord(old.record.id)).toEqual(rotated.previous);
+    expect((await store.apiKeys.listKeys('acme')).map((k) => k.id)).toEqual([old.record.id, rotated.record.id]);
 
-    expect((await store.authenticate(old.key)).ok).toBe(true);
-    expect((await store.authenticate(rotated.key)).ok).toBe(true);
+    expect((await store.apiKeys.authenticate(old.key)).ok).toBe(true);
+    expect((await store.apiKeys.authenticate(rotated.key)).ok).toBe(true);
     now += 60_000;
-    expect(await store.authenticate(old.key)).toMatchObject({ ok: false, reason: 'expired' });
-    expect((await store.authenticate(rotated.key)).ok).toBe(true);
+    expect(await store.apiKeys.authenticate(old.key)).toMatchObject({ ok: false, reason: 'expired' });
+    expect((await store.apiKeys.authenticate(rotated.key)).ok).toBe(true);
 
-    await rejects(store.rotateKey('acme', old.record.id, 0), 'key_not_active', /already rotated|expired/);
-    await store.revokeKey('acme', rotated.record.id);
-    await rejects(store.rotateKey('acme', rotated.record.id), 'key_not_active', /revoked/);
-    await rejects(store.rotateKey('acme', 'nope'), 'key_not_found');
-    await rejects(store.rotateKey('acme', rotated.record.id, -1), 'invalid_request', /graceMs/);
+    await rejects(store.apiKeys.rotateKey('acme', old.record.id, 0), 'key_not_active', /already rotated|expired/);
+    await store.apiKeys.revokeKey('acme', rotated.record.id);
+    await rejects(store.apiKeys.rotateKey('acme', rotated.record.id), 'key_not_active', /revoked/);
+    await rejects(store.apiKeys.rotateKey('acme', 'nope'), 'key_not_found');
+    await rejects(store.apiKeys.rotateKey('acme', rotated.record.id, -1), 'invalid_request', /graceMs/);
   });
 
   it('never extends an expiry by rotating: the new key keeps it and the old one ends at the earlier time', async () => {
     await project();
-    const old = await store.createKey('acme', { name: 'k', role: 'reporter', expiresAt: '2030-01-01T00:00:30Z' });
-    const rotated = await store.rotateKey('acme', old.record.id, 3_600_000);
+    const old = await store.apiKeys.createKey('acme', {
+      name: 'k',
+      role: 'reporter',
+      expiresAt: '2030-01-01T00:00:30Z',
+    });
+    const rotated = await store.apiKeys.rotateKey('acme', old.record.id, 3_600_000);
     expect(rotated.record.expiresAt).toBe('2030-01-01T00:00:30.000Z');
     expect(rotated.previous.expiresAt).toBe('2030-01-01T00:00:30.000Z');
   });
@@ -230,73 +219,76 @@ describe('API keys', () => {
     await project('beta');
     await store.addMember('acme', { id: 'rita', role: 'reporter' });
     await rejects(
-      store.createKey('acme', { name: 'k', role: 'developer', member: 'rita' }),
+      store.apiKeys.createKey('acme', { name: 'k', role: 'developer', member: 'rita' }),
       'invalid_request',
       /rita" is a reporter/,
     );
     await rejects(
-      store.createKey('acme', { name: 'k', role: 'reporter', scopes: ['servers:write'] }),
+      store.apiKeys.createKey('acme', { name: 'k', role: 'reporter', scopes: ['servers:write'] }),
       'invalid_request',
       /does not grant "servers:write"/,
     );
-    await rejects(store.createKey('acme', { name: 'k', role: 'reporter', member: 'bob' }), 'member_not_found');
-    await rejects(store.createKey('nope', { name: 'k', role: 'reporter' }), 'project_not_found');
-    await rejects(store.createKey('nope', { name: 'k', role: 'reporter', member: 'x' }), 'project_not_found');
+    await rejects(store.apiKeys.createKey('acme', { name: 'k', role: 'reporter', member: 'bob' }), 'member_not_found');
+    await rejects(store.apiKeys.createKey('nope', { name: 'k', role: 'reporter' }), 'project_not_found');
+    await rejects(store.apiKeys.createKey('nope', { name: 'k', role: 'reporter', member: 'x' }), 'project_not_found');
     await rejects(
-      store.createKey('acme', { name: 'k', role: 'reporter', expiresAt: '2029-12-31T23:59:59Z' }),
+      store.apiKeys.createKey('acme', { name: 'k', role: 'reporter', expiresAt: '2029-12-31T23:59:59Z' }),
       'invalid_request',
       /in the future/,
     );
     await rejects(
-      store.createKey('acme', { name: 'k', role: 'reporter', limits: { perHour: 0 } }),
+      store.apiKeys.createKey('acme', { name: 'k', role: 'reporter', limits: { perHour: 0 } }),
       'invalid_request',
       /perHour/,
     );
-    await rejects(store.createKey('acme', { name: 'k', role: 'reporter', hash: 'x' } as never), 'invalid_request');
+    await rejects(
+      store.apiKeys.createKey('acme', { name: 'k', role: 'reporter', hash: 'x' } as never),
+      'invalid_request',
+    );
     expect(CreateKeyBodySchema.safeParse({ name: 'k', role: 'owner', expiresAt: 'tomorrow' }).success).toBe(false);
 
     await store.addMember('acme', { id: 'olga', role: 'owner' });
-    const olgas = await store.createKey('acme', { name: 'olga', role: 'owner', member: 'olga' });
-    expect(await store.authenticate(olgas.key)).toMatchObject({ ok: true, role: 'owner' });
+    const olgas = await store.apiKeys.createKey('acme', { name: 'olga', role: 'owner', member: 'olga' });
+    expect(await store.apiKeys.authenticate(olgas.key)).toMatchObject({ ok: true, role: 'owner' });
     await store.addMember('acme', { id: 'olga', role: 'reporter' });
-    const demoted = await store.authenticate(olgas.key);
+    const demoted = await store.apiKeys.authenticate(olgas.key);
     expect(demoted).toMatchObject({ ok: true, role: 'reporter', scopes: [...ROLE_SCOPES.reporter] });
     expect(demoted.ok && demoted.key.role).toBe('owner');
 
     await store.removeMember('acme', 'olga');
-    expect(await store.authenticate(olgas.key)).toMatchObject({ ok: false, reason: 'revoked' });
-    expect((await store.getKeyRecord(olgas.record.id))?.revokedAt).toBeDefined();
+    expect(await store.apiKeys.authenticate(olgas.key)).toMatchObject({ ok: false, reason: 'revoked' });
+    expect((await store.apiKeys.getKeyRecord(olgas.record.id))?.revokedAt).toBeDefined();
     await rejects(store.removeMember('acme', 'olga'), 'member_not_found');
 
     // Keys are only reachable through their own project.
-    await rejects(store.revokeKey('beta', olgas.record.id), 'key_not_found');
-    expect(await store.listKeys('beta')).toEqual([]);
+    await rejects(store.apiKeys.revokeKey('beta', olgas.record.id), 'key_not_found');
+    expect(await store.apiKeys.listKeys('beta')).toEqual([]);
   });
 
   it('writes lastUsedAt at most once a minute per key', async () => {
     await project();
-    const { record } = await store.createKey('acme', { name: 'k', role: 'reporter' });
-    expect(await store.touchLastUsed(record.id)).toBe(true);
-    expect((await store.getKeyRecord(record.id))?.lastUsedAt).toBe('2030-01-01T00:00:00.000Z');
+    const { record } = await store.apiKeys.createKey('acme', { name: 'k', role: 'reporter' });
+    expect(await store.apiKeys.touchLastUsed(record.id)).toBe(true);
+    expect((await store.apiKeys.getKeyRecord(record.id))?.lastUsedAt).toBe('2030-01-01T00:00:00.000Z');
     now += TOUCH_INTERVAL_MS - 1;
-    expect(await store.touchLastUsed(record.id)).toBe(false);
+    expect(await store.apiKeys.touchLastUsed(record.id)).toBe(false);
     now += 1;
-    expect(await store.touchLastUsed(record.id)).toBe(true);
-    expect((await store.getKeyRecord(record.id))?.lastUsedAt).toBe('2030-01-01T00:01:00.000Z');
-    expect(await store.touchLastUsed('unknown-key-id')).toBe(false);
+    expect(await store.apiKeys.touchLastUsed(record.id)).toBe(true);
+    expect((await store.apiKeys.getKeyRecord(record.id))?.lastUsedAt).toBe('2030-01-01T00:01:00.000Z');
+    expect(await store.apiKeys.touchLastUsed('unknown-key-id')).toBe(false);
   });
 
   it('creates keys concurrently without losing any, and treats a corrupt record as unknown', async () => {
     await project();
     const made = await Promise.all(
-      Array.from({ length: 20 }, (_, i) => store.createKey('acme', { name: `k${i}`, role: 'reporter' })),
+      Array.from({ length: 20 }, (_, i) => store.apiKeys.createKey('acme', { name: `k${i}`, role: 'reporter' })),
     );
-    expect(await store.listKeys('acme')).toHaveLength(20);
+    expect(await store.apiKeys.listKeys('acme')).toHaveLength(20);
     const [first] = made;
     if (!first) throw new Error('no key');
     await t.redis.hset(t.keys.apiKeys, first.record.id, '{"not":"a key"}');
-    expect(await store.authenticate(first.key)).toMatchObject({ ok: false, reason: 'unknown' });
-    expect(await store.listKeys('acme')).toHaveLength(19);
+    expect(await store.apiKeys.authenticate(first.key)).toMatchObject({ ok: false, reason: 'unknown' });
+    expect(await store.apiKeys.listKeys('acme')).toHaveLength(19);
     expect(invalid).toContain(`${t.keys.apiKeys}/${first.record.id}`);
   });
 });

@@ -5,6 +5,6 @@ export {
   startWorker,
   type Worker,
   type WorkerDeps,
-  WorkerExitError,
   type WorkerOptions,
 } from './worker.js';
+export { WorkerExitError } from './worker-spec.js';

@@ -1,5 +1,6 @@
 import { createLogger, loadConfigOrExit, loadWorkerConfig, WORKER_EXIT_CODES } from '@mcp-hub/shared';
-import { startWorker, type Worker, WorkerExitError } from './worker.js';
+import { startWorker, type Worker } from './worker.js';
+import { WorkerExitError } from './worker-spec.js';
 
 /** Past this, shutdown gives up waiting and exits; the stdio child's own escalation takes at most ~5 s. */
 const SHUTDOWN_DEADLINE_MS = 10_000;

@@ -1,6 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadHubConfig, loadSupervisorConfig, loadWorkerConfig, OPERATOR_ENV_VARS } from './config.js';
+import { ConfigError } from './config.js';
+import { loadHubConfig } from './hub-config.js';
+import { OPERATOR_ENV_VARS } from './operator-env.js';
+import { loadSupervisorConfig } from './supervisor-config.js';
+import { loadWorkerConfig } from './worker-config.js';
 
 describe('config loaders', () => {
   it('applies defaults for the hub', () => {

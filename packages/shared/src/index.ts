@@ -13,31 +13,11 @@ export {
 export {
   CONFIG_EXIT_CODE,
   ConfigError,
-  DEFAULT_ADMIN_TOKEN_FILE,
-  DEFAULT_BODY_LIMIT_BYTES,
-  DEFAULT_HUB_PORT,
   DEFAULT_REDIS_URL,
-  DEFAULT_STDIO_SANDBOX_DIR,
-  DEFAULT_TOOL_VALIDATORS_MAX,
   type Env,
-  HUB_AUTH_MODES,
-  type HubAuthMode,
-  type HubConfig,
-  isLoopbackHost,
   LOG_LEVELS,
   type LogLevel,
   loadConfigOrExit,
-  loadHubConfig,
-  loadSupervisorConfig,
-  loadWorkerConfig,
-  OPERATOR_ENV_VARS,
-  STDIO_SANDBOXES,
-  type StdioSandbox,
-  type SupervisorConfig,
-  WORKER_INHERITED_ENV_PREFIXES,
-  WORKER_INHERITED_ENV_VARS,
-  type WorkerConfig,
-  workerInheritedEnv,
 } from './config.js';
 export {
   ENV_HOOK_EXCEPTIONS,
@@ -60,9 +40,21 @@ export {
   UNAVAILABLE_RETRY_AFTER_S,
 } from './errors.js';
 export { registerErrorHandling, toAppError } from './http-errors.js';
+export {
+  DEFAULT_ADMIN_TOKEN_FILE,
+  DEFAULT_BODY_LIMIT_BYTES,
+  DEFAULT_HUB_PORT,
+  DEFAULT_TOOL_VALIDATORS_MAX,
+  HUB_AUTH_MODES,
+  type HubAuthMode,
+  type HubConfig,
+  isLoopbackHost,
+  loadHubConfig,
+} from './hub-config.js';
 export { isRequestId, REQUEST_ID_HEADER, REQUEST_ID_RE, requestIdFrom, SLUG_RE } from './ids.js';
 export { createKeys, DEFAULT_KEY_PREFIX, type RedisKeys } from './keys.js';
 export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS, type ServiceName } from './logger.js';
+export { OPERATOR_ENV_VARS } from './operator-env.js';
 export { closeRedis, createRedis, defineScripts, type RedisRole, type ScriptDefinition } from './redis.js';
 export {
   type InvalidRecordHandler,
@@ -122,6 +114,13 @@ export {
 export { checkStdioLaunch, type StdioLaunch, type StdioPolicy } from './stdio-policy.js';
 export { drained } from './streams.js';
 export {
+  loadSupervisorConfig,
+  type SupervisorConfig,
+  WORKER_INHERITED_ENV_PREFIXES,
+  WORKER_INHERITED_ENV_VARS,
+  workerInheritedEnv,
+} from './supervisor-config.js';
+export {
   boundToolList,
   jsonBytes,
   type RefusedTool,
@@ -131,6 +130,13 @@ export {
   TOOLS_MAX_PER_SERVER,
 } from './tool-limits.js';
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
+export {
+  DEFAULT_STDIO_SANDBOX_DIR,
+  loadWorkerConfig,
+  STDIO_SANDBOXES,
+  type StdioSandbox,
+  type WorkerConfig,
+} from './worker-config.js';
 export {
   keyCaller,
   MCP_REQUEST_HEADERS,

@@ -34,8 +34,6 @@ export interface RedisKeys {
   readonly apiKeys: string;
   /** set: key ids of one project */
   projectKeys(projectId: string): string;
-  /** hash: server id → project id */
-  readonly serverProjects: string;
   /** string (counter) with EXPIRE: calls of one limiter scope in one window (scope names key, server, tool) */
   rateWindow(scope: string, window: 'hour' | 'day', windowStart: number): string;
   /** sorted set: call slots held by one key (member = call id, score = expiry ms), the concurrency cap */
@@ -67,7 +65,6 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     members: (projectId: string) => `${prefix}project_members:${projectId}`,
     apiKeys: `${prefix}api_keys`,
     projectKeys: (projectId: string) => `${prefix}project_keys:${projectId}`,
-    serverProjects: `${prefix}server_projects`,
     rateWindow: (scope: string, window: 'hour' | 'day', windowStart: number) =>
       `${prefix}rate:${window}:${windowStart}:${scope}`,
     rateConcurrent: (keyId: string) => `${prefix}rate_concurrent:${keyId}`,

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
 import type { Principal } from '../plugins/auth.js';
-import type { AuditActor, AuditLog as AuditStream } from '../security/audit.js';
+import type { AuditActor, AuditStream } from '../security/audit-stream.js';
 
 /** The actor of an audit entry: the key (and its member), or the admin token. */
 export function actorOf(principal: Principal): AuditActor {
@@ -9,7 +9,7 @@ export function actorOf(principal: Principal): AuditActor {
 }
 
 /** Appends audit entries for the admin routes, taking who and the request id from the request. */
-export class AuditLog {
+export class AuditTrail {
   constructor(private readonly stream: AuditStream) {}
 
   async record(

@@ -1,7 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import type { Principal } from '../plugins/auth.js';
-import { type RateLimiter, type Rule, rateLimitedError, rateLimitHeaders } from '../security/rate-limiter.js';
+import { type Rule, rateLimitedError, rateLimitHeaders } from '../security/rate-limit-decision.js';
+import type { RateLimiter } from '../security/rate-limiter.js';
 import type { UsageRecorder } from '../security/usage.js';
 
 /** Ends an admitted call: frees its concurrency slot and counts it in the key's usage. Idempotent. */

@@ -1,12 +1,7 @@
 import { AppError } from '@mcp-hub/shared';
 import type { Principal } from '../plugins/auth.js';
-import {
-  type ApiKeyInfo,
-  type CreateKeyBody,
-  type KeyLimits,
-  ROLE_SCOPES,
-  roleAtLeast,
-} from '../security/project-store.js';
+import type { ApiKeyInfo, CreateKeyBody, KeyLimits } from '../security/project-schemas.js';
+import { ROLE_SCOPES, roleAtLeast } from './roles.js';
 
 type KeyPrincipal = Extract<Principal, { kind: 'key' }>;
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { KeyCheck } from '../plugins/auth.js';
-import type { ProjectStore } from '../security/project-store.js';
+import type { ApiKeyStore } from '../security/api-key-store.js';
 
 /** How long a verified key is trusted without asking Redis again. */
 export const KEY_CACHE_TTL_MS = 2_000;
@@ -30,7 +30,7 @@ export class KeyCache {
   private readonly entries = new Map<string, Entry>();
 
   constructor(
-    private readonly store: ProjectStore,
+    private readonly store: ApiKeyStore,
     private readonly clock: () => number = Date.now,
   ) {}
 

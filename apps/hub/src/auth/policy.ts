@@ -4,9 +4,9 @@
  * reachable without a decision about who may use it.
  */
 
-import type { Role, Scope } from '../security/project-store.js';
+import type { Role, Scope } from './roles.js';
 
-export { ROLE_SCOPES, ROLES, type Role, roleAtLeast, SCOPES, type Scope } from '../security/project-store.js';
+export { ROLE_SCOPES, ROLES, type Role, roleAtLeast, SCOPES, type Scope } from './roles.js';
 
 export type Policy =
   /** Anyone; credentials, when sent, are still checked and tell the route who asks. */

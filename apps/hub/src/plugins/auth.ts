@@ -2,7 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError, type Logger } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { type Policy, policyOf, type Role, roleAtLeast, type Scope } from '../auth/policy.js';
-import type { KeyLimits } from '../security/project-store.js';
+import type { KeyLimits } from '../security/project-schemas.js';
 
 /** Who is asking. `admin` is the bootstrap token (or anyone without credentials, when the hub runs with HUB_AUTH=none). */
 export type Principal =

@@ -1,11 +1,11 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { AppError } from '@mcp-hub/shared';
 import { z } from 'zod';
-import type { AuditLog } from '../auth/audit-trail.js';
+import type { AuditTrail } from '../auth/audit-trail.js';
 import { checkKeyCreation, checkKeyRotation } from '../auth/delegation.js';
 import type { KeyCache } from '../auth/key-cache.js';
 import { canSee } from '../plugins/auth.js';
-import { AuditRecordSchema, type AuditLog as AuditStream } from '../security/audit.js';
+import { AuditRecordSchema, type AuditStream } from '../security/audit-stream.js';
 import {
   AddMemberBodySchema,
   ApiKeyRecordSchema,
@@ -14,9 +14,9 @@ import {
   KeyLimitsSchema,
   MemberSchema,
   ProjectSchema,
-  type ProjectStore,
   RotateKeyBodySchema,
-} from '../security/project-store.js';
+} from '../security/project-schemas.js';
+import type { ProjectStore } from '../security/project-store.js';
 import type { RateLimiter } from '../security/rate-limiter.js';
 import type { UsageRecorder } from '../security/usage.js';
 import { errorResponses } from './schemas.js';
@@ -24,7 +24,7 @@ import { errorResponses } from './schemas.js';
 export interface ProjectRoutesOptions {
   store: ProjectStore;
   keyCache: KeyCache;
-  audit: AuditLog;
+  audit: AuditTrail;
   auditStream: AuditStream;
   usage: UsageRecorder;
   limiter: RateLimiter;
@@ -125,7 +125,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
     { schema: { params: Pid, response: { 200: z.object({ keys: z.array(KeyViewSchema) }), ...errorResponses } } },
     async (req) => {
       await store.requireProject(req.params.pid);
-      return { keys: await store.listKeys(req.params.pid) };
+      return { keys: await store.apiKeys.listKeys(req.params.pid) };
     },
   );
 
@@ -134,7 +134,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
     { schema: { params: Pid, body: CreateKeyBodySchema, response: { 201: CreatedKeySchema, ...errorResponses } } },
     async (req, reply) => {
       checkKeyCreation(req.principal, req.body);
-      const { record, key } = await store.createKey(req.params.pid, req.body);
+      const { record, key } = await store.apiKeys.createKey(req.params.pid, req.body);
       await audit.record(req, 'key.create', { type: 'key', id: record.id }, req.params.pid, null, record);
       // The only time the secret is shown.
       return reply
@@ -148,8 +148,8 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
     '/api/projects/:pid/keys/:keyId',
     { schema: { params: PidKey, response: { 200: KeyViewSchema, ...errorResponses } } },
     async (req) => {
-      const before = await store.getKeyRecord(req.params.keyId);
-      const record = await store.revokeKey(req.params.pid, req.params.keyId);
+      const before = await store.apiKeys.getKeyRecord(req.params.keyId);
+      const record = await store.apiKeys.revokeKey(req.params.pid, req.params.keyId);
       opts.keyCache.forget(record.id);
       await opts.keyChanged(record.id, record.project);
       await audit.record(req, 'key.revoke', { type: 'key', id: record.id }, req.params.pid, before, record);
@@ -167,10 +167,10 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
       },
     },
     async (req, reply) => {
-      const target = await store.getKeyRecord(req.params.keyId);
+      const target = await store.apiKeys.getKeyRecord(req.params.keyId);
       if (target && target.project === req.params.pid) checkKeyRotation(req.principal, target);
       const grace = req.body?.graceMs ?? opts.rotationGraceMs;
-      const { record, key, previous } = await store.rotateKey(req.params.pid, req.params.keyId, grace);
+      const { record, key, previous } = await store.apiKeys.rotateKey(req.params.pid, req.params.keyId, grace);
       opts.keyCache.forget(previous.id);
       // With no grace the old key is dead now; with one, the reaper's timer ends its sessions when it expires.
       await opts.keyChanged(previous.id, previous.project);
@@ -184,7 +184,7 @@ export const projectRoutes: FastifyPluginAsyncZod<ProjectRoutesOptions> = async 
 
   /** The key, if the caller may see it (admin: any; a key: those of its own project); else 404. */
   async function visibleKey(principal: Parameters<typeof canSee>[0], keyId: string) {
-    const record = await store.getKeyRecord(keyId);
+    const record = await store.apiKeys.getKeyRecord(keyId);
     if (!record || !canSee(principal, record.project)) throw new AppError('key_not_found', `key "${keyId}" not found`);
     return record;
   }

@@ -12,7 +12,7 @@ import {
 } from '@mcp-hub/shared';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { AuditLog } from '../auth/audit-trail.js';
+import type { AuditTrail } from '../auth/audit-trail.js';
 import type { ServerWriteGuard } from '../auth/server-writes.js';
 import { canSee } from '../plugins/auth.js';
 import {
@@ -28,7 +28,7 @@ export interface ServerRoutesOptions {
   registry: Registry;
   /** Checks a write (who may register what, where it may point) and prepares the spec to store. */
   writes: ServerWriteGuard;
-  audit: AuditLog;
+  audit: AuditTrail;
 }
 
 /** Secrets are never shown: `env` and `headers` values read "***" in every answer, the worker's credential not at all. */

@@ -1,7 +1,8 @@
 import type { Logger, ServerSpec } from '@mcp-hub/shared';
-import { createMcpUpstream } from './mcp-upstream.js';
+import { createRemoteUpstream } from './remote-upstream.js';
 import { createRestUpstream } from './rest-upstream.js';
 import type { StdioLauncher } from './stdio-sandbox.js';
+import { createStdioUpstream } from './stdio-upstream.js';
 import type { Upstream } from './upstream.js';
 
 export interface UpstreamTimings {
@@ -24,5 +25,8 @@ export function createUpstream(
   launcher?: StdioLauncher,
 ): Upstream {
   if (spec.transport === 'rest') return createRestUpstream({ spec, log });
-  return createMcpUpstream({ spec, log, ...timings, launcher });
+  const { connectTimeoutMs, maxMessageBytes } = timings;
+  if (spec.transport === 'stdio')
+    return createStdioUpstream({ spec, log, connectTimeoutMs, maxMessageBytes, launcher });
+  return createRemoteUpstream({ spec, log, ...timings });
 }

@@ -13,10 +13,15 @@ import {
   type Transport,
   WebStandardStreamableHTTPServerTransport,
 } from '@modelcontextprotocol/server';
-import { DEFAULT_MCP_SESSIONS_MAX, DEFAULT_MCP_SESSIONS_PER_KEY, DEFAULT_MCP_SESSIONS_PER_PROJECT } from '../config.js';
+import {
+  DEFAULT_MCP_SESSIONS_MAX,
+  DEFAULT_MCP_SESSIONS_PER_KEY,
+  DEFAULT_MCP_SESSIONS_PER_PROJECT,
+} from '../hub-config.js';
 import { isRequestId, REQUEST_ID_HEADER } from '../ids.js';
-import { drained } from '../streams.js';
 import { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
+import { type FrontSession, SessionRegistry } from './session-registry.js';
+import { jsonRpcError, safeJson, singleHeader, TRANSPORT_ERROR, writeResponse } from './web-response.js';
 
 export type McpEra = 'modern' | 'legacy';
 
@@ -97,32 +102,14 @@ export interface McpFront {
 /** Where `auth` rides in the SDK's AuthInfo for the stateless (2026-07-28) handler. */
 const AUTH_EXTRA = 'mcpHubAuth';
 
-/** The JSON-RPC code the SDK uses for transport-level refusals (no session, bad request). */
-const TRANSPORT_ERROR = -32_000;
 /** A session id the spec allows: visible ASCII. */
 const SESSION_ID_RE = /^[\x21-\x7E]{1,256}$/;
 
 type ListChange = 'tools' | 'resources' | 'prompts';
 
-interface Session {
-  id: string;
-  kind: 'streamable-http' | 'sse';
-  server: Server;
-  /** The `auth` of the request that opened the session. */
-  auth: unknown;
-  /** HTTP requests (and streams) of this session in flight: an idle sweep never drops a busy session. */
-  active: number;
-  lastSeen: number;
-  closeTransport(): Promise<void>;
-}
-
 /** The low-level Server of either SDK face (McpServer wraps one). */
 function lowLevel(server: Server | McpServer): Server {
   return 'server' in server ? server.server : server;
-}
-
-function jsonRpcError(status: number, code: number, message: string, headers: Record<string, string> = {}): Response {
-  return Response.json({ jsonrpc: '2.0', error: { code, message }, id: null }, { status, headers });
 }
 
 function headerRequestId(value: string | null | undefined): string | undefined {
@@ -137,53 +124,20 @@ function headerRequestId(value: string | null | undefined): string | undefined {
  */
 export function createMcpFront(options: McpFrontOptions): McpFront {
   const { serverFactory, log, keepAliveMs } = options;
-  const idleTtlMs = options.sessionIdleTtlMs ?? 0;
   const maxEvents = options.maxEventsPerSession ?? DEFAULT_MAX_EVENTS;
   const sameCaller = options.sameCaller ?? ((opened: unknown, presented: unknown) => opened === presented);
-  const maxSessions = options.maxSessions ?? DEFAULT_MCP_SESSIONS_MAX;
-  const maxPerCaller = options.maxSessionsPerCaller ?? DEFAULT_MCP_SESSIONS_PER_KEY;
-  const callerKey = options.callerKey ?? ((auth: unknown) => String(auth));
-  const maxPerProject = options.maxSessionsPerProject ?? DEFAULT_MCP_SESSIONS_PER_PROJECT;
-  const projectKey = options.projectKey ?? (() => undefined);
 
-  /** The refusal for a new session over a cap (sessions hold memory: a server and an event store each). */
-  function overCap(auth: unknown): Response | undefined {
-    if (sessions.size >= maxSessions) {
-      log.warn(
-        { event: 'mcp.session.refused', reason: 'max_sessions', sessions: sessions.size },
-        'too many MCP sessions',
-      );
-      return jsonRpcError(503, TRANSPORT_ERROR, 'Too many open sessions; retry later', { 'retry-after': '5' });
-    }
-    const project = projectKey(auth);
-    if (project !== undefined) {
-      let ours = 0;
-      for (const session of sessions.values()) if (projectKey(session.auth) === project) ours++;
-      if (ours >= maxPerProject) {
-        log.warn(
-          { event: 'mcp.session.refused', reason: 'max_sessions_per_project', project, sessions: ours },
-          'project has too many MCP sessions',
-        );
-        return jsonRpcError(
-          429,
-          TRANSPORT_ERROR,
-          `Too many open sessions for this project (${maxPerProject}); close some`,
-        );
-      }
-    }
-    const caller = callerKey(auth);
-    let mine = 0;
-    for (const session of sessions.values()) if (callerKey(session.auth) === caller) mine++;
-    if (mine >= maxPerCaller) {
-      log.warn(
-        { event: 'mcp.session.refused', reason: 'max_sessions_per_caller', sessions: mine },
-        'caller has too many MCP sessions',
-      );
-      return jsonRpcError(429, TRANSPORT_ERROR, `Too many open sessions for this caller (${maxPerCaller}); close some`);
-    }
-    return undefined;
-  }
-  const sessions = new Map<string, Session>();
+  const sessions = new SessionRegistry(
+    log,
+    {
+      maxSessions: options.maxSessions ?? DEFAULT_MCP_SESSIONS_MAX,
+      maxPerCaller: options.maxSessionsPerCaller ?? DEFAULT_MCP_SESSIONS_PER_KEY,
+      callerKey: options.callerKey ?? ((auth: unknown) => String(auth)),
+      maxPerProject: options.maxSessionsPerProject ?? DEFAULT_MCP_SESSIONS_PER_PROJECT,
+      projectKey: options.projectKey ?? (() => undefined),
+    },
+    options.sessionIdleTtlMs ?? 0,
+  );
   let closing: Promise<void> | undefined;
 
   const modern = createMcpHandler(
@@ -200,56 +154,14 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     },
   );
 
-  function openSession(session: Session): void {
-    sessions.set(session.id, session);
-    log.info(
-      { event: 'mcp.session.open', session_id: session.id, era: 'legacy', transport: session.kind },
-      'MCP session opened',
-    );
-  }
-
-  function forgetSession(session: Session, reason: string): void {
-    if (sessions.get(session.id) !== session) return;
-    sessions.delete(session.id);
-    log.info(
-      { event: 'mcp.session.close', session_id: session.id, era: 'legacy', transport: session.kind, reason },
-      'MCP session closed',
-    );
-  }
-
-  async function endSession(session: Session, reason: string): Promise<void> {
-    forgetSession(session, reason);
-    try {
-      await session.closeTransport();
-    } catch (err) {
-      log.warn({ event: 'mcp.session.close_failed', session_id: session.id, err }, 'closing an MCP session failed');
-    }
-  }
-
-  const sweepTimer =
-    idleTtlMs > 0
-      ? setInterval(
-          () => {
-            const now = Date.now();
-            for (const session of sessions.values()) {
-              if (session.kind === 'streamable-http' && session.active === 0 && now - session.lastSeen > idleTtlMs) {
-                void endSession(session, 'idle');
-              }
-            }
-          },
-          Math.max(1_000, Math.min(idleTtlMs / 2, 60_000)),
-        )
-      : undefined;
-  sweepTimer?.unref();
-
   /** Opens a 2025 Streamable HTTP session for an `initialize` POST; it is kept only if initialize succeeds. */
   async function initializeSession(request: Request, parsedBody: unknown, auth: unknown): Promise<Response> {
-    const refused = overCap(auth);
+    const refused = sessions.overCap(auth);
     if (refused) return refused;
     const server = lowLevel(
       serverFactory({ era: 'legacy', requestId: headerRequestId(request.headers.get(REQUEST_ID_HEADER)), auth }),
     );
-    let session: Session | undefined;
+    let session: FrontSession | undefined;
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: randomUUID,
       eventStore: new BoundedEventStore(maxEvents),
@@ -264,11 +176,11 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
           lastSeen: Date.now(),
           closeTransport: () => server.close(),
         };
-        openSession(session);
+        sessions.open(session);
       },
     });
     server.onclose = () => {
-      if (session) forgetSession(session, 'closed');
+      if (session) sessions.forget(session, 'closed');
     };
     await server.connect(transport);
     const response = await transport.handleRequest(request, { parsedBody });
@@ -280,7 +192,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     request: Request,
     parsedBody: unknown,
     auth: unknown,
-    track: (s: Session) => void,
+    track: (s: FrontSession) => void,
   ): Promise<Response> {
     const sessionId = request.headers.get('mcp-session-id');
     if (sessionId !== null) {
@@ -310,7 +222,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     res.once('close', () => {
       if (!res.writableFinished) gone.abort();
     });
-    let tracked: Session | undefined;
+    let tracked: FrontSession | undefined;
     let response: Response;
     try {
       const request = await toWebRequest(req, parsedBody, { signal: gone.signal });
@@ -353,7 +265,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
       await writeResponse(res, jsonRpcError(503, TRANSPORT_ERROR, 'The server is shutting down'), undefined);
       return;
     }
-    const refused = overCap(auth);
+    const refused = sessions.overCap(auth);
     if (refused) {
       await writeResponse(res, refused, undefined);
       return;
@@ -362,7 +274,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
       serverFactory({ era: 'legacy', requestId: headerRequestId(singleHeader(req.headers[REQUEST_ID_HEADER])), auth }),
     );
     const transport = new SSEServerTransport(messagesPath, res);
-    const session: Session = {
+    const session: FrontSession = {
       id: transport.sessionId,
       kind: 'sse',
       server,
@@ -378,15 +290,15 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     keepAlive.unref();
     server.onclose = () => {
       clearInterval(keepAlive);
-      forgetSession(session, 'closed');
+      sessions.forget(session, 'closed');
     };
-    openSession(session);
+    sessions.open(session);
     try {
       // The v1 transport is structurally the v2 Transport (start, send, close and the three callbacks).
       await server.connect(transport as unknown as Transport);
     } catch (err) {
       clearInterval(keepAlive);
-      forgetSession(session, 'failed');
+      sessions.forget(session, 'failed');
       log.warn({ event: 'mcp.session.start_failed', session_id: session.id, err }, 'an SSE session could not start');
       if (!res.headersSent) await writeResponse(res, jsonRpcError(500, -32_603, 'Internal error'), undefined);
       else res.end();
@@ -430,8 +342,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
 
   function close(): Promise<void> {
     closing ??= (async () => {
-      if (sweepTimer) clearInterval(sweepTimer);
-      await Promise.allSettled([...sessions.values()].map((session) => endSession(session, 'shutdown')));
+      await sessions.close();
       try {
         await modern.close();
       } catch (err) {
@@ -450,59 +361,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     promptsChanged: () => broadcast('prompts'),
     sessionCount: () => sessions.size,
     sessionAuths: () => [...sessions.values()].map((session) => session.auth),
-    closeSessions: async (match, reason) => {
-      const matched = [...sessions.values()].filter((session) => match(session.auth));
-      await Promise.allSettled(matched.map((session) => endSession(session, reason)));
-      return matched.length;
-    },
+    closeSessions: (match, reason) => sessions.endMatching(match, reason),
     close,
   };
-}
-
-function singleHeader(value: string | string[] | undefined): string | undefined {
-  return Array.isArray(value) ? value[0] : value;
-}
-
-async function safeJson(request: Request): Promise<unknown> {
-  try {
-    return await request.json();
-  } catch {
-    return undefined;
-  }
-}
-
-/**
- * Writes a web Response to a Node response: headers at once, the body chunk by chunk honouring back-pressure,
- * and the body cancelled as soon as the client goes away (which releases the SDK's stream at once).
- */
-async function writeResponse(res: ServerResponse, response: Response, gone: AbortSignal | undefined): Promise<void> {
-  if (res.headersSent || res.destroyed) {
-    await response.body?.cancel().catch(() => {});
-    return;
-  }
-  const headers: Record<string, string> = {};
-  for (const [name, value] of response.headers) headers[name] = value;
-  if (headers['content-type']?.startsWith('text/event-stream')) headers['x-accel-buffering'] = 'no';
-  res.writeHead(response.status, headers);
-  if (!response.body) {
-    res.end();
-    return;
-  }
-  res.flushHeaders();
-  const reader = response.body.getReader();
-  const cancel = () => void reader.cancel().catch(() => {});
-  gone?.addEventListener('abort', cancel, { once: true });
-  try {
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done || res.destroyed) break;
-      if (!res.write(value)) await drained(res);
-    }
-  } catch {
-    // The body was cancelled (client gone) or failed mid-stream: nothing more can be said.
-  } finally {
-    gone?.removeEventListener('abort', cancel);
-    if (!res.destroyed) res.end();
-    else cancel();
-  }
 }

@@ -49,7 +49,7 @@ export interface AuditQuery {
   limit?: number;
 }
 
-export interface AuditLogOptions {
+export interface AuditStreamOptions {
   /** Entries the stream keeps; older ones are trimmed (approximately: Redis trims whole stream nodes). */
   maxLength: number;
 }
@@ -58,13 +58,13 @@ export interface AuditLogOptions {
  * The audit log: one Redis Stream entry per change, trimmed to about `maxLength` entries. Entry ids (and so
  * `ts` and `since`) use Redis's clock, one clock for every hub replica, so entries are in append order.
  */
-export class AuditLog {
+export class AuditStream {
   private readonly maxLength: number;
 
   constructor(
     private readonly redis: Redis,
     readonly keys: RedisKeys,
-    options: AuditLogOptions,
+    options: AuditStreamOptions,
   ) {
     if (!Number.isInteger(options.maxLength) || options.maxLength < 1) {
       throw new RangeError(`audit maxLength must be a positive integer, not ${options.maxLength}`);

@@ -1,0 +1,366 @@
+import { AppError, type Logger, type ToolInput } from '@mcp-hub/shared';
+import { Client, ProtocolError, SdkError, SdkErrorCode, type Tool, type Transport } from '@modelcontextprotocol/client';
+import {
+  type CallToolOptions,
+  NO_FEATURES,
+  type PassthroughMethod,
+  type ToolResult,
+  type Upstream,
+  type UpstreamFeatures,
+  type UpstreamRequestOptions,
+  type UpstreamState,
+  UpstreamStateMachine,
+} from './upstream.js';
+
+/**
+ * The worker is a proxy: it hands the server's result on as the server sent it, for the client at the end
+ * to judge. Skipping the SDK's result parsing (a zod union that fails a branch on every call, building an
+ * error each time) halves the worker's CPU per call.
+ */
+const PASS_THROUGH_RESULT = {
+  '~standard': {
+    version: 1 as const,
+    vendor: 'mcp-hub',
+    validate: (value: unknown) =>
+      value !== null && typeof value === 'object'
+        ? { value: value as ToolResult }
+        : { issues: [{ message: 'a tools/call result must be an object' }] },
+  },
+};
+
+/** The same for forwarded requests (resources, prompts, completion): the downstream client judges them. */
+const PASS_THROUGH_OBJECT = {
+  '~standard': {
+    version: 1 as const,
+    vendor: 'mcp-hub',
+    validate: (value: unknown) =>
+      value !== null && typeof value === 'object'
+        ? { value: value as Record<string, unknown> }
+        : { issues: [{ message: 'a result must be an object' }] },
+  },
+};
+
+/** What every MCP upstream (stdio or remote) is given. */
+export interface McpSessionOptions {
+  log: Logger;
+  /** How long `initialize` may take, per attempt, in milliseconds. */
+  connectTimeoutMs: number;
+  /** Largest message taken from the upstream (a stdio line, a JSON body, one SSE event), in bytes. */
+  maxMessageBytes: number;
+}
+
+/** One connection to the server: an SDK client over its transport. Transports add what they need. */
+export interface McpSession {
+  client: Client;
+  transport: Transport;
+}
+
+const CLIENT_INFO = { name: 'mcp-hub-worker', version: '0.1.0' };
+/** Coalesces bursts of `tools/list_changed` (a server registering tools one by one). */
+const TOOLS_CHANGED_DEBOUNCE_MS = 100;
+/**
+ * The SDK's own per-request timeout must never win over the call runner's deadline (which knows the
+ * request and answers `tool_timeout`), so it is set this much later.
+ */
+const SDK_TIMEOUT_SLACK_MS = 5_000;
+/** Routine after a cancelled or timed-out call: the server's late progress or answer for a request nobody awaits. */
+const LATE_PROGRESS_RE = /progress notification for an unknown token|response for an unknown message ID/i;
+
+/**
+ * The transport-independent part of an MCP upstream: the state machine, tools/list, the call and request
+ * passthrough, the session's close and error handling, and close(). A subclass per transport opens the
+ * session (`openTransport`), decides how to connect (once, or with reconnection) and what a lost session means.
+ */
+export abstract class McpSessionUpstream<S extends McpSession> implements Upstream {
+  protected readonly log: Logger;
+  protected readonly machine: UpstreamStateMachine;
+  protected session: S | undefined;
+  protected closing: Promise<void> | undefined;
+  private toolsListener: (() => void) | undefined;
+  private listListener: ((list: 'resources' | 'prompts') => void) | undefined;
+  protected closeListener: ((error: Error) => void) | undefined;
+  /** The first connection (memoized: connect() twice must not spawn a second child). */
+  private connecting: Promise<void> | undefined;
+
+  constructor(protected readonly options: McpSessionOptions) {
+    this.log = options.log;
+    this.machine = new UpstreamStateMachine(options.log);
+  }
+
+  get state(): UpstreamState {
+    return this.machine.state;
+  }
+
+  /** The stdio child's pid; undefined for remote upstreams. */
+  get pid(): number | undefined {
+    return undefined;
+  }
+
+  onStateChange(listener: (state: UpstreamState) => void): void {
+    this.machine.onChange(listener);
+  }
+
+  onToolsChanged(listener: () => void): void {
+    this.toolsListener = listener;
+  }
+
+  onClose(listener: (error: Error) => void): void {
+    this.closeListener = listener;
+  }
+
+  onListChanged(listener: (list: 'resources' | 'prompts') => void): void {
+    this.listListener = listener;
+  }
+
+  features(): UpstreamFeatures {
+    const capabilities = this.machine.state === 'connected' ? this.session?.client.getServerCapabilities() : undefined;
+    if (!capabilities) return NO_FEATURES;
+    return {
+      resources: capabilities.resources !== undefined,
+      resourceSubscriptions: capabilities.resources?.subscribe === true,
+      prompts: capabilities.prompts !== undefined,
+      completions: capabilities.completions !== undefined,
+    };
+  }
+
+  async request(
+    method: PassthroughMethod,
+    params: Record<string, unknown> | undefined,
+    options: UpstreamRequestOptions,
+  ): Promise<Record<string, unknown>> {
+    const client = this.requireClient();
+    const onProgress = options.onProgress;
+    try {
+      return (await client.request({ method, ...(params ? { params } : {}) }, PASS_THROUGH_OBJECT, {
+        signal: options.signal,
+        timeout: options.timeoutMs,
+        ...(onProgress ? { onprogress: (p) => onProgress(boundedProgress(p)) } : {}),
+      })) as Record<string, unknown>;
+    } catch (error) {
+      if (options.signal.aborted) throw error;
+      throw this.toCallError(error);
+    }
+  }
+
+  connect(): Promise<void> {
+    this.connecting ??= this.firstConnect();
+    return this.connecting;
+  }
+
+  async listTools(): Promise<ToolInput[]> {
+    const client = this.requireClient();
+    const { tools } = await client.listTools(undefined, {
+      cacheMode: 'refresh',
+      timeout: this.options.connectTimeoutMs,
+    });
+    return tools.map(toToolInput);
+  }
+
+  async callTool(name: string, args: Record<string, unknown>, options: CallToolOptions): Promise<ToolResult> {
+    const client = this.requireClient();
+    const onProgress = options.onProgress;
+    try {
+      return (await client.request({ method: 'tools/call', params: { name, arguments: args } }, PASS_THROUGH_RESULT, {
+        signal: options.signal,
+        timeout: options.timeoutMs + SDK_TIMEOUT_SLACK_MS,
+        ...(onProgress ? { onprogress: (p) => onProgress(boundedProgress(p)) } : {}),
+      })) as ToolResult;
+    } catch (error) {
+      // An aborted call is the caller's doing: it knows why (timeout, client gone, shutdown).
+      if (options.signal.aborted) throw error;
+      throw this.toCallError(error);
+    }
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.stopTimers();
+      const session = this.session;
+      this.session = undefined;
+      this.machine.transition('closed');
+      if (session) await this.disposeSession(session);
+    })();
+    return this.closing;
+  }
+
+  // ---- what each transport decides -----------------------------------------------------------------------
+
+  /** The first connect(): one attempt (stdio) or attempts until one succeeds (remote). */
+  protected abstract firstConnect(): Promise<void>;
+
+  /** Builds the transport of a new session around `client` (not started yet). */
+  protected abstract openTransport(client: Client): Promise<S>;
+
+  /** The session's transport closed while connected (the child exited, the connection dropped). */
+  protected abstract sessionClosed(session: S): void;
+
+  /** Why `initialize` failed, for an error other than its timeout. */
+  protected abstract describeFailure(session: S, message: string): Promise<string>;
+
+  /** A transport error on the live session, already logged; remote upstreams check the session is still there. */
+  protected sessionFailed(_session: S, _error: Error): void {}
+
+  /** A call failed for a reason other than the server's answer or a timeout. */
+  protected callFailed(): void {}
+
+  /** The session is connected and in use. */
+  protected sessionConnected(_session: S): void {}
+
+  /** close() started: wake or stop whatever the transport had scheduled. */
+  protected stopTimers(): void {}
+
+  /** Before the client closes: e.g. tell the server the session ends. */
+  protected async beforeDispose(_session: S): Promise<void> {}
+
+  /** While the client closes: e.g. make sure the child process is gone. */
+  protected async whileDisposing(_session: S): Promise<void> {}
+
+  // ---- the session core ----------------------------------------------------------------------------------
+
+  private requireClient(): Client {
+    const client = this.session?.client;
+    if (!client || this.machine.state !== 'connected') {
+      throw new AppError('worker_unavailable', `the upstream is ${this.machine.state}; retry shortly`);
+    }
+    return client;
+  }
+
+  /** Opens one session; on failure releases it (no child left behind) and throws why. */
+  protected async openSession(): Promise<void> {
+    const session = await this.openTransport(this.createClient());
+    session.client.onclose = () => this.handleSessionClosed(session);
+    session.client.onerror = (error) => this.handleSessionError(session, error);
+    this.session = session;
+    try {
+      await session.client.connect(session.transport, { timeout: this.options.connectTimeoutMs });
+    } catch (error) {
+      if (this.session === session) this.session = undefined;
+      await this.disposeSession(session);
+      throw new Error(await this.describeConnectFailure(session, error), { cause: error });
+    }
+    if (this.closing) {
+      await this.disposeSession(session);
+      throw new Error('the upstream was closed while connecting');
+    }
+    this.log.info(
+      {
+        event: 'upstream.connected',
+        transport: this.transportName,
+        pid: this.pid,
+        upstream_server: session.client.getServerVersion(),
+      },
+      'upstream connected',
+    );
+    this.machine.transition('connected');
+    this.sessionConnected(session);
+  }
+
+  /** The spec's transport, for logs. */
+  protected abstract get transportName(): string;
+
+  private createClient(): Client {
+    // Each listener checks that its client is still the live session's: a late notification of a session
+    // being replaced must not trigger a sync.
+    const client: Client = new Client(CLIENT_INFO, {
+      listChanged: {
+        tools: {
+          autoRefresh: false,
+          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
+          onChanged: () => {
+            if (this.session?.client === client) this.toolsListener?.();
+          },
+        },
+        resources: {
+          autoRefresh: false,
+          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
+          onChanged: () => {
+            if (this.session?.client === client) this.listListener?.('resources');
+          },
+        },
+        prompts: {
+          autoRefresh: false,
+          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
+          onChanged: () => {
+            if (this.session?.client === client) this.listListener?.('prompts');
+          },
+        },
+      },
+    });
+    return client;
+  }
+
+  private handleSessionClosed(session: S): void {
+    if (this.session !== session || this.closing) return;
+    // A failure during connect is reported by openSession.
+    if (this.machine.state !== 'connected') return;
+    this.sessionClosed(session);
+  }
+
+  private handleSessionError(session: S, error: Error): void {
+    if (this.session !== session || this.closing) return;
+    // The SDK drops a progress notification or an answer that arrives after its call ended (cancelled, timed
+    // out) and reports it here; that is routine, not a transport problem.
+    if (LATE_PROGRESS_RE.test(error.message)) {
+      this.log.debug({ event: 'upstream.error', err: error }, 'upstream transport error');
+      return;
+    }
+    this.log.warn({ event: 'upstream.error', err: error }, 'upstream transport error');
+    this.sessionFailed(session, error);
+  }
+
+  /** Closes a session's client and transport; for stdio, waits until the child is really gone. */
+  protected async disposeSession(session: S): Promise<void> {
+    await this.beforeDispose(session);
+    const closed = session.client.close().catch((error: unknown) => {
+      this.log.warn({ event: 'upstream.close_failed', err: error }, 'closing the upstream client failed');
+    });
+    await this.whileDisposing(session);
+    await closed;
+    try {
+      await session.transport.close();
+    } catch {
+      // Already closed with the client.
+    }
+  }
+
+  private async describeConnectFailure(session: S, error: unknown): Promise<string> {
+    if (SdkError.isInstance(error) && error.code === SdkErrorCode.RequestTimeout) {
+      return `the upstream did not answer initialize within ${this.options.connectTimeoutMs} ms`;
+    }
+    return this.describeFailure(session, error instanceof Error ? error.message : String(error));
+  }
+
+  private toCallError(error: unknown): AppError {
+    if (ProtocolError.isInstance(error)) {
+      return new AppError('upstream_error', error.message, { rpcCode: error.code }, { cause: error });
+    }
+    if (SdkError.isInstance(error) && error.code === SdkErrorCode.RequestTimeout) {
+      return new AppError('tool_timeout', 'the upstream did not answer in time', undefined, { cause: error });
+    }
+    this.callFailed();
+    const message = error instanceof Error ? error.message : String(error);
+    return new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
+  }
+}
+
+/** Longest progress `message` passed on: a status line, not a channel for bulk data from the upstream. */
+export const MAX_PROGRESS_MESSAGE_CHARS = 4_096;
+
+/** An upstream progress notification as the worker passes it on, its message cut to MAX_PROGRESS_MESSAGE_CHARS. */
+function boundedProgress(p: { progress: number; total?: number; message?: string }) {
+  const message =
+    typeof p.message === 'string' && p.message.length > MAX_PROGRESS_MESSAGE_CHARS
+      ? `${p.message.slice(0, MAX_PROGRESS_MESSAGE_CHARS)}…`
+      : p.message;
+  return { progress: p.progress, total: p.total, message };
+}
+
+/** The fields of an MCP tool that the registry keeps (no `_meta`, icons or execution hints). */
+function toToolInput(tool: Tool): ToolInput {
+  const input: ToolInput = { name: tool.name, inputSchema: tool.inputSchema as ToolInput['inputSchema'] };
+  if (tool.title !== undefined) input.title = tool.title;
+  if (tool.description !== undefined) input.description = tool.description;
+  if (tool.outputSchema !== undefined) input.outputSchema = tool.outputSchema as Record<string, unknown>;
+  if (tool.annotations !== undefined) input.annotations = tool.annotations as Record<string, unknown>;
+  return input;
+}
