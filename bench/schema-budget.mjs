@@ -1,10 +1,10 @@
 // `pnpm exec turbo run build && node bench/schema-budget.mjs`: CPU time the hub spends compiling the worst tool
-// input schemas that fit its compile budget (apps/hub/src/schema-budget.ts), one line each, and validating the
+// input schemas that fit its compile budget (apps/hub/src/validation/schema-budget.ts), one line each, and validating the
 // worst arguments against them. CPU time (process.cpuUsage), not wall time, so that other load on the machine
 // counts less; the median of RUNS compiles, each on a fresh factory (nothing cached).
 import { createLogger } from '@mcp-hub/shared';
-import { budgetSchema, SCHEMA_MAX_KEYWORDS } from '../apps/hub/dist/schema-budget.js';
-import { ToolValidatorFactory } from '../apps/hub/dist/tool-validator.js';
+import { budgetSchema, SCHEMA_MAX_KEYWORDS } from '../apps/hub/dist/validation/schema-budget.js';
+import { ToolValidatorFactory } from '../apps/hub/dist/validation/tool-validator.js';
 
 const RUNS = Number(process.env.RUNS ?? 15);
 const log = createLogger({ service: 'hub', level: 'silent' });

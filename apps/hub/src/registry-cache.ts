@@ -1,5 +1,5 @@
 import type { HubEvent, Registry, RuntimeRecord, ServerSpec, Tool } from '@mcp-hub/shared';
-import type { ArgumentsValidator, ToolValidatorFactory } from './tool-validator.js';
+import type { ArgumentsValidator, ToolValidatorFactory } from './validation/tool-validator.js';
 
 export interface CachedTool {
   tool: Tool;

@@ -8,7 +8,7 @@ import { loadHubConfig, Registry } from '@mcp-hub/shared';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
-import { type Policy, policyOf, ROUTE_POLICIES, type Role, roleAtLeast, type Scope } from '../src/auth/policy.js';
+import { type Policy, policyOf, ROUTE_POLICIES, type Role, roleAtLeast, type Scope } from '../src/access/policy.js';
 import { buildHub } from '../src/index.js';
 
 /** Every route the app registers, seen by an `onRoute` hook put on the instance as buildHub creates it. */
@@ -173,7 +173,7 @@ describe('ROUTE_POLICIES covers the app', () => {
   it('answers 403 (not the route) when a request reaches a route without a row', async () => {
     // The auth hook refuses what the table does not name; shown with a route added to a scratch instance.
     const { default: Fastify } = await import('fastify');
-    const { registerAuth } = await import('../src/plugins/auth.js');
+    const { registerAuth } = await import('../src/http/auth.js');
     const { registerErrorHandling } = await import('@mcp-hub/shared');
     const scratch = Fastify();
     registerErrorHandling(scratch, captured.log);

@@ -15,9 +15,9 @@ import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runMain } from '../../../test/main-process.js';
 import { captureLogger, redisUrl, testPrefix, testRedis } from '../../../test/support.js';
-import { ROUTE_POLICIES } from '../src/auth/policy.js';
+import { ROUTE_POLICIES } from '../src/access/policy.js';
+import { hostAllowedBy } from '../src/http/host.js';
 import { buildHub } from '../src/index.js';
-import { hostAllowedBy } from '../src/plugins/host.js';
 
 const ADMIN = 'admin-token-0123456789abcdef';
 const SERVER = 'door-srv';

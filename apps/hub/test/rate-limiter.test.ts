@@ -12,8 +12,8 @@ import {
   type Rule,
   rateLimitedError,
   rateLimitHeaders,
-} from '../src/security/rate-limit-decision.js';
-import { RateLimiter } from '../src/security/rate-limiter.js';
+} from '../src/limits/rate-limit-decision.js';
+import { RateLimiter } from '../src/limits/rate-limiter.js';
 
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 import { RegistryCache } from '../src/registry-cache.js';
-import { ToolValidatorFactory } from '../src/tool-validator.js';
+import { ToolValidatorFactory } from '../src/validation/tool-validator.js';
 
 const ADMIN = 'admin-token-for-schema-budget-tests';
 const t = testRedis();

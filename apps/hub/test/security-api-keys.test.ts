@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { generateApiKey, hashSecret, parseApiKey, secretMatches } from '../src/security/api-keys.js';
+import { generateApiKey, hashSecret, parseApiKey, secretMatches } from '../src/access/api-keys.js';
 
 describe('API key format', () => {
   it('generates mcp_<id>_<secret> with a [a-z0-9] id and a 32-byte base64url secret, different each time', () => {

@@ -1,7 +1,7 @@
 import { AppError } from '@mcp-hub/shared';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { testRedis } from '../../../test/support.js';
-import { type AuditRecord, AuditStream, redactAuditValue } from '../src/security/audit-stream.js';
+import { type AuditRecord, AuditStream, redactAuditValue } from '../src/stores/audit-stream.js';
 
 const t = testRedis();
 const audit = new AuditStream(t.redis, t.keys, { maxLength: 1_000 });

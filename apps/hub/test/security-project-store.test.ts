@@ -1,11 +1,11 @@
 import { AppError, type ErrorCode } from '@mcp-hub/shared';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
 import { testRedis } from '../../../test/support.js';
-import { ROLE_SCOPES } from '../src/auth/roles.js';
-import { TOUCH_INTERVAL_MS } from '../src/security/api-key-store.js';
-import { generateApiKey } from '../src/security/api-keys.js';
-import { CreateKeyBodySchema } from '../src/security/project-schemas.js';
-import { ProjectStore } from '../src/security/project-store.js';
+import { generateApiKey } from '../src/access/api-keys.js';
+import { ROLE_SCOPES } from '../src/access/roles.js';
+import { TOUCH_INTERVAL_MS } from '../src/stores/api-key-store.js';
+import { CreateKeyBodySchema } from '../src/stores/project-schemas.js';
+import { ProjectStore } from '../src/stores/project-store.js';
 
 const t = testRedis();
 const START = Date.parse('2030-01-01T00:00:00.000Z');

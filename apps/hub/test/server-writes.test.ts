@@ -2,8 +2,8 @@ import { loadHubConfig } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
+import { deniedUrlReason, isLocalAddress, isPrivateAddress, localDoorReason } from '../src/access/url-guard.js';
 import { buildHub } from '../src/index.js';
-import { deniedUrlReason, isLocalAddress, isPrivateAddress, localDoorReason } from '../src/security/url-guard.js';
 
 const ADMIN = 'admin-token-for-server-writes-0123';
 const t = testRedis();

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { captureLogger } from '../../../test/support.js';
-import { compileLinearPattern, toRe2Syntax } from '../src/linear-pattern.js';
-import { ToolValidatorFactory } from '../src/tool-validator.js';
+import { compileLinearPattern, toRe2Syntax } from '../src/validation/linear-pattern.js';
+import { ToolValidatorFactory } from '../src/validation/tool-validator.js';
 
 function validator(pattern: string, where: 'pattern' | 'patternProperties' = 'pattern') {
   const logs = captureLogger('hub');

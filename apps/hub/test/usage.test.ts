@@ -2,7 +2,7 @@ import { createKeys, createRedis } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { captureLogger, testRedis } from '../../../test/support.js';
-import { UsageRecorder, utcDay } from '../src/security/usage.js';
+import { UsageRecorder, utcDay } from '../src/stores/usage.js';
 
 const DAY1 = Date.UTC(2030, 0, 1, 10, 0, 0);
 const DAY2 = Date.UTC(2030, 0, 2, 9, 0, 0);

@@ -9,11 +9,11 @@ import {
   type ServerContext,
   type Tool,
 } from '@modelcontextprotocol/server';
-import type { CallGuard } from '../auth/call-guard.js';
-import { canSee, type Principal } from '../plugins/auth.js';
+import type { CallGuard } from '../access/call-guard.js';
+import { canSee, type Principal } from '../access/principal.js';
 import type { RegistryCache } from '../registry-cache.js';
-import type { WorkerClient } from '../worker-client.js';
-import type { WorkerLocator } from '../worker-locator.js';
+import type { WorkerClient } from '../workers/worker-client.js';
+import type { WorkerLocator } from '../workers/worker-locator.js';
 import { Catalog, type CatalogServer } from './catalog.js';
 
 export interface AggregatorDeps {

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { AppError } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import type { RateLimiter } from '../security/rate-limiter.js';
+import type { RateLimiter } from '../limits/rate-limiter.js';
 import { errorResponses } from './schemas.js';
 
 const READY_TIMEOUT_MS = 1_000;

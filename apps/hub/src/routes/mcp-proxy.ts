@@ -8,11 +8,11 @@ import {
   WORKER_ROUTES,
 } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { CallGuard } from '../auth/call-guard.js';
-import type { Principal } from '../plugins/auth.js';
+import type { CallGuard } from '../access/call-guard.js';
+import type { Principal } from '../access/principal.js';
 import type { RegistryCache } from '../registry-cache.js';
-import type { RelayOutcome, WorkerClient } from '../worker-client.js';
-import type { WorkerLocator } from '../worker-locator.js';
+import type { RelayOutcome, WorkerClient } from '../workers/worker-client.js';
+import type { WorkerLocator } from '../workers/worker-locator.js';
 
 export interface McpProxyRoutesOptions {
   cache: RegistryCache;

@@ -1,11 +1,12 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { AppError } from '@mcp-hub/shared';
 import { z } from 'zod';
-import type { AuditTrail } from '../auth/audit-trail.js';
-import { checkKeyCreation, checkKeyRotation } from '../auth/delegation.js';
-import type { KeyCache } from '../auth/key-cache.js';
-import { canSee } from '../plugins/auth.js';
-import { AuditRecordSchema, type AuditStream } from '../security/audit-stream.js';
+import { checkKeyCreation, checkKeyRotation } from '../access/delegation.js';
+import type { KeyCache } from '../access/key-cache.js';
+import { canSee } from '../access/principal.js';
+import type { RateLimiter } from '../limits/rate-limiter.js';
+import { AuditRecordSchema, type AuditStream } from '../stores/audit-stream.js';
+import type { AuditTrail } from '../stores/audit-trail.js';
 import {
   AddMemberBodySchema,
   ApiKeyRecordSchema,
@@ -15,10 +16,9 @@ import {
   MemberSchema,
   ProjectSchema,
   RotateKeyBodySchema,
-} from '../security/project-schemas.js';
-import type { ProjectStore } from '../security/project-store.js';
-import type { RateLimiter } from '../security/rate-limiter.js';
-import type { UsageRecorder } from '../security/usage.js';
+} from '../stores/project-schemas.js';
+import type { ProjectStore } from '../stores/project-store.js';
+import type { UsageRecorder } from '../stores/usage.js';
 import { errorResponses } from './schemas.js';
 
 export interface ProjectRoutesOptions {

@@ -12,9 +12,9 @@ import {
 } from '@mcp-hub/shared';
 import type { FastifyRequest } from 'fastify';
 import { z } from 'zod';
-import type { AuditTrail } from '../auth/audit-trail.js';
-import type { ServerWriteGuard } from '../auth/server-writes.js';
-import { canSee } from '../plugins/auth.js';
+import { canSee } from '../access/principal.js';
+import type { ServerWriteGuard } from '../access/server-writes.js';
+import type { AuditTrail } from '../stores/audit-trail.js';
 import {
   errorResponses,
   RestartAcceptedSchema,

@@ -1,9 +1,9 @@
 import { AppError, type Logger, type RuntimeRecord, SLUG_RE, workerToolPath } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { CallGuard } from '../auth/call-guard.js';
+import type { CallGuard } from '../access/call-guard.js';
 import type { RegistryCache } from '../registry-cache.js';
-import { TOOL_HEADERS_GRACE_MS, type WorkerClient, workerOrigin } from '../worker-client.js';
-import { type WorkerLocator, workerUnavailable } from '../worker-locator.js';
+import { TOOL_HEADERS_GRACE_MS, type WorkerClient, workerOrigin } from '../workers/worker-client.js';
+import { type WorkerLocator, workerUnavailable } from '../workers/worker-locator.js';
 
 export interface ToolCallRoutesOptions {
   cache: RegistryCache;

@@ -12,8 +12,8 @@ import {
   sealSpecSecrets,
 } from '@mcp-hub/shared';
 import { SHORTENED_NAME_KEEPS } from '../aggregate/catalog.js';
-import type { Principal } from '../plugins/auth.js';
-import { deniedUrlReason, type LocalDoors, localDoorReason } from '../security/url-guard.js';
+import type { Principal } from './principal.js';
+import { deniedUrlReason, type LocalDoors, localDoorReason } from './url-guard.js';
 
 export interface ServerWriteGuardOptions {
   registry: Registry;

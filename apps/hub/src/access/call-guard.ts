@@ -1,9 +1,9 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
-import type { Principal } from '../plugins/auth.js';
-import { type Rule, rateLimitedError, rateLimitHeaders } from '../security/rate-limit-decision.js';
-import type { RateLimiter } from '../security/rate-limiter.js';
-import type { UsageRecorder } from '../security/usage.js';
+import { type Rule, rateLimitedError, rateLimitHeaders } from '../limits/rate-limit-decision.js';
+import type { RateLimiter } from '../limits/rate-limiter.js';
+import type { UsageRecorder } from '../stores/usage.js';
+import type { Principal } from './principal.js';
 
 /** Ends an admitted call: frees its concurrency slot and counts it in the key's usage. Idempotent. */
 export type CallDone = (ok: boolean) => void;

@@ -116,7 +116,7 @@ interface CompiledTool {
 
 /**
  * Compiles tools' input schemas (JSON Schema 2020-12 by default, as MCP says; draft-07 when the schema
- * names it). A schema over the compile budget (schema-budget.ts) or that does not compile is logged once per
+ * names it). A schema over the compile budget (validation/schema-budget.ts) or that does not compile is logged once per
  * tool revision and not enforced: the upstream server still validates, and a schema must neither stall the hub
  * nor make its tool uncallable.
  */

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { captureLogger } from '../../../test/support.js';
+import { captureLogger } from '../../../../test/support.js';
 import { budgetSchema, LINEAR_UNIQUE_ITEMS_KEYWORD, patternCost, SCHEMA_MAX_SUBSCHEMAS } from './schema-budget.js';
 import { PATTERN_UNITS_PER_CALL, ToolValidatorFactory } from './tool-validator.js';
 

@@ -1,6 +1,6 @@
 import type { FastifyRequest } from 'fastify';
-import type { Principal } from '../plugins/auth.js';
-import type { AuditActor, AuditStream } from '../security/audit-stream.js';
+import type { Principal } from '../access/principal.js';
+import type { AuditActor, AuditStream } from './audit-stream.js';
 
 /** The actor of an audit entry: the key (and its member), or the admin token. */
 export function actorOf(principal: Principal): AuditActor {

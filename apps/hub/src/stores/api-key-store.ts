@@ -1,7 +1,7 @@
 import { AppError, defineScripts, type InvalidRecordHandler, parseOrThrow, type RedisKeys } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
-import { lesserRole, ROLE_SCOPES, roleAtLeast } from '../auth/roles.js';
-import { generateApiKey, hashSecret, parseApiKey, secretMatches } from './api-keys.js';
+import { generateApiKey, hashSecret, parseApiKey, secretMatches } from '../access/api-keys.js';
+import { lesserRole, ROLE_SCOPES, roleAtLeast } from '../access/roles.js';
 import {
   type ApiKeyInfo,
   type ApiKeyRecord,

@@ -1,6 +1,6 @@
 import { SLUG_RE } from '@mcp-hub/shared';
 import { z } from 'zod';
-import { ROLES, type Role, SCOPES, type Scope } from '../auth/roles.js';
+import { ROLES, type Role, SCOPES, type Scope } from '../access/roles.js';
 
 /** The wire and Redis shapes of projects, members and API keys (request bodies, stored records). */
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { KeyCheck } from '../plugins/auth.js';
-import type { ApiKeyStore } from '../security/api-key-store.js';
+import type { ApiKeyStore } from '../stores/api-key-store.js';
+import type { KeyCheck } from './principal.js';
 
 /** How long a verified key is trusted without asking Redis again. */
 export const KEY_CACHE_TTL_MS = 2_000;

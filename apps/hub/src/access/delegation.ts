@@ -1,6 +1,6 @@
 import { AppError } from '@mcp-hub/shared';
-import type { Principal } from '../plugins/auth.js';
-import type { ApiKeyInfo, CreateKeyBody, KeyLimits } from '../security/project-schemas.js';
+import type { ApiKeyInfo, CreateKeyBody, KeyLimits } from '../stores/project-schemas.js';
+import type { Principal } from './principal.js';
 import { ROLE_SCOPES, roleAtLeast } from './roles.js';
 
 type KeyPrincipal = Extract<Principal, { kind: 'key' }>;

@@ -1,28 +1,8 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { AppError, type Logger } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { type Policy, policyOf, type Role, roleAtLeast, type Scope } from '../auth/policy.js';
-import type { KeyLimits } from '../security/project-schemas.js';
-
-/** Who is asking. `admin` is the bootstrap token (or anyone without credentials, when the hub runs with HUB_AUTH=none). */
-export type Principal =
-  | { kind: 'admin'; via: 'token' | 'open' }
-  | {
-      kind: 'key';
-      keyId: string;
-      project: string;
-      role: Role;
-      scopes: readonly Scope[];
-      member?: string;
-      limits?: KeyLimits;
-      /** The key's own expiry (ISO 8601), when it has one. */
-      expiresAt?: string;
-    }
-  | { kind: 'anonymous' };
-
-export type KeyCheck =
-  | { ok: true; principal: Extract<Principal, { kind: 'key' }>; expiresAtMs: number }
-  | { ok: false; reason: 'malformed' | 'unknown' | 'revoked' | 'expired' };
+import { type Policy, policyOf, roleAtLeast } from '../access/policy.js';
+import type { KeyCheck, Principal } from '../access/principal.js';
 
 export interface AuthOptions {
   /** HUB_AUTH=none: requests without credentials act as admin (credentials, when sent, are still checked). */
@@ -63,17 +43,6 @@ export function credentialOf(req: FastifyRequest): string | undefined {
   }
   const apiKey = req.headers['x-api-key'];
   return typeof apiKey === 'string' && apiKey.trim() !== '' ? apiKey.trim() : undefined;
-}
-
-/** The project a key acts in; admins act in every project. */
-export function principalProject(principal: Principal): string | undefined {
-  return principal.kind === 'key' ? principal.project : undefined;
-}
-
-/** Whether the principal may see a resource of `project` (admins see all; keys only their own project). */
-export function canSee(principal: Principal, project: string | undefined): boolean {
-  if (principal.kind === 'admin') return true;
-  return principal.kind === 'key' && project !== undefined && project === principal.project;
 }
 
 /**

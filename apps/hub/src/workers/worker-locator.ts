@@ -1,5 +1,5 @@
 import { AppError, type Logger, type Registry, type RuntimeRecord } from '@mcp-hub/shared';
-import type { RegistryCache } from './registry-cache.js';
+import type { RegistryCache } from '../registry-cache.js';
 
 /** The error of a server without a running worker (its Retry-After is declared with the code). */
 export function workerUnavailable(id: string, runtime: RuntimeRecord | null): AppError {

@@ -1,6 +1,6 @@
 import { keyCaller, type Logger } from '@mcp-hub/shared';
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
-import type { Principal } from '../plugins/auth.js';
+import type { Principal } from './principal.js';
 
 /** Keys remembered with per-server sessions, at most; past it the least recently seen is dropped. */
 export const DEFAULT_MAX_REMEMBERED_KEYS = 10_000;

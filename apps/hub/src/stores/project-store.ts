@@ -1,6 +1,6 @@
 import { AppError, defineScripts, type InvalidRecordHandler, parseOrThrow, type RedisKeys } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
-import type { Role } from '../auth/roles.js';
+import type { Role } from '../access/roles.js';
 import { ApiKeyStore } from './api-key-store.js';
 import {
   type AddMemberBody,
