@@ -1,5 +1,5 @@
 import { createServer, type Server } from 'node:net';
-import getPort from 'get-port';
+import getPort, { portNumbers } from 'get-port';
 import { afterAll, describe, expect, it } from 'vitest';
 import { testRedis } from '../../../test/support.js';
 import { NoFreePortError, PortAllocator } from '../src/port-allocator.js';
@@ -8,10 +8,24 @@ import { RuntimeStore } from '../src/runtime-store.js';
 const t = testRedis();
 afterAll(() => t.cleanup());
 
+/** Whether nothing listens on `port` now. */
+function isFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}
+
+/**
+ * `size` consecutive free ports, below the kernel's ephemeral range (32768+): other test files running at the same
+ * time take their ports, and their connections' local ports, from that range, so a range found free here stays so.
+ */
 async function freeRange(size: number): Promise<number> {
   for (;;) {
-    const base = await getPort();
-    if (base + size < 65_000) return base;
+    const base = await getPort({ port: portNumbers(20_000, 32_000 - size) });
+    const all = await Promise.all(Array.from({ length: size }, (_, i) => isFree(base + i)));
+    if (all.every(Boolean)) return base;
   }
 }
 
