@@ -156,6 +156,32 @@ export function startSupervisorProcess(
   });
 }
 
+/**
+ * A supervisor process for a hub test: fast resync and health intervals, a short stop grace, info-level JSON
+ * lines collected into `lines`. `env` overrides or adds settings.
+ */
+export function startWatchedSupervisor(
+  redisUrl: string,
+  prefix: string,
+  lines: Record<string, unknown>[],
+  env: Record<string, string> = {},
+): ChildProcess {
+  const child = startSupervisorProcess(
+    redisUrl,
+    prefix,
+    {
+      LOG_LEVEL: 'info',
+      MCP_RESYNC_INTERVAL: '500ms',
+      MCP_HEALTH_INTERVAL: '200ms',
+      MCP_WORKER_STOP_GRACE: '1s',
+      ...env,
+    },
+    'pipe',
+  );
+  collectJsonLines(child, lines);
+  return child;
+}
+
 /** Appends every JSON log line of a process's piped stdout to `into` (lines that are not JSON are skipped). */
 export function collectJsonLines(child: ChildProcess, into: Record<string, unknown>[]): void {
   createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (line) => {

@@ -21,10 +21,9 @@ import {
   toolNames,
 } from '../../../test/mcp-clients.js';
 import {
-  collectJsonLines,
   EVERYTHING_ENTRY,
   killByKeyPrefix,
-  startSupervisorProcess,
+  startWatchedSupervisor,
   stopProcess,
   waitFor,
 } from '../../../test/processes.js';
@@ -160,19 +159,10 @@ function expectHubError(text: string, code: string): void {
 }
 
 beforeAll(async () => {
-  supervisor = startSupervisorProcess(
-    redisUrl(),
-    t.prefix,
-    {
-      LOG_LEVEL: 'info',
-      MCP_RESYNC_INTERVAL: '500ms',
-      MCP_HEALTH_INTERVAL: '500ms',
-      MCP_WORKER_STOP_GRACE: '1s',
-      MCP_WORKER_IDLE_TTL: '0',
-    },
-    'pipe',
-  );
-  collectJsonLines(supervisor, processLines);
+  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, {
+    MCP_HEALTH_INTERVAL: '500ms',
+    MCP_WORKER_IDLE_TTL: '0',
+  });
 
   hub = await buildHub({
     config: loadHubConfig({

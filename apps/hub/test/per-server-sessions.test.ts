@@ -7,14 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { keyCaller, loadHubConfig, Registry, WORKER_CALLER_HEADER, WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import {
-  collectJsonLines,
-  fixture,
-  killByKeyPrefix,
-  startSupervisorProcess,
-  stopProcess,
-  waitFor,
-} from '../../../test/processes.js';
+import { fixture, killByKeyPrefix, startWatchedSupervisor, stopProcess, waitFor } from '../../../test/processes.js';
 import { type OpenStream, openSession, openStream, pingSession } from '../../../test/raw-mcp.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
@@ -85,20 +78,11 @@ const workerCloses = (keyId: string) =>
   processLines.filter((l) => l.event === 'mcp.session.caller_closed' && l.caller === keyCaller(keyId));
 
 beforeAll(async () => {
-  supervisor = startSupervisorProcess(
-    redisUrl(),
-    t.prefix,
-    {
-      LOG_LEVEL: 'info',
-      MCP_RESYNC_INTERVAL: '500ms',
-      MCP_HEALTH_INTERVAL: '500ms',
-      // A worker paused by a test must not be replaced meanwhile (a new worker would end the sessions itself).
-      MCP_HEALTH_FAILURES: '1000',
-      MCP_WORKER_STOP_GRACE: '1s',
-    },
-    'pipe',
-  );
-  collectJsonLines(supervisor, processLines);
+  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, {
+    MCP_HEALTH_INTERVAL: '500ms',
+    // A worker paused by a test must not be replaced meanwhile (a new worker would end the sessions itself).
+    MCP_HEALTH_FAILURES: '1000',
+  });
   hub = await buildHub({
     config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_ADMIN_TOKEN: ADMIN }),
     log: hubLogs.log,

@@ -9,11 +9,10 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  collectJsonLines,
   EVERYTHING_ENTRY,
   fixture,
   killByKeyPrefix,
-  startSupervisorProcess,
+  startWatchedSupervisor,
   stopProcess,
   waitFor,
 } from '../../../test/processes.js';
@@ -83,19 +82,9 @@ async function call(server: string, tool: string, args: unknown, headers: Record
 }
 
 beforeAll(async () => {
-  supervisor = startSupervisorProcess(
-    redisUrl(),
-    t.prefix,
-    {
-      LOG_LEVEL: 'info',
-      MCP_RESYNC_INTERVAL: '500ms',
-      MCP_HEALTH_INTERVAL: '200ms',
-      MCP_WORKER_STOP_GRACE: '1s',
-      MCP_WORKER_IDLE_TTL: '0',
-    },
-    'pipe',
-  );
-  collectJsonLines(supervisor, processLines);
+  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, {
+    MCP_WORKER_IDLE_TTL: '0',
+  });
 
   restApi = createServer((req, res) => {
     let body = '';

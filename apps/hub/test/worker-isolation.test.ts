@@ -8,14 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { callTool, mcpClients, textOf } from '../../../test/mcp-clients.js';
-import {
-  collectJsonLines,
-  fixture,
-  killByKeyPrefix,
-  startSupervisorProcess,
-  stopProcess,
-  waitFor,
-} from '../../../test/processes.js';
+import { fixture, killByKeyPrefix, startWatchedSupervisor, stopProcess, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -96,19 +89,9 @@ function thief(id: string, baseUrl: string): ServerSpecBody {
 
 beforeAll(async () => {
   const ports = { MCP_WORKER_BASE_PORT: String(WORKER_BASE_PORT), MCP_WORKER_PORT_RANGE: String(WORKER_PORT_RANGE) };
-  supervisor = startSupervisorProcess(
-    redisUrl(),
-    t.prefix,
-    {
-      LOG_LEVEL: 'info',
-      MCP_RESYNC_INTERVAL: '500ms',
-      MCP_HEALTH_INTERVAL: '200ms',
-      MCP_WORKER_STOP_GRACE: '1s',
-      ...ports,
-    },
-    'pipe',
-  );
-  collectJsonLines(supervisor, processLines);
+  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, {
+    ...ports,
+  });
   hub = await buildHub({
     config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_ADMIN_TOKEN: ADMIN, ...ports }),
     log: hubLogs.log,
