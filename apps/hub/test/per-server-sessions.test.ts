@@ -180,6 +180,11 @@ describe("a dead key's per-server MCP sessions end in the worker (finding 5)", (
     await expectEnded('the revoked key’s SSE stream to end once the worker answers', opened.sse);
     await expectEnded('the revoked key’s session stream to end once the worker answers', opened.stream);
     expect((await registry.getRuntime(SERVER))?.pid).toBe(pid);
+    // The supervisor's health checks failed while the worker was stopped: the next test needs it running again.
+    await waitFor(
+      'the resumed worker to be healthy again',
+      async () => (await registry.getRuntime(SERVER))?.status === 'running',
+    );
   });
 
   it('a worker that refuses the hub fails no revoke; the next sweep ends the sessions once it answers', async () => {
