@@ -15,7 +15,10 @@ import {
 import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import type { Redis } from 'ioredis';
 import { CallRunner } from './call-runner.js';
+import { ClientFanout } from './client-fanout.js';
+import { ClientRequestRouter } from './client-requests.js';
 import { buildHttpServer, type WorkerGate } from './http-server.js';
+import { InputFlows } from './input-flows.js';
 import { createBridgeServerFactory } from './mcp-bridge.js';
 import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { ToolSync } from './tool-sync.js';
@@ -47,6 +50,8 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
 });
 
 const WORKER_VERSION = '0.1.0';
+/** Most requests waiting on their client at once (`input_required` rounds). */
+const MAX_FLOWS = 1_000;
 
 export interface WorkerDeps {
   config: Readonly<WorkerConfig>;
@@ -165,6 +170,15 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
   };
 
+  const router = new ClientRequestRouter(log.child({ component: 'mcp' }));
+  const fanout = new ClientFanout(upstream, log.child({ component: 'mcp' }), serverSpec.timeoutMs);
+  const flows = new InputFlows({
+    log: log.child({ component: 'mcp' }),
+    // A flow lives as long as its upstream call may: the call's deadline ends it anyway.
+    roundTimeoutMs: serverSpec.timeoutMs,
+    maxFlows: MAX_FLOWS,
+  });
+  upstream.onClientRequest(router.route);
   const front = createMcpFront({
     serverFactory: createBridgeServerFactory({
       serverInfo: { name: serverId, version: WORKER_VERSION },
@@ -173,6 +187,9 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       gate,
       log,
       requestTimeoutMs: serverSpec.timeoutMs,
+      router,
+      fanout,
+      flows,
     }),
     log: log.child({ component: 'mcp' }),
     keepAliveMs: options.keepAliveIntervalMs,
@@ -207,6 +224,11 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   });
   upstream.onToolsChanged(() => sync.request());
   upstream.onListChanged((list) => (list === 'resources' ? front.resourcesChanged() : front.promptsChanged()));
+  upstream.onNotification((method, params) => {
+    fanout.deliver(method, params);
+    // 2026-07-28 clients hear of resource updates on their `subscriptions/listen` streams.
+    if (method === 'notifications/resources/updated' && typeof params.uri === 'string') front.resourceUpdated(params.uri);
+  });
   upstream.onClose((error) => void fatal(error));
 
   const app = buildHttpServer({
@@ -259,6 +281,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await step('calls', () =>
         runner.abortAll(new AppError('worker_unavailable', 'the worker is shutting down; retry')),
       );
+      flows.closeAll(new Error('the worker is shutting down'));
       await step('mcp', () => front.close());
       await step('upstream', () => upstream.close());
       await step('http', () => app.close());

@@ -1,8 +1,20 @@
 import { AppError, type Logger, type ToolInput } from '@mcp-hub/shared';
-import { Client, ProtocolError, SdkError, SdkErrorCode, type Tool, type Transport } from '@modelcontextprotocol/client';
+import {
+  Client,
+  ProtocolError,
+  ProtocolErrorCode,
+  SdkError,
+  SdkErrorCode,
+  type Tool,
+  type Transport,
+} from '@modelcontextprotocol/client';
 import {
   type CallToolOptions,
+  CLIENT_REQUEST_METHODS,
+  type ClientRequestHandler,
+  FORWARDED_NOTIFICATIONS,
   NO_FEATURES,
+  type NotificationListener,
   type PassthroughMethod,
   type ToolResult,
   type Upstream,
@@ -56,6 +68,16 @@ export interface McpSession {
 }
 
 const CLIENT_INFO = { name: 'mcp-hub-worker', version: '0.1.0' };
+/**
+ * What the worker tells its upstream it can do: everything a downstream client may answer. Each request is
+ * passed on to the client whose call caused it, which may lack the capability: the upstream then gets an MCP
+ * error (see client-requests.ts).
+ */
+const CLIENT_CAPABILITIES = {
+  sampling: { context: {}, tools: {} },
+  elicitation: { form: {}, url: {} },
+  roots: { listChanged: true },
+};
 /** Coalesces bursts of `tools/list_changed` (a server registering tools one by one). */
 const TOOLS_CHANGED_DEBOUNCE_MS = 100;
 /**
@@ -79,6 +101,8 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
   private toolsListener: (() => void) | undefined;
   private listListener: ((list: 'resources' | 'prompts') => void) | undefined;
   protected closeListener: ((error: Error) => void) | undefined;
+  private clientRequestHandler: ClientRequestHandler | undefined;
+  private notificationListener: NotificationListener | undefined;
   /** The first connection (memoized: connect() twice must not spawn a second child). */
   private connecting: Promise<void> | undefined;
 
@@ -112,6 +136,19 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
     this.listListener = listener;
   }
 
+  onClientRequest(handler: ClientRequestHandler): void {
+    this.clientRequestHandler = handler;
+  }
+
+  onNotification(listener: NotificationListener): void {
+    this.notificationListener = listener;
+  }
+
+  async rootsChanged(): Promise<void> {
+    const client = this.machine.state === 'connected' ? this.session?.client : undefined;
+    await client?.sendRootsListChanged();
+  }
+
   features(): UpstreamFeatures {
     const capabilities = this.machine.state === 'connected' ? this.session?.client.getServerCapabilities() : undefined;
     if (!capabilities) return NO_FEATURES;
@@ -120,6 +157,7 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
       resourceSubscriptions: capabilities.resources?.subscribe === true,
       prompts: capabilities.prompts !== undefined,
       completions: capabilities.completions !== undefined,
+      logging: capabilities.logging !== undefined,
     };
   }
 
@@ -285,7 +323,21 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
           },
         },
       },
+      capabilities: CLIENT_CAPABILITIES,
     });
+    for (const method of CLIENT_REQUEST_METHODS) {
+      client.setRequestHandler(method, async (request, ctx) => {
+        const handler = this.session?.client === client ? this.clientRequestHandler : undefined;
+        if (!handler) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, 'no client can answer this request');
+        return (await handler(method, request.params as Record<string, unknown> | undefined, ctx.mcpReq.signal)) as never;
+      });
+    }
+    for (const method of FORWARDED_NOTIFICATIONS) {
+      client.setNotificationHandler(method, (notification) => {
+        if (this.session?.client !== client) return;
+        this.notificationListener?.(method, (notification.params ?? {}) as Record<string, unknown>);
+      });
+    }
     return client;
   }
 

@@ -129,6 +129,16 @@ class RestUpstream implements Upstream {
     // A REST API has neither resources nor prompts.
   }
 
+  onClientRequest(): void {
+    // A REST API never asks its client anything.
+  }
+
+  onNotification(): void {
+    // Nor does it send notifications.
+  }
+
+  async rootsChanged(): Promise<void> {}
+
   features(): UpstreamFeatures {
     return NO_FEATURES;
   }

@@ -38,6 +38,8 @@ export interface UpstreamFeatures {
   resourceSubscriptions: boolean;
   prompts: boolean;
   completions: boolean;
+  /** Whether the upstream sends log messages (`logging` capability): it accepts `logging/setLevel`. */
+  logging: boolean;
 }
 
 /** The MCP methods the worker forwards as they are, when the upstream has the feature. */
@@ -48,6 +50,9 @@ export const PASSTHROUGH_METHODS = [
   'prompts/list',
   'prompts/get',
   'completion/complete',
+  'logging/setLevel',
+  'resources/subscribe',
+  'resources/unsubscribe',
 ] as const;
 export type PassthroughMethod = (typeof PASSTHROUGH_METHODS)[number];
 
@@ -59,7 +64,28 @@ export const NO_FEATURES: Readonly<UpstreamFeatures> = Object.freeze({
   resourceSubscriptions: false,
   prompts: false,
   completions: false,
+  logging: false,
 });
+
+/** The requests an MCP server may send its client; the worker passes each on to a downstream client. */
+export const CLIENT_REQUEST_METHODS = ['sampling/createMessage', 'elicitation/create', 'roots/list'] as const;
+export type ClientRequestMethod = (typeof CLIENT_REQUEST_METHODS)[number];
+
+/** Answers a request the upstream sent its client; throws an MCP `ProtocolError` to refuse it. */
+export type ClientRequestHandler = (
+  method: ClientRequestMethod,
+  params: Record<string, unknown> | undefined,
+  signal: AbortSignal,
+) => Promise<Record<string, unknown>>;
+
+/** The notifications of an upstream the worker passes on to the clients that asked for them. */
+export const FORWARDED_NOTIFICATIONS = [
+  'notifications/message',
+  'notifications/resources/updated',
+  'notifications/elicitation/complete',
+] as const;
+export type ForwardedNotification = (typeof FORWARDED_NOTIFICATIONS)[number];
+export type NotificationListener = (method: ForwardedNotification, params: Record<string, unknown>) => void;
 
 /**
  * The life of an upstream session: `connecting` → `connected`, `down` while it is lost (remote upstreams
@@ -144,6 +170,12 @@ export interface Upstream {
   onToolsChanged(listener: () => void): void;
   /** Called when the upstream says its resource or prompt list changed. */
   onListChanged(listener: (list: 'resources' | 'prompts') => void): void;
+  /** Answers the requests the upstream sends its client (sampling, elicitation, roots). */
+  onClientRequest(handler: ClientRequestHandler): void;
+  /** Called for each log message, resource update or elicitation completion the upstream sends. */
+  onNotification(listener: NotificationListener): void;
+  /** Tells the upstream its roots changed (`notifications/roots/list_changed`); a no-op when not connected. */
+  rootsChanged(): Promise<void>;
   /** Called once when the upstream is gone for good without `close()` (a stdio child that exited). */
   onClose(listener: (error: Error) => void): void;
   /** Ends the session and releases everything; a stdio child is gone when this resolves. Idempotent. */

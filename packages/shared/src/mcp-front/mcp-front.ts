@@ -86,6 +86,8 @@ export interface McpFront {
   toolsChanged(): void;
   resourcesChanged(): void;
   promptsChanged(): void;
+  /** Sends `notifications/resources/updated` to the `subscriptions/listen` streams that listen to `uri`. */
+  resourceUpdated(uri: string): void;
   /** Open 2025 sessions: Streamable HTTP plus HTTP+SSE. */
   sessionCount(): number;
   /** The `auth` of every open 2025 session (one entry per session). */
@@ -179,7 +181,9 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
         sessions.open(session);
       },
     });
+    const factoryOnClose = server.onclose;
     server.onclose = () => {
+      factoryOnClose?.();
       if (session) sessions.forget(session, 'closed');
     };
     await server.connect(transport);
@@ -288,7 +292,9 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
       if (!res.destroyed && !res.writableEnded) res.write(': keep-alive\n\n');
     }, keepAliveMs);
     keepAlive.unref();
+    const factoryOnClose = server.onclose;
     server.onclose = () => {
+      factoryOnClose?.();
       clearInterval(keepAlive);
       sessions.forget(session, 'closed');
     };
@@ -359,6 +365,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
     toolsChanged: () => broadcast('tools'),
     resourcesChanged: () => broadcast('resources'),
     promptsChanged: () => broadcast('prompts'),
+    resourceUpdated: (uri) => modern.notify.resourceUpdated(uri),
     sessionCount: () => sessions.size,
     sessionAuths: () => [...sessions.values()].map((session) => session.auth),
     closeSessions: (match, reason) => sessions.endMatching(match, reason),

@@ -1,0 +1,155 @@
+// Issue 12: what a server asks its client (sampling, elicitation, roots) and what it tells it (log messages)
+// passes through the worker to the downstream client whose call caused it, in both protocol eras, with
+// server-everything over stdio behind the worker.
+import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client';
+import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+  LoggingMessageNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
+import getPort from 'get-port';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { callTool, textOf, toolNames } from '../../../test/mcp-clients.js';
+import { captureLogger, testRedis } from '../../../test/support.js';
+import type { Worker } from '../src/index.js';
+import { EVERYTHING, registerServer, startTestWorker, WORKER_AUTH, waitFor } from './helpers.js';
+
+const INFO = { name: 'client-features-test', version: '1.0.0' };
+const ALL = { sampling: {}, elicitation: { form: {} }, roots: { listChanged: true } };
+
+type Era = '2025' | '2026';
+type AnyClient = ClientV1 | ClientV2;
+
+/** What a client answers: its own name in every answer, so a test can tell whose handler ran. */
+function answers(name: string) {
+  return {
+    sampling: () => ({
+      role: 'assistant' as const,
+      content: { type: 'text' as const, text: `sampled by ${name}` },
+      model: `model-of-${name}`,
+      stopReason: 'endTurn',
+    }),
+    elicitation: () => ({ action: 'accept' as const, content: { name, color: 'red', age: 7, pets: ['cats'] } }),
+    roots: () => ({ roots: [{ uri: `file:///home/${name}`, name: `root of ${name}` }] }),
+  };
+}
+
+describe('server-to-client requests through the worker (server-everything, stdio)', () => {
+  const t = testRedis();
+  const captured = captureLogger('worker');
+  let worker: Worker;
+  let url: URL;
+  const opened: AnyClient[] = [];
+
+  async function connect(era: Era, name: string, capabilities: Record<string, unknown> = ALL): Promise<AnyClient> {
+    const a = answers(name);
+    if (era === '2025') {
+      const client = new ClientV1(INFO, { capabilities });
+      if ('sampling' in capabilities) client.setRequestHandler(CreateMessageRequestSchema, a.sampling);
+      if ('elicitation' in capabilities) client.setRequestHandler(ElicitRequestSchema, a.elicitation);
+      if ('roots' in capabilities) client.setRequestHandler(ListRootsRequestSchema, a.roots);
+      await client.connect(new StreamableV1(url, { requestInit: { headers: { ...WORKER_AUTH } } }));
+      opened.push(client);
+      return client;
+    }
+    const client = new ClientV2(INFO, { capabilities, versionNegotiation: { mode: 'auto' } });
+    if ('sampling' in capabilities) client.setRequestHandler('sampling/createMessage', a.sampling);
+    if ('elicitation' in capabilities) client.setRequestHandler('elicitation/create', a.elicitation);
+    if ('roots' in capabilities) client.setRequestHandler('roots/list', a.roots);
+    await client.connect(new StreamableV2(url, { requestInit: { headers: { ...WORKER_AUTH } } }));
+    expect(client.getProtocolEra()).toBe('modern');
+    opened.push(client);
+    return client;
+  }
+
+  beforeAll(async () => {
+    await registerServer(t.redis, t.keys, {
+      id: 'everything',
+      transport: 'stdio',
+      config: { command: process.execPath, args: [EVERYTHING, 'stdio'] },
+    });
+    const port = await getPort();
+    url = new URL(`http://127.0.0.1:${port}/mcp`);
+    worker = await startTestWorker({ serverId: 'everything', prefix: t.prefix, port, log: captured.log });
+    await worker.ready;
+  });
+  afterEach(async () => {
+    await Promise.allSettled(opened.splice(0).map((c) => c.close()));
+  });
+  afterAll(async () => {
+    await worker?.close();
+    await t.cleanup();
+  });
+
+  for (const era of ['2025', '2026'] as const) {
+    describe(`a ${era} client`, () => {
+      it('sees the tools that need a client (the worker declares sampling, elicitation and roots upstream)', async () => {
+        const client = await connect(era, 'lister');
+        expect(await toolNames(client)).toEqual(
+          expect.arrayContaining(['trigger-sampling-request', 'trigger-elicitation-request', 'get-roots-list']),
+        );
+      });
+
+      it('answers the upstream’s sampling request with its own handler', async () => {
+        const client = await connect(era, `sampler-${era}`);
+        const text = textOf(await callTool(client, 'trigger-sampling-request', { prompt: 'hello', maxTokens: 5 }));
+        expect(text).toContain(`sampled by sampler-${era}`);
+        expect(text).toContain(`model-of-sampler-${era}`);
+      });
+
+      it('answers the upstream’s elicitation with its own handler', async () => {
+        const client = await connect(era, `elicited-${era}`);
+        const text = textOf(await callTool(client, 'trigger-elicitation-request', {}));
+        expect(text).toContain('accept');
+        expect(text).toContain(`elicited-${era}`);
+      });
+
+      it('answers the upstream’s roots/list with its own roots', async () => {
+        const client = await connect(era, `rooted-${era}`);
+        const text = textOf(await callTool(client, 'get-roots-list', {}));
+        expect(text).toContain(`file:///home/rooted-${era}`);
+      });
+
+      it('a client without sampling is never asked: the upstream gets an MCP error and the call fails', async () => {
+        const client = await connect(era, `plain-${era}`, { elicitation: { form: {} } });
+        const result = (await callTool(client, 'trigger-sampling-request', { prompt: 'x', maxTokens: 5 }).catch(
+          (error: Error) => ({ isError: true, content: [{ type: 'text', text: error.message }] }),
+        )) as { isError?: boolean };
+        expect(result.isError).toBe(true);
+        expect(captured.lines).toContainEqual(
+          expect.objectContaining({
+            event: 'mcp.client_request.refused',
+            method: 'sampling/createMessage',
+            reason: 'capability_missing',
+          }),
+        );
+      });
+    });
+  }
+
+  it('a 2025 session that set a log level gets the upstream’s log messages at or above it, and only it', async () => {
+    const listener = (await connect('2025', 'listener')) as ClientV1;
+    const quiet = (await connect('2025', 'quiet')) as ClientV1;
+    const heard: { level: string }[] = [];
+    const overheard: unknown[] = [];
+    listener.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+      heard.push(n.params as { level: string });
+    });
+    quiet.setNotificationHandler(LoggingMessageNotificationSchema, (n) => {
+      overheard.push(n.params);
+    });
+    await listener.setLoggingLevel('debug');
+    // The tool sends one message at once (random level), then one every 5 s; at `debug` every one passes.
+    expect(textOf(await callTool(listener, 'toggle-simulated-logging', {}))).toContain('Started');
+    try {
+      await waitFor('a log message to reach the session that asked', () => heard.length > 0, 15_000);
+    } finally {
+      await callTool(listener, 'toggle-simulated-logging', {});
+    }
+    expect(heard[0]?.level).toMatch(/^(debug|info|notice|warning|error|critical|alert|emergency)$/);
+    expect(overheard).toEqual([]);
+  });
+});
