@@ -9,6 +9,8 @@ export interface CallRequest {
   /** Aborted when the client goes away: the upstream call is cancelled. */
   clientSignal?: AbortSignal;
   onProgress?: (progress: ToolProgress) => void;
+  /** The upstream session to call (a client's own, in `per-client` mode); the runner's by default. */
+  upstream?: Upstream;
 }
 
 export type CallOutcome =
@@ -68,7 +70,8 @@ export class CallRunner {
   }
 
   private async execute(request: CallRequest, controller: AbortController): Promise<CallOutcome> {
-    const { log, upstream, timeoutMs } = this.deps;
+    const { log, timeoutMs } = this.deps;
+    const upstream = request.upstream ?? this.deps.upstream;
     const { tool, requestId, clientSignal } = request;
     const started = performance.now();
     const timer = setTimeout(() => {

@@ -99,9 +99,14 @@ export class ClientFanout {
   /** Passes one notification of the upstream to the sessions it is for. */
   deliver(method: ForwardedNotification, params: Record<string, unknown>): void {
     for (const subscriber of this.recipients(method, params)) {
-      subscriber.notify(method, params).catch((err: unknown) =>
-        this.log.debug({ event: 'mcp.notify_failed', method, owner: subscriber.owner, err }, 'notification not delivered'),
-      );
+      subscriber
+        .notify(method, params)
+        .catch((err: unknown) =>
+          this.log.debug(
+            { event: 'mcp.notify_failed', method, owner: subscriber.owner, err },
+            'notification not delivered',
+          ),
+        );
     }
   }
 

@@ -146,7 +146,10 @@ export class ClientRequestRouter {
     reason: string,
     fields: { message: string } & Record<string, unknown>,
   ): never {
-    this.log.warn({ event: 'mcp.client_request.refused', method, reason, ...fields }, 'a request of the upstream was refused');
+    this.log.warn(
+      { event: 'mcp.client_request.refused', method, reason, ...fields },
+      'a request of the upstream was refused',
+    );
     throw new ProtocolError(code, fields.message, { reason });
   }
 }

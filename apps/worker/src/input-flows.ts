@@ -33,6 +33,17 @@ export interface FlowOptions {
   maxFlows: number;
 }
 
+/** Sends a notification on the stream of the flow's current round (dropped between rounds). */
+export type RoundNotifier = (method: string, params: Record<string, unknown>) => Promise<void>;
+
+/** What a flow runs: the upstream request, its questions going to `channel`. */
+export type FlowOperation = (
+  channel: ClientChannel,
+  signal: AbortSignal,
+  onProgress: (p: ProgressUpdate) => void,
+  notify: RoundNotifier,
+) => Promise<unknown>;
+
 type Outcome = { ok: true; value: Record<string, unknown> } | { ok: false; error: unknown };
 
 interface Ask {
@@ -53,6 +64,7 @@ class Flow implements ClientChannel {
   /** Wakes the round that waits (a new question, or the outcome). */
   wake: (() => void) | undefined;
   progress: ((update: ProgressUpdate) => void) | undefined;
+  notifier: RoundNotifier | undefined;
   capabilitiesOfRound: ClientCapabilities | undefined;
   /** Ends a flow whose client did not come back in time. */
   expiry: NodeJS.Timeout | undefined;
@@ -133,7 +145,7 @@ export class InputFlows {
     /** The downstream session the request belongs to (2025); a 2026 request's flow is its own owner. */
     owner: string | undefined,
     capabilities: ClientCapabilities | undefined,
-    operation: (flow: ClientChannel, signal: AbortSignal, onProgress: (p: ProgressUpdate) => void) => Promise<unknown>,
+    operation: FlowOperation,
   ): Promise<Record<string, unknown>> {
     const flow = this.flowOf(rc, caller) ?? this.start(rc, caller, owner, operation);
     flow.capabilitiesOfRound = capabilities;
@@ -159,18 +171,14 @@ export class InputFlows {
     return flow;
   }
 
-  private start(
-    rc: ServerContext,
-    caller: string,
-    owner: string | undefined,
-    operation: (flow: ClientChannel, signal: AbortSignal, onProgress: (p: ProgressUpdate) => void) => Promise<unknown>,
-  ): Flow {
+  private start(rc: ServerContext, caller: string, owner: string | undefined, operation: FlowOperation): Flow {
     if (this.flows.size >= this.options.maxFlows) {
       throw new ProtocolError(ProtocolErrorCode.InternalError, 'too many requests in flight on this server; retry');
     }
     const flow = new Flow(owner ?? `request:${randomUUID()}`, caller, rc.mcpReq.method);
     this.flows.set(flow.id, flow);
-    operation(flow, flow.abort.signal, (p) => flow.progress?.(p)).then(
+    const notify: RoundNotifier = (method, params) => flow.notifier?.(method, params) ?? Promise.resolve();
+    operation(flow, flow.abort.signal, (p) => flow.progress?.(p), notify).then(
       (value) => this.settle(flow, { ok: true, value: value as Record<string, unknown> }),
       (error: unknown) => this.settle(flow, { ok: false, error }),
     );
@@ -200,6 +208,7 @@ export class InputFlows {
     if (flow.expiry) clearTimeout(flow.expiry);
     flow.expiry = undefined;
     flow.progress = progressSender(rc);
+    flow.notifier = (method, params) => rc.mcpReq.notify({ method, params });
     // The client of this round went away: nobody will retry; the upstream request is cancelled.
     const onGone = () => this.end(flow, new Error('the client went away'));
     rc.mcpReq.signal.addEventListener('abort', onGone, { once: true });
@@ -219,6 +228,7 @@ export class InputFlows {
     } finally {
       flow.wake = undefined;
       flow.progress = undefined;
+      flow.notifier = undefined;
       rc.mcpReq.signal.removeEventListener('abort', onGone);
     }
   }
@@ -240,10 +250,7 @@ export class InputFlows {
       'the upstream asked its client; answered input_required',
     );
     const requestState = await this.codec.mint({ f: flow.id });
-    return inputRequired({ inputRequests: inputRequests as never, requestState }) as unknown as Record<
-      string,
-      unknown
-    >;
+    return inputRequired({ inputRequests: inputRequests as never, requestState }) as unknown as Record<string, unknown>;
   }
 
   private end(flow: Flow, reason: Error): void {

@@ -18,31 +18,24 @@ import {
   type ServerContext,
   type Tool,
 } from '@modelcontextprotocol/server';
+import { bridgeSession, handlePerSession } from './bridge-session.js';
 import type { CallRunner } from './call-runner.js';
-import type { ClientFanout, Subscriber } from './client-fanout.js';
-import type { ClientChannel, ClientRequestRouter } from './client-requests.js';
-import type { InputFlows } from './input-flows.js';
+import type { Subscriber } from './client-fanout.js';
 import type { WorkerGate } from './http-server.js';
-import {
-  PASSTHROUGH_METHODS,
-  type PassthroughMethod,
-  type Upstream,
-  type UpstreamFeatures,
-} from './upstream/upstream.js';
+import type { InputFlows, RoundNotifier } from './input-flows.js';
+import { PASSTHROUGH_METHODS, type PassthroughMethod, type UpstreamFeatures } from './upstream/upstream.js';
+import type { UpstreamLink, UpstreamLinks } from './upstream-links.js';
 
 export interface McpBridgeDeps {
   /** What downstream clients see as the server's name (the server id) and version. */
   serverInfo: { name: string; version: string };
-  upstream: Upstream;
+  /** The worker's upstream sessions: one shared, or one per client. */
+  links: UpstreamLinks;
   runner: CallRunner;
   gate: WorkerGate;
   log: Logger;
   /** Deadline of a forwarded request that is not a tool call (resources, prompts, completion), in milliseconds. */
   requestTimeoutMs: number;
-  /** Finds the downstream client that answers the upstream's own requests. */
-  router: ClientRequestRouter;
-  /** Shares the upstream's log messages and resource updates among the sessions that asked. */
-  fanout: ClientFanout;
   /** Requests that wait on their client across rounds (`input_required`). */
   flows: InputFlows;
 }
@@ -61,7 +54,7 @@ const FEATURE_OF: Record<PassthroughMethod, keyof UpstreamFeatures> = {
 
 /** Forwarded requests that the upstream may answer only after asking its client (they serve `input_required`). */
 const INTERACTIVE: ReadonlySet<PassthroughMethod> = new Set(['prompts/get', 'resources/read']);
-/** Handled per downstream session here, not forwarded as they are. */
+/** Handled per downstream session (bridge-session.ts), not forwarded as they are. */
 const PER_SESSION: ReadonlySet<PassthroughMethod> = new Set([
   'logging/setLevel',
   'resources/subscribe',
@@ -71,21 +64,23 @@ const PER_SESSION: ReadonlySet<PassthroughMethod> = new Set([
 /** Rounds of questions one request may take (the SDK's 2025 shim stops at 8 by default). */
 const MAX_INPUT_ROUNDS = 64;
 
+type Operation = (link: UpstreamLink, signal: AbortSignal, onProgress: (p: ProgressUpdate) => void) => Promise<unknown>;
+
 /**
  * The server factory behind the worker's MCP endpoints: one low-level Server per downstream session (2025
- * eras) or request (2026-07-28), each with its own JSON-RPC id space, all forwarding to the worker's one
- * upstream session. Tool calls go through the call runner, so they are logged, timed out and counted as on
- * `POST /tools/:tool`. What the upstream asks its client goes to the downstream client whose call caused it
- * (client-requests.ts), as `input_required` rounds (input-flows.ts) that the SDK turns into real requests
- * for 2025 sessions.
+ * eras) or request (2026-07-28), each with its own JSON-RPC id space, forwarding to the worker's upstream
+ * session (or, in `per-client` mode, the client's own). Tool calls go through the call runner, so they are
+ * logged, timed out and counted as on `POST /tools/:tool`. What the upstream asks its client goes to the
+ * downstream client whose call caused it (client-requests.ts), as `input_required` rounds (input-flows.ts)
+ * that the SDK turns into real requests for 2025 sessions.
  */
 export function createBridgeServerFactory(deps: McpBridgeDeps): McpFrontServerFactory {
   return (ctx) => createBridgeServer(deps, ctx);
 }
 
 function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server {
-  const { upstream, runner, gate, router, fanout, flows } = deps;
-  const features = upstream.features();
+  const { links, runner, gate, flows } = deps;
+  const features = links.primary.upstream.features();
   const capabilities: ServerCapabilities = { tools: { listChanged: true } };
   if (features.resources) {
     capabilities.resources = { listChanged: true, ...(features.resourceSubscriptions ? { subscribe: true } : {}) };
@@ -99,7 +94,9 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
     inputRequired: { maxRounds: MAX_INPUT_ROUNDS },
   });
   const caller = typeof ctx.auth === 'string' ? ctx.auth : '';
-  const session = ctx.era === 'legacy' ? legacySession(deps, server) : undefined;
+  const session = ctx.era === 'legacy' ? bridgeSession(links, server) : undefined;
+  /** Which upstream session serves this client: its 2025 session's, or its principal's for 2026 requests. */
+  const linkOwner = session?.owner ?? `caller:${caller}`;
 
   /** What the client of this request can answer: its session's capabilities, or the request's envelope. */
   const capabilitiesOf = (rc: ServerContext): ClientCapabilities | undefined =>
@@ -107,23 +104,25 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
       ? server.getClientCapabilities()
       : (envelopeField(rc, CLIENT_CAPABILITIES_META_KEY) as ClientCapabilities | undefined);
 
-  /** Runs `operation` as a flow whose questions go to this request's client. */
-  const interactive = (
-    rc: ServerContext,
-    operation: (signal: AbortSignal, onProgress: (p: ProgressUpdate) => void) => Promise<unknown>,
-  ) =>
-    withRequestLogs(deps, rc, session, () =>
-      flows.round(rc, caller, session?.owner, capabilitiesOf(rc), async (channel, signal, onProgress) => {
-        const leave = router.enterCall(channel);
-        session?.calls.add(rc);
-        try {
-          return await operation(signal, onProgress);
-        } finally {
-          session?.calls.delete(rc);
-          leave();
-        }
-      }),
-    );
+  /** Runs `operation` on the client's upstream as a flow whose questions go to this request's client. */
+  const interactive = (rc: ServerContext, operation: Operation) => {
+    const logLevel = session ? undefined : (envelopeField(rc, LOG_LEVEL_META_KEY) as LoggingLevel | undefined);
+    return flows.round(rc, caller, session?.owner, capabilitiesOf(rc), async (channel, signal, onProgress, notify) => {
+      const { link, release } = await links.acquire(linkOwner, !session);
+      session?.attach(link);
+      const leave = link.router.enterCall(channel);
+      session?.calls.add(rc);
+      const stopLogs = logLevel ? await listenToLogs(link, logLevel, notify) : undefined;
+      try {
+        return await operation(link, signal, onProgress);
+      } finally {
+        stopLogs?.();
+        session?.calls.delete(rc);
+        leave();
+        release();
+      }
+    });
+  };
 
   server.setRequestHandler('tools/list', async () => ({ tools: gate.tools() as Tool[] }));
 
@@ -135,16 +134,19 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
       throw toProtocolError(error);
     }
     const requestId = requestIdOf(rc, ctx);
-    return (await interactive(rc, async (signal, onProgress) => {
+    return (await interactive(rc, async (link, signal, onProgress) => {
       const outcome = await runner.run({
         tool: name,
         args: args as Record<string, unknown>,
         requestId,
         clientSignal: signal,
         onProgress,
+        upstream: link.upstream,
       });
       if (outcome.kind === 'result') return outcome.result;
-      if (outcome.kind === 'cancelled') throw new ProtocolError(ProtocolErrorCode.InternalError, 'the request was cancelled');
+      if (outcome.kind === 'cancelled') {
+        throw new ProtocolError(ProtocolErrorCode.InternalError, 'the request was cancelled');
+      }
       throw toProtocolError(outcome.error);
     })) as never;
   });
@@ -152,113 +154,51 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
   for (const method of PASSTHROUGH_METHODS) {
     if (!features[FEATURE_OF[method]]) continue;
     if (PER_SESSION.has(method)) {
-      if (session) handlePerSession(deps, server, session, method);
+      if (session) handlePerSession(session, server, method, toProtocolError);
       continue;
     }
     server.setRequestHandler(method, async (request, rc) => {
       const { _meta, ...params } = (request.params ?? {}) as Record<string, unknown>;
-      const forward = async (signal: AbortSignal, onProgress?: (p: ProgressUpdate) => void) => {
+      const forward: Operation = async (link, signal, onProgress) => {
         try {
-          return await upstream.request(method, params, { signal, onProgress, timeoutMs: deps.requestTimeoutMs });
+          return await link.upstream.request(method, params, { signal, onProgress, timeoutMs: deps.requestTimeoutMs });
         } catch (error) {
           if (signal.aborted) throw new ProtocolError(ProtocolErrorCode.InternalError, 'cancelled');
           throw toProtocolError(error);
         }
       };
       if (INTERACTIVE.has(method)) return (await interactive(rc, forward)) as never;
-      return (await forward(rc.mcpReq.signal, progressSender(rc))) as never;
+      const { link, release } = await links.acquire(linkOwner, !session);
+      try {
+        session?.attach(link);
+        const onProgress = progressSender(rc);
+        return (await forward(link, rc.mcpReq.signal, (p) => onProgress?.(p))) as never;
+      } finally {
+        release();
+      }
     });
+  }
+  if (session) {
+    server.setNotificationHandler('notifications/roots/list_changed', () => session.rootsChanged());
   }
   return server;
 }
 
-/** A 2025 session's side of the router and the fan-out: how to reach it outside and inside its calls. */
-interface LegacySession extends Subscriber, ClientChannel {
-  /** The session's calls in flight: a notification for the session rides on the newest one's stream. */
-  readonly calls: Set<ServerContext>;
-}
-
-function legacySession(deps: McpBridgeDeps, server: Server): LegacySession {
-  const calls = new Set<ServerContext>();
-  const session: LegacySession = {
-    owner: `session:${randomUUID()}`,
-    calls,
-    logLevel: undefined,
-    uris: new Set(),
-    capabilities: () => server.getClientCapabilities(),
-    ask: (method, params, signal) =>
-      server.request({ method, ...(params ? { params } : {}) } as never, { signal }) as Promise<
-        Record<string, unknown>
-      >,
-    notify: (method, params) => {
-      if (method === 'notifications/elicitation/complete' || calls.size === 0) {
-        return server.notification({ method, params });
-      }
-      // Inside a call the notification goes on that call's stream, which the client reads for sure.
-      const newest = [...calls].at(-1) as ServerContext;
-      return newest.mcpReq.notify({ method, params });
-    },
-  };
-  let leave: (() => void) | undefined;
-  server.oninitialized = () => {
-    leave = deps.router.openSession(session);
-    deps.fanout.add(session);
-  };
-  const previous = server.onclose;
-  server.onclose = () => {
-    previous?.();
-    leave?.();
-    deps.fanout.remove(session);
-  };
-  return session;
-}
-
-function handlePerSession(deps: McpBridgeDeps, server: Server, session: LegacySession, method: PassthroughMethod) {
-  const run = async (action: () => Promise<void>) => {
-    try {
-      await action();
-    } catch (error) {
-      if (ProtocolError.isInstance(error)) throw error;
-      throw error instanceof AppError
-        ? toProtocolError(error)
-        : new ProtocolError(ProtocolErrorCode.InvalidParams, error instanceof Error ? error.message : String(error));
-    }
-    return {};
-  };
-  if (method === 'logging/setLevel') {
-    server.setRequestHandler(method, (request) => run(() => deps.fanout.setLevel(session, request.params.level)));
-  } else if (method === 'resources/subscribe') {
-    server.setRequestHandler(method, (request) => run(() => deps.fanout.subscribe(session, request.params.uri)));
-  } else if (method === 'resources/unsubscribe') {
-    server.setRequestHandler(method, (request) => run(() => deps.fanout.unsubscribe(session, request.params.uri)));
-  }
-}
-
 /**
- * A 2026-07-28 request that names a log level in its envelope gets the upstream's log messages at that level
- * on its own stream while it runs.
+ * A 2026-07-28 request that names a log level in its envelope hears the upstream's log messages at that
+ * level on its own stream while it runs.
  */
-async function withRequestLogs<T>(
-  deps: McpBridgeDeps,
-  rc: ServerContext,
-  session: LegacySession | undefined,
-  run: () => Promise<T>,
-): Promise<T> {
-  const level = envelopeField(rc, LOG_LEVEL_META_KEY) as LoggingLevel | undefined;
-  if (session || level === undefined || !deps.upstream.features().logging) return run();
+async function listenToLogs(link: UpstreamLink, level: LoggingLevel, notify: RoundNotifier): Promise<() => void> {
+  if (!link.upstream.features().logging) return () => {};
   const listener: Subscriber = {
-    owner: `request:${String(rc.mcpReq.id)}`,
+    owner: `request:${randomUUID()}`,
     logLevel: undefined,
     uris: new Set(),
-    notify: (method, params) => rc.mcpReq.notify({ method, params }),
+    notify,
   };
-  deps.fanout.add(listener);
-  try {
-    await deps.fanout.setLevel(listener, level).catch(() => {});
-    return await run();
-  } finally {
-    deps.fanout.remove(listener);
-  }
+  link.fanout.add(listener);
+  await link.fanout.setLevel(listener, level).catch(() => {});
+  return () => link.fanout.remove(listener);
 }
 
 /** One reserved key of a 2026-07-28 request's `_meta` envelope (the SDK types the envelope as opaque). */

@@ -7,6 +7,7 @@ import {
   type Logger,
   Registry,
   type ServerSpec,
+  type SessionMode,
   type UpstreamStatus,
   WORKER_EXIT_CODES,
   type WorkerConfig,
@@ -15,8 +16,6 @@ import {
 import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import type { Redis } from 'ioredis';
 import { CallRunner } from './call-runner.js';
-import { ClientFanout } from './client-fanout.js';
-import { ClientRequestRouter } from './client-requests.js';
 import { buildHttpServer, type WorkerGate } from './http-server.js';
 import { InputFlows } from './input-flows.js';
 import { createBridgeServerFactory } from './mcp-bridge.js';
@@ -24,6 +23,7 @@ import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { ToolSync } from './tool-sync.js';
 import { createUpstream } from './upstream/create-upstream.js';
 import { createBwrapLauncher, type StdioLauncher, UNCONFINED } from './upstream/stdio-sandbox.js';
+import { UpstreamLinks } from './upstream-links.js';
 import { loadServerSpec, recordLastError, WorkerExitError } from './worker-spec.js';
 
 export interface WorkerOptions {
@@ -38,6 +38,10 @@ export interface WorkerOptions {
   keepAliveIntervalMs: number;
   /** Drops a 2025-era MCP session (Streamable HTTP) idle this long, in milliseconds; 0 never. */
   mcpSessionIdleTtlMs: number;
+  /** `per-client` servers: most upstream sessions (stdio: child processes) for clients at once. */
+  perClientMaxSessions: number;
+  /** `per-client` servers: a client's upstream session unused this long is closed, in milliseconds. */
+  perClientIdleMs: number;
 }
 
 export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
@@ -47,7 +51,14 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
   reconnectMaxDelayMs: 10_000,
   keepAliveIntervalMs: SSE_KEEP_ALIVE_INTERVAL_MS,
   mcpSessionIdleTtlMs: 30 * 60_000,
+  perClientMaxSessions: 16,
+  perClientIdleMs: 5 * 60_000,
 });
+
+/** How the server's MCP upstream is shared among clients (a REST API has no session to share). */
+function upstreamSessionMode(spec: ServerSpec): SessionMode {
+  return spec.transport === 'rest' ? 'shared' : (spec.config.sessionMode ?? 'shared');
+}
 
 const WORKER_VERSION = '0.1.0';
 /** Most requests waiting on their client at once (`input_required` rounds). */
@@ -170,25 +181,36 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
   };
 
-  const router = new ClientRequestRouter(log.child({ component: 'mcp' }));
-  const fanout = new ClientFanout(upstream, log.child({ component: 'mcp' }), serverSpec.timeoutMs);
+  const links = new UpstreamLinks({
+    mode: upstreamSessionMode(serverSpec),
+    primary: upstream,
+    create: (owner) =>
+      createUpstream(
+        serverSpec,
+        log.child({ component: 'upstream', client: owner }),
+        { ...options, maxMessageBytes: config.upstreamMaxMessageBytes },
+        launcher,
+      ),
+    log: log.child({ component: 'mcp' }),
+    requestTimeoutMs: serverSpec.timeoutMs,
+    max: options.perClientMaxSessions,
+    idleMs: options.perClientIdleMs,
+    onResourceUpdated: (uri) => front.resourceUpdated(uri),
+  });
   const flows = new InputFlows({
     log: log.child({ component: 'mcp' }),
     // A flow lives as long as its upstream call may: the call's deadline ends it anyway.
     roundTimeoutMs: serverSpec.timeoutMs,
     maxFlows: MAX_FLOWS,
   });
-  upstream.onClientRequest(router.route);
   const front = createMcpFront({
     serverFactory: createBridgeServerFactory({
       serverInfo: { name: serverId, version: WORKER_VERSION },
-      upstream,
       runner,
       gate,
       log,
       requestTimeoutMs: serverSpec.timeoutMs,
-      router,
-      fanout,
+      links,
       flows,
     }),
     log: log.child({ component: 'mcp' }),
@@ -224,11 +246,6 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   });
   upstream.onToolsChanged(() => sync.request());
   upstream.onListChanged((list) => (list === 'resources' ? front.resourcesChanged() : front.promptsChanged()));
-  upstream.onNotification((method, params) => {
-    fanout.deliver(method, params);
-    // 2026-07-28 clients hear of resource updates on their `subscriptions/listen` streams.
-    if (method === 'notifications/resources/updated' && typeof params.uri === 'string') front.resourceUpdated(params.uri);
-  });
   upstream.onClose((error) => void fatal(error));
 
   const app = buildHttpServer({
@@ -283,7 +300,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       );
       flows.closeAll(new Error('the worker is shutting down'));
       await step('mcp', () => front.close());
-      await step('upstream', () => upstream.close());
+      await step('upstream', () => Promise.all([links.close(), upstream.close()]));
       await step('http', () => app.close());
       if (ownsRedis) await step('redis', () => closeRedis(redis));
       rejectReady(new Error('the worker was closed before it was ready'));

@@ -37,11 +37,11 @@ function answers(name: string) {
   };
 }
 
-describe('server-to-client requests through the worker (server-everything, stdio)', () => {
+/** server-everything over stdio behind an in-process worker, in one session mode. */
+function everythingWorker(mode: 'shared' | 'per-client') {
   const t = testRedis();
   const captured = captureLogger('worker');
-  let worker: Worker;
-  let url: URL;
+  const state: { worker?: Worker; url?: URL } = {};
   const opened: AnyClient[] = [];
 
   async function connect(era: Era, name: string, capabilities: Record<string, unknown> = ALL): Promise<AnyClient> {
@@ -51,7 +51,7 @@ describe('server-to-client requests through the worker (server-everything, stdio
       if ('sampling' in capabilities) client.setRequestHandler(CreateMessageRequestSchema, a.sampling);
       if ('elicitation' in capabilities) client.setRequestHandler(ElicitRequestSchema, a.elicitation);
       if ('roots' in capabilities) client.setRequestHandler(ListRootsRequestSchema, a.roots);
-      await client.connect(new StreamableV1(url, { requestInit: { headers: { ...WORKER_AUTH } } }));
+      await client.connect(new StreamableV1(state.url as URL, { requestInit: { headers: { ...WORKER_AUTH } } }));
       opened.push(client);
       return client;
     }
@@ -59,7 +59,7 @@ describe('server-to-client requests through the worker (server-everything, stdio
     if ('sampling' in capabilities) client.setRequestHandler('sampling/createMessage', a.sampling);
     if ('elicitation' in capabilities) client.setRequestHandler('elicitation/create', a.elicitation);
     if ('roots' in capabilities) client.setRequestHandler('roots/list', a.roots);
-    await client.connect(new StreamableV2(url, { requestInit: { headers: { ...WORKER_AUTH } } }));
+    await client.connect(new StreamableV2(state.url as URL, { requestInit: { headers: { ...WORKER_AUTH } } }));
     expect(client.getProtocolEra()).toBe('modern');
     opened.push(client);
     return client;
@@ -69,20 +69,25 @@ describe('server-to-client requests through the worker (server-everything, stdio
     await registerServer(t.redis, t.keys, {
       id: 'everything',
       transport: 'stdio',
-      config: { command: process.execPath, args: [EVERYTHING, 'stdio'] },
+      config: { command: process.execPath, args: [EVERYTHING, 'stdio'], sessionMode: mode },
     });
     const port = await getPort();
-    url = new URL(`http://127.0.0.1:${port}/mcp`);
-    worker = await startTestWorker({ serverId: 'everything', prefix: t.prefix, port, log: captured.log });
-    await worker.ready;
+    state.url = new URL(`http://127.0.0.1:${port}/mcp`);
+    state.worker = await startTestWorker({ serverId: 'everything', prefix: t.prefix, port, log: captured.log });
+    await state.worker.ready;
   });
   afterEach(async () => {
     await Promise.allSettled(opened.splice(0).map((c) => c.close()));
   });
   afterAll(async () => {
-    await worker?.close();
+    await state.worker?.close();
     await t.cleanup();
   });
+  return { connect, captured, state };
+}
+
+describe('server-to-client requests through a shared upstream session (server-everything, stdio)', () => {
+  const { connect, captured } = everythingWorker('shared');
 
   for (const era of ['2025', '2026'] as const) {
     describe(`a ${era} client`, () => {
@@ -105,12 +110,6 @@ describe('server-to-client requests through the worker (server-everything, stdio
         const text = textOf(await callTool(client, 'trigger-elicitation-request', {}));
         expect(text).toContain('accept');
         expect(text).toContain(`elicited-${era}`);
-      });
-
-      it('answers the upstream’s roots/list with its own roots', async () => {
-        const client = await connect(era, `rooted-${era}`);
-        const text = textOf(await callTool(client, 'get-roots-list', {}));
-        expect(text).toContain(`file:///home/rooted-${era}`);
       });
 
       it('a client without sampling is never asked: the upstream gets an MCP error and the call fails', async () => {
@@ -151,5 +150,38 @@ describe('server-to-client requests through the worker (server-everything, stdio
     }
     expect(heard[0]?.level).toMatch(/^(debug|info|notice|warning|error|critical|alert|emergency)$/);
     expect(overheard).toEqual([]);
+  });
+});
+
+describe('server-to-client requests with one upstream session per client (sessionMode: per-client)', () => {
+  const { connect, captured } = everythingWorker('per-client');
+
+  it('each client, of either era, sees its own roots (the server caches roots per session)', async () => {
+    for (const era of ['2025', '2026'] as const) {
+      const client = await connect(era, `rooted-${era}`);
+      const text = textOf(await callTool(client, 'get-roots-list', {}));
+      expect(text).toContain(`file:///home/rooted-${era}`);
+      expect(text).not.toContain(era === '2025' ? 'rooted-2026' : 'rooted-2025');
+    }
+  });
+
+  it('two clients sampling at the same moment each get the answer of their own handler', async () => {
+    const clients = await Promise.all([
+      connect('2025', 'alice'),
+      connect('2026', 'bob'),
+      connect('2025', 'carol'),
+      connect('2026', 'dave'),
+    ]);
+    const texts = await Promise.all(
+      clients.map((client) => callTool(client, 'trigger-sampling-request', { prompt: 'who?', maxTokens: 5 })),
+    );
+    const names = ['alice', 'bob', 'carol', 'dave'];
+    texts.forEach((result, i) => {
+      const text = textOf(result);
+      expect(text).toContain(`sampled by ${names[i]}`);
+      for (const other of names.filter((_, j) => j !== i)) expect(text).not.toContain(`sampled by ${other}`);
+    });
+    // One upstream session per client: the 2025 sessions' own, and one per principal for 2026 requests.
+    expect(captured.lines.filter((l) => l.event === 'upstream.client_session.open').length).toBeGreaterThanOrEqual(3);
   });
 });

@@ -34,16 +34,29 @@ export const JsonObjectSchema = z.looseObject({
   type: z.literal('object', { error: 'inputSchema.type must be "object"' }),
 });
 
+/**
+ * How a worker shares its MCP upstream among downstream clients: `shared` (one upstream session for all) or
+ * `per-client` (one upstream session, for stdio one child process, per downstream session or principal), for
+ * servers that ask their client things mid-call or keep per-client state. See docs/adr/0011.
+ */
+export const SESSION_MODES = ['shared', 'per-client'] as const;
+export type SessionMode = (typeof SESSION_MODES)[number];
+const sessionMode = z
+  .enum(SESSION_MODES, { error: `sessionMode must be one of ${SESSION_MODES.join(', ')}` })
+  .optional();
+
 export const StdioConfigSchema = z.strictObject({
   command: z.string({ error: 'command must be a string' }).min(1, 'command must not be empty'),
   args: z.array(z.string({ error: 'every arg must be a string' })).default([]),
   env: stringMap('env').default({}),
   cwd: z.string().min(1).optional(),
+  sessionMode,
 });
 
 export const RemoteConfigSchema = z.strictObject({
   url: httpUrl('url'),
   headers: stringMap('headers').default({}),
+  sessionMode,
 });
 
 export const ARG_LOCATIONS = ['path', 'query', 'header', 'body'] as const;

@@ -329,7 +329,11 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
       client.setRequestHandler(method, async (request, ctx) => {
         const handler = this.session?.client === client ? this.clientRequestHandler : undefined;
         if (!handler) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, 'no client can answer this request');
-        return (await handler(method, request.params as Record<string, unknown> | undefined, ctx.mcpReq.signal)) as never;
+        return (await handler(
+          method,
+          request.params as Record<string, unknown> | undefined,
+          ctx.mcpReq.signal,
+        )) as never;
       });
     }
     for (const method of FORWARDED_NOTIFICATIONS) {
