@@ -1,45 +1,9 @@
 import type { Logger } from '@mcp-hub/shared';
-import { type ClientCapabilities, ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/server';
-import type { ClientRequestMethod } from './upstream/upstream.js';
-
-/** A downstream client the worker can ask something on its upstream's behalf. */
-export interface ClientChannel {
-  /** The downstream session (2025) or request flow (2026) the channel belongs to. */
-  readonly owner: string;
-  /** What the client said it can answer (at initialize, or in the request's envelope); undefined: nothing. */
-  capabilities(): ClientCapabilities | undefined;
-  ask(
-    method: ClientRequestMethod,
-    params: Record<string, unknown> | undefined,
-    signal: AbortSignal,
-  ): Promise<Record<string, unknown>>;
-}
+import { type ClientChannel, type ClientRequestMethod, missingCapability } from '@mcp-hub/shared/mcp-front';
+import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/server';
 
 /** JSON-RPC "method not found": what a client without the capability answers. */
 const METHOD_NOT_FOUND = -32_601;
-
-/** The capability a request needs that the client did not declare, if any. */
-export function missingCapability(
-  method: ClientRequestMethod,
-  params: Record<string, unknown> | undefined,
-  capabilities: ClientCapabilities | undefined,
-): string | undefined {
-  if (method === 'sampling/createMessage') {
-    if (!capabilities?.sampling) return 'sampling';
-    if ((params?.tools !== undefined || params?.toolChoice !== undefined) && !capabilities.sampling.tools) {
-      return 'sampling.tools';
-    }
-    return undefined;
-  }
-  if (method === 'elicitation/create') {
-    const elicitation = capabilities?.elicitation as { form?: unknown; url?: unknown } | undefined;
-    if (!elicitation) return 'elicitation';
-    // An empty `elicitation: {}` is the 2025-06 form of "form mode".
-    if (params?.mode === 'url') return elicitation.url ? undefined : 'elicitation.url';
-    return elicitation.form || elicitation.url === undefined ? undefined : 'elicitation.form';
-  }
-  return capabilities?.roots ? undefined : 'roots';
-}
 
 /**
  * Finds the downstream client that must answer a request the upstream sent its client. A shared upstream
@@ -157,3 +121,5 @@ export class ClientRequestRouter {
 function since(started: number): number {
   return Math.round((performance.now() - started) * 100) / 100;
 }
+
+export { type ClientChannel, missingCapability };

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, isRequestId, type Logger, REQUEST_ID_HEADER } from '@mcp-hub/shared';
 import {
+  type InputFlows,
   type McpFrontServerFactory,
   type McpServerContext,
   type ProgressUpdate,
   progressSender,
+  type RoundNotifier,
 } from '@mcp-hub/shared/mcp-front';
 import {
   CLIENT_CAPABILITIES_META_KEY,
@@ -22,7 +24,6 @@ import { bridgeSession, handlePerSession } from './bridge-session.js';
 import type { CallRunner } from './call-runner.js';
 import type { Subscriber } from './client-fanout.js';
 import type { WorkerGate } from './http-server.js';
-import type { InputFlows, RoundNotifier } from './input-flows.js';
 import { PASSTHROUGH_METHODS, type PassthroughMethod, type UpstreamFeatures } from './upstream/upstream.js';
 import type { UpstreamLink, UpstreamLinks } from './upstream-links.js';
 
@@ -71,7 +72,7 @@ type Operation = (link: UpstreamLink, signal: AbortSignal, onProgress: (p: Progr
  * eras) or request (2026-07-28), each with its own JSON-RPC id space, forwarding to the worker's upstream
  * session (or, in `per-client` mode, the client's own). Tool calls go through the call runner, so they are
  * logged, timed out and counted as on `POST /tools/:tool`. What the upstream asks its client goes to the
- * downstream client whose call caused it (client-requests.ts), as `input_required` rounds (input-flows.ts)
+ * downstream client whose call caused it (client-requests.ts), as `input_required` rounds (shared mcp-front/input-flows.ts)
  * that the SDK turns into real requests for 2025 sessions.
  */
 export function createBridgeServerFactory(deps: McpBridgeDeps): McpFrontServerFactory {

@@ -13,11 +13,10 @@ import {
   type WorkerConfig,
   type WorkerHealth,
 } from '@mcp-hub/shared';
-import { createMcpFront } from '@mcp-hub/shared/mcp-front';
+import { createMcpFront, InputFlows } from '@mcp-hub/shared/mcp-front';
 import type { Redis } from 'ioredis';
 import { CallRunner } from './call-runner.js';
 import { buildHttpServer, type WorkerGate } from './http-server.js';
-import { InputFlows } from './input-flows.js';
 import { createBridgeServerFactory } from './mcp-bridge.js';
 import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { ToolSync } from './tool-sync.js';

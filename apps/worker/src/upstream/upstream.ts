@@ -67,9 +67,10 @@ export const NO_FEATURES: Readonly<UpstreamFeatures> = Object.freeze({
   logging: false,
 });
 
-/** The requests an MCP server may send its client; the worker passes each on to a downstream client. */
-export const CLIENT_REQUEST_METHODS = ['sampling/createMessage', 'elicitation/create', 'roots/list'] as const;
-export type ClientRequestMethod = (typeof CLIENT_REQUEST_METHODS)[number];
+import { CLIENT_REQUEST_METHODS, type ClientRequestMethod } from '@mcp-hub/shared/mcp-front';
+
+/** The requests an MCP server may send its client (the worker passes each on to a downstream client). */
+export { CLIENT_REQUEST_METHODS, type ClientRequestMethod };
 
 /** Answers a request the upstream sent its client; throws an MCP `ProtocolError` to refuse it. */
 export type ClientRequestHandler = (

@@ -1,4 +1,11 @@
+export {
+  CLIENT_REQUEST_METHODS,
+  type ClientChannel,
+  type ClientRequestMethod,
+  missingCapability,
+} from './client-channel.js';
 export { BoundedEventStore, DEFAULT_MAX_EVENTS } from './event-store.js';
+export { type FlowOperation, type FlowOptions, InputFlows, type RoundNotifier } from './input-flows.js';
 export {
   createMcpFront,
   DEFAULT_MAX_SESSIONS,

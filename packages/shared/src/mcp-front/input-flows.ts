@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { Logger } from '@mcp-hub/shared';
-import { type ProgressUpdate, progressSender } from '@mcp-hub/shared/mcp-front';
 import {
   type ClientCapabilities,
   createRequestStateCodec,
@@ -10,8 +8,9 @@ import {
   type RequestStateCodec,
   type ServerContext,
 } from '@modelcontextprotocol/server';
-import type { ClientChannel } from './client-requests.js';
-import type { ClientRequestMethod } from './upstream/upstream.js';
+import type { Logger } from '../logger.js';
+import type { ClientChannel, ClientRequestMethod } from './client-channel.js';
+import { type ProgressUpdate, progressSender } from './progress.js';
 
 /**
  * A request that the upstream answers only after its client answered questions of its own (sampling,

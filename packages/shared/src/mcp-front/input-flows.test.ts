@@ -1,8 +1,8 @@
-import { createLogger } from '@mcp-hub/shared';
 import { Client, InMemoryTransport, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { createMcpHandler, Server } from '@modelcontextprotocol/server';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { ClientChannel } from './client-requests.js';
+import { createLogger } from '../logger.js';
+import type { ClientChannel } from './client-channel.js';
 import { InputFlows } from './input-flows.js';
 
 const log = createLogger({ service: 'worker', level: 'silent' });
