@@ -335,6 +335,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     reaper.close();
     client.endStreams();
     await aggregate.close();
+    await aggregator.close();
     const drainMs = deps.shutdownDrainMs ?? SHUTDOWN_DRAIN_MS;
     if (!(await drain.idle(drainMs))) {
       log.warn({ event: 'hub.drain_timeout', in_flight: drain.inFlight, drain_ms: drainMs }, 'cutting calls in flight');

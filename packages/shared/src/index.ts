@@ -70,6 +70,8 @@ export {
   type HubEvent,
   HubEventSchema,
   JsonObjectSchema,
+  PREFIX_MODES,
+  type PrefixMode,
   type PublicRuntime,
   PublicRuntimeSchema,
   publicRuntime,

@@ -123,6 +123,14 @@ export const TRANSPORTS = ['stdio', 'sse', 'streamable-http', 'rest'] as const;
 export type Transport = (typeof TRANSPORTS)[number];
 
 /** Fields an operator may send for any transport. Read-only fields are accepted so that GET → PUT round-trips. */
+/**
+ * How the aggregated `/mcp` names a server's tools and prompts: `always` `<namespace><separator><name>`;
+ * `conditional` the bare name unless another visible server has one of that name; `never` the bare name,
+ * a clash answering an ambiguity error naming the servers.
+ */
+export const PREFIX_MODES = ['always', 'conditional', 'never'] as const;
+export type PrefixMode = (typeof PREFIX_MODES)[number];
+
 const commonInput = {
   id: slug('id'),
   name: z.string().min(1).max(200).optional(),
@@ -138,6 +146,8 @@ const commonInput = {
     .min(1)
     .max(MAX_TOOL_TIMEOUT_MS)
     .default(DEFAULT_TOOL_TIMEOUT_MS),
+  /** Optional so specs stored before it keep parsing; absent means `always`. */
+  prefixMode: z.enum(PREFIX_MODES, { error: `prefixMode must be one of ${PREFIX_MODES.join(', ')}` }).optional(),
   /** Optimistic concurrency: when given, the write fails with revision_conflict unless it matches. */
   rev: z.number().int().nonnegative().optional(),
   createdAt: z.string().optional(),

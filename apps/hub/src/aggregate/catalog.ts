@@ -11,16 +11,21 @@ const HASH_CHARS = 8;
  */
 export const SHORTENED_NAME_KEEPS = MAX_TOOL_NAME - HASH_CHARS - 1;
 
-export interface CatalogServer {
-  spec: ServerSpec;
-  tools: readonly Tool[];
+/** What the catalog names: a tool or a prompt (anything with a name). */
+export interface Named {
+  name: string;
 }
 
-export interface CatalogEntry {
-  /** The name clients see: `<namespace><separator><tool>`, shortened with a hash suffix past 64 characters. */
+export interface CatalogServer<T extends Named = Tool> {
+  spec: ServerSpec;
+  tools: readonly T[];
+}
+
+export interface CatalogEntry<T extends Named = Tool> {
+  /** The name clients see: `<namespace><separator><tool>` (shortened past 64 characters), or the bare name. */
   name: string;
   serverId: string;
-  tool: Tool;
+  tool: T;
 }
 
 /**
@@ -44,44 +49,70 @@ export function exposedName(namespace: string, tool: string, separator: string):
 }
 
 /**
- * The tools of several servers as one list, and the alias table that resolves a called name back to its
- * server and tool: the exposed name, the full unshortened name, and `namespace.tool`. Every name resolves to
- * one tool or to none: a name two tools would answer to is dropped for both (and the tool left out of the
- * list when it is its exposed name), whatever the order of the servers.
+ * The tools (or prompts) of several servers as one list, and the alias table that resolves a called name
+ * back to its server and tool. Each server's `prefixMode` (default `always`) picks the listed name:
+ * `always` the prefixed name; `conditional` the bare name unless another server has a tool of that name;
+ * `never` the bare name. The prefixed name, the full unshortened one and `namespace.tool` are aliases of
+ * every tool. A name two tools would answer to resolves to none of them (the tool left out of the list when
+ * it is its listed name), whatever the order of the servers; except the bare name of a `never` server's
+ * tool, which stays listed once and answers an ambiguity error naming the servers (`ambiguity`).
  */
-export class Catalog {
-  readonly entries: readonly CatalogEntry[];
+export class Catalog<T extends Named = Tool> {
+  readonly entries: readonly CatalogEntry<T>[];
   readonly suppressed: readonly Suppressed[];
-  private readonly aliases = new Map<string, CatalogEntry>();
+  private readonly aliases = new Map<string, CatalogEntry<T>>();
+  private readonly ambiguous = new Map<string, readonly string[]>();
 
-  constructor(servers: readonly CatalogServer[], separator: string) {
-    const all: { entry: CatalogEntry; names: string[] }[] = [];
-    const claims = new Map<string, Set<CatalogEntry>>();
+  constructor(servers: readonly CatalogServer<T>[], separator: string) {
+    const all: { entry: CatalogEntry<T>; names: string[]; bare: boolean }[] = [];
+    const claims = new Map<string, Set<CatalogEntry<T>>>();
     // Deterministic order of the list: servers by id, tools by name.
     const ordered = [...servers].sort((a, b) => a.spec.id.localeCompare(b.spec.id));
+    const bareOwners = new Map<string, Set<string>>();
     for (const { spec, tools } of ordered) {
+      for (const tool of tools) {
+        const owners = bareOwners.get(tool.name) ?? new Set<string>();
+        owners.add(spec.id);
+        bareOwners.set(tool.name, owners);
+      }
+    }
+    for (const { spec, tools } of ordered) {
+      const mode = spec.prefixMode ?? 'always';
       for (const tool of [...tools].sort((a, b) => a.name.localeCompare(b.name))) {
-        const name = exposedName(spec.namespace, tool.name, separator);
-        const entry = { name, serverId: spec.id, tool };
+        const prefixed = exposedName(spec.namespace, tool.name, separator);
+        const clash = (bareOwners.get(tool.name)?.size ?? 0) > 1;
+        const bare = mode === 'never' || (mode === 'conditional' && !clash);
+        const entry = { name: bare ? tool.name : prefixed, serverId: spec.id, tool };
         const names = [
-          ...new Set([name, `${spec.namespace}${separator}${tool.name}`, `${spec.namespace}.${tool.name}`]),
+          ...new Set([
+            entry.name,
+            prefixed,
+            `${spec.namespace}${separator}${tool.name}`,
+            `${spec.namespace}.${tool.name}`,
+          ]),
         ];
-        all.push({ entry, names });
+        all.push({ entry, names, bare: mode === 'never' });
         for (const alias of names) {
-          const set = claims.get(alias) ?? new Set<CatalogEntry>();
+          const set = claims.get(alias) ?? new Set<CatalogEntry<T>>();
           set.add(entry);
           claims.set(alias, set);
         }
       }
     }
-    const entries: CatalogEntry[] = [];
+    const entries: CatalogEntry<T>[] = [];
     const suppressed: Suppressed[] = [];
     const reported = new Set<string>();
-    for (const { entry, names } of all) {
+    for (const { entry, names, bare } of all) {
       for (const alias of names) {
-        const claimants = claims.get(alias) as Set<CatalogEntry>;
+        const claimants = claims.get(alias) as Set<CatalogEntry<T>>;
         if (claimants.size === 1) this.aliases.set(alias, entry);
-        else if (!reported.has(alias)) {
+        else if (bare && alias === entry.name) {
+          // A `never` server keeps its bare name: listed once, and a call names the servers it could mean.
+          if (!this.ambiguous.has(alias)) {
+            this.ambiguous.set(alias, [...new Set([...claimants].map((c) => c.serverId))]);
+            entries.push(entry);
+          }
+        } else if (!reported.has(alias)) {
           reported.add(alias);
           suppressed.push({ name: alias, serverIds: [...new Set([...claimants].map((c) => c.serverId))] });
         }
@@ -89,10 +120,15 @@ export class Catalog {
       if (this.aliases.get(entry.name) === entry) entries.push(entry);
     }
     this.entries = entries;
-    this.suppressed = suppressed;
+    this.suppressed = suppressed.filter((s) => !this.ambiguous.has(s.name));
   }
 
-  resolve(name: string): CatalogEntry | undefined {
+  resolve(name: string): CatalogEntry<T> | undefined {
     return this.aliases.get(name);
+  }
+
+  /** The servers a listed bare name of a `never` server could mean, when more than one has it. */
+  ambiguity(name: string): readonly string[] | undefined {
+    return this.ambiguous.get(name);
   }
 }

@@ -6,6 +6,7 @@ import {
   type ErrorCode,
   errorBody,
   errorHeaders,
+  isRequestId,
   parseToolCallFrame,
   REQUEST_ID_HEADER,
   type RuntimeRecord,
@@ -20,7 +21,7 @@ import {
   workerToolPath,
 } from '@mcp-hub/shared';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Agent, errors as undiciErrors } from 'undici';
+import { Agent, errors as undiciErrors, fetch as undiciFetch } from 'undici';
 
 /** A server's running worker, as the hub reaches it. */
 export interface WorkerTarget {
@@ -305,6 +306,27 @@ export class WorkerClient {
     return WorkerSessionsClosedSchema.parse(await res.body.json()).closed;
   }
 
+  /**
+   * A fetch for an MCP client of a worker's `/mcp` (the aggregated endpoint's link to a worker): over the
+   * same pool, with the worker's credential and the caller on every request. A JSON-RPC message that names
+   * a request id in `_meta[REQUEST_ID_META]` carries it as `x-request-id`, so the worker logs the hub's id.
+   */
+  mcpFetch(target: WorkerTarget, caller: string): (url: string | URL, init?: RequestInit) => Promise<Response> {
+    const hop = this.hopHeaders(target, undefined, caller);
+    return async (url, init) => {
+      const headers = new Headers(init?.headers);
+      for (const [name, value] of Object.entries(hop)) headers.set(name, value);
+      const body = init?.body;
+      if (typeof body === 'string' && body.includes(REQUEST_ID_META)) {
+        const id = requestIdOfMessage(body);
+        if (id) headers.set(REQUEST_ID_HEADER, id);
+      }
+      // undici's own fetch takes its pool as `dispatcher`; its Response is the web Response.
+      const options = { ...init, headers: Object.fromEntries(headers), dispatcher: this.agent };
+      return (await undiciFetch(url, options as unknown as Parameters<typeof undiciFetch>[1])) as unknown as Response;
+    };
+  }
+
   /** Ends the long-lived streams being relayed (the hub is closing; calls in flight go on). */
   endStreams(): void {
     for (const exchange of this.open) if (exchange.stream) exchange.abort.abort();
@@ -330,6 +352,19 @@ export class WorkerClient {
     if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
     if (caller !== undefined) headers[WORKER_CALLER_HEADER] = caller;
     return headers;
+  }
+}
+
+/** Where a JSON-RPC request to a worker carries the hub's request id (lifted into `x-request-id`). */
+export const REQUEST_ID_META = 'io.mcp-hub/request-id';
+
+function requestIdOfMessage(body: string): string | undefined {
+  try {
+    const message = JSON.parse(body) as { params?: { _meta?: Record<string, unknown> } };
+    const id = message.params?._meta?.[REQUEST_ID_META];
+    return typeof id === 'string' && isRequestId(id) ? id : undefined;
+  } catch {
+    return undefined;
   }
 }
 
