@@ -31,7 +31,7 @@ import type { RegistryCache } from '../registry-cache.js';
 import { callerId } from '../routes/mcp-proxy.js';
 import { REQUEST_ID_META, type WorkerClient, type WorkerTarget } from '../workers/worker-client.js';
 import type { WorkerLocator } from '../workers/worker-locator.js';
-import { Catalog, type CatalogServer } from './catalog.js';
+import { Catalog, type CatalogServer, MAX_TOOL_NAME } from './catalog.js';
 import { decodeResourceUri, encodeResourceTemplate, encodeResourceUri } from './resource-uris.js';
 import {
   EVERY_CLIENT_CAPABILITY,
@@ -610,6 +610,19 @@ export class Aggregator {
     rc: ServerContext,
     name: string,
   ): Promise<{ spec: ServerSpec; name: string }> {
+    // A prefixed name of a server that prefixes names at all goes straight to it, without listing every server.
+    const sep = this.deps.separator;
+    const at = name.indexOf(sep);
+    // (Names of MAX_TOOL_NAME characters may be shortened with a hash: those go through the catalog.)
+    if (at > 0 && name.length < MAX_TOOL_NAME) {
+      const namespace = name.slice(0, at);
+      const direct = (await this.allServers()).find(
+        (s) => s.spec.namespace === namespace && canSee(down.principal, s.spec.project),
+      );
+      if (direct && (direct.spec.prefixMode ?? 'always') !== 'never') {
+        return { spec: direct.spec, name: name.slice(at + sep.length) };
+      }
+    }
     const catalog = await this.promptCatalog(down, rc);
     const ambiguous = catalog.ambiguity(name);
     if (ambiguous) {
