@@ -83,7 +83,7 @@ afterAll(async () => {
   await Promise.allSettled(opened.splice(0).map((c) => c.close()));
   if (supervisor) await stopProcess(supervisor);
   await hub?.close();
-  await killByKeyPrefix(t.redis, t.prefix);
+  killByKeyPrefix(t.prefix);
   await t.cleanup();
 });
 
