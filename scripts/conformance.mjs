@@ -158,12 +158,21 @@ async function workerBasePort(avoid) {
   }
 }
 
+/** How the reference server starts listening (on every interface), and the same on loopback only. */
+const REFERENCE_LISTEN = 'app.listen(PORT,';
+const REFERENCE_LISTEN_LOOPBACK = "app.listen(PORT, '127.0.0.1',";
+
 /**
  * Strips the reference server's types with the workspace's TypeScript (no type check: it is third-party code
- * written for other compiler settings) into the cache directory, where Node 20 runs it.
+ * written for other compiler settings) into the cache directory, where Node 20 runs it. The one change: it
+ * listens on loopback, as nothing but this machine needs to reach it.
  */
 function buildReferenceServer() {
-  const source = readFileSync(REFERENCE_SOURCE, 'utf8');
+  const original = readFileSync(REFERENCE_SOURCE, 'utf8');
+  if (!original.includes(REFERENCE_LISTEN)) {
+    throw new Error(`${relative(ROOT, REFERENCE_SOURCE)} no longer calls ${REFERENCE_LISTEN}: update the script`);
+  }
+  const source = original.replace(REFERENCE_LISTEN, REFERENCE_LISTEN_LOOPBACK);
   const { outputText } = ts.transpileModule(source, {
     fileName: REFERENCE_SOURCE,
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 },
@@ -200,6 +209,8 @@ async function startHubStack(referencePort) {
     REDIS_URL: redis.url,
     KEY_PREFIX,
     LOG_LEVEL: 'info',
+    // Nothing secret is registered here, but without a key the hub warns at every start.
+    HUB_SECRET_KEY: randomBytes(32).toString('hex'),
     MCP_WORKER_BASE_PORT: String(await workerBasePort(referencePort)),
     MCP_WORKER_PORT_RANGE: String(WORKER_PORT_RANGE),
   };
