@@ -6,7 +6,8 @@
 // that pass directly but not through the hub. Exit code 0 when none is lost, 1 otherwise, 2 on a bad argument.
 //
 // Options: --json (a machine-readable summary on stdout instead of the text report), --suite default|2026-07-28
-// (one suite only), --check-proxy (also runs the suite through the auth proxy straight to the reference server:
+// (one suite only), --session-mode shared|per-client (the registered server's config.sessionMode; unset: the
+// hub's default), --check-proxy (also runs the suite through the auth proxy straight to the reference server:
 // shows that the proxy itself loses nothing).
 //
 // The suite needs Node >= 22 (it uses fs.globSync): the first run installs Node 22 (the npm package
@@ -37,6 +38,9 @@ const KEY_PREFIX = 'conformance:';
 const WORKER_PORT_RANGE = 50;
 const READY_TIMEOUT_MS = 60_000;
 const POLL_MS = 200;
+const SESSION_MODES = ['shared', 'per-client'];
+const USAGE =
+  'pnpm conformance [--json] [--check-proxy] [--suite default|2026-07-28] [--session-mode shared|per-client]';
 const SUITES = [
   { name: 'default', args: [] },
   { name: '2026-07-28', args: ['--requirements', '2026-07-28'] },
@@ -47,7 +51,7 @@ const RESULT_DIR_RE = /^server-(.+)-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-\d{3}Z$/
 const say = (message) => process.stderr.write(`[conformance] ${message}\n`);
 
 function parseArgs(argv) {
-  const opts = { json: false, checkProxy: false, suites: SUITES };
+  const opts = { json: false, checkProxy: false, suites: SUITES, sessionMode: undefined };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--') continue;
@@ -56,8 +60,11 @@ function parseArgs(argv) {
     else if (arg === '--suite' && SUITES.some((s) => s.name === argv[i + 1])) {
       opts.suites = SUITES.filter((s) => s.name === argv[i + 1]);
       i++;
+    } else if (arg === '--session-mode' && SESSION_MODES.includes(argv[i + 1])) {
+      opts.sessionMode = argv[i + 1];
+      i++;
     } else {
-      say(`unknown argument ${arg}; usage: pnpm conformance [--json] [--check-proxy] [--suite default|2026-07-28]`);
+      say(`unknown argument ${arg}; usage: ${USAGE}`);
       process.exit(2);
     }
   }
@@ -259,12 +266,12 @@ async function hubApi(hub, method, path, body) {
 }
 
 /** Registers the reference server as a streamable-http upstream and waits until its worker runs. */
-async function registerReferenceServer(hub, url) {
+async function registerReferenceServer(hub, url, sessionMode) {
   await hubApi(hub, 'POST', '/api/servers', {
     id: SERVER_ID,
     name: 'MCP conformance reference server',
     transport: 'streamable-http',
-    config: { url },
+    config: sessionMode ? { url, sessionMode } : { url },
   });
   const deadline = Date.now() + READY_TIMEOUT_MS;
   let runtime;
@@ -417,7 +424,7 @@ async function main() {
 
   const reference = await startReferenceServer();
   const hub = await startHubStack(reference.port);
-  await registerReferenceServer(hub, reference.url);
+  await registerReferenceServer(hub, reference.url, opts.sessionMode);
   const hubProxyPort = await startAuthProxy(hub, hub.token);
   const hubUrl = `http://127.0.0.1:${hubProxyPort}/mcp/${SERVER_ID}`;
   const controlUrl = opts.checkProxy ? `http://127.0.0.1:${await startAuthProxy(reference, hub.token)}/mcp` : undefined;
@@ -449,7 +456,12 @@ async function main() {
     }
     results.push(result);
   }
-  const summary = { conformance: CONFORMANCE_VERSION, runDir: relative(ROOT, RUN_DIR), suites: results };
+  const summary = {
+    conformance: CONFORMANCE_VERSION,
+    sessionMode: opts.sessionMode ?? 'default',
+    runDir: relative(ROOT, RUN_DIR),
+    suites: results,
+  };
   writeFileSync(join(RUN_DIR, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
   if (opts.json) console.log(JSON.stringify(summary, null, 2));
   else printReport(results);
