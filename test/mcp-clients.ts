@@ -2,6 +2,11 @@ import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } fro
 import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 
 /** MCP clients of every era the tests drive: the SDK v2 client (2026-07-28) and v1 (2025 sessions, SSE). */
 export type AnyClient = ClientV1 | ClientV2;
@@ -79,4 +84,50 @@ export async function callWithProgress(
 export async function toolNames(client: AnyClient): Promise<string[]> {
   const { tools } = await client.listTools();
   return tools.map((tool) => tool.name);
+}
+
+/** Everything a client can be asked: what the worker passes on from a server (issue 12). */
+export const ALL_CLIENT_CAPABILITIES = { sampling: {}, elicitation: { form: {} }, roots: { listChanged: true } };
+
+/** What a capable client answers: its own name in every answer, so a test can tell whose handler ran. */
+function answersOf(name: string) {
+  return {
+    sampling: () => ({
+      role: 'assistant' as const,
+      content: { type: 'text' as const, text: `sampled by ${name}` },
+      model: `model-of-${name}`,
+      stopReason: 'endTurn',
+    }),
+    elicitation: () => ({ action: 'accept' as const, content: { name, color: 'red', age: 7, pets: ['cats'] } }),
+    roots: () => ({ roots: [{ uri: `file:///home/${name}`, name: `root of ${name}` }] }),
+  };
+}
+
+/**
+ * A client that declares `capabilities` and answers sampling, elicitation and roots with handlers naming
+ * `name`: the SDK v1 client in a 2025 session (`2025`), or the SDK v2 client on 2026-07-28 (`2026`).
+ */
+export async function capableClient(
+  era: '2025' | '2026',
+  url: string | URL,
+  headers: Record<string, string>,
+  name: string,
+  capabilities: Record<string, unknown> = ALL_CLIENT_CAPABILITIES,
+): Promise<AnyClient> {
+  const a = answersOf(name);
+  if (era === '2025') {
+    const client = new ClientV1({ name, version: '1.0.0' }, { capabilities });
+    if ('sampling' in capabilities) client.setRequestHandler(CreateMessageRequestSchema, a.sampling);
+    if ('elicitation' in capabilities) client.setRequestHandler(ElicitRequestSchema, a.elicitation);
+    if ('roots' in capabilities) client.setRequestHandler(ListRootsRequestSchema, a.roots);
+    await client.connect(new StreamableV1(new URL(url), { requestInit: { headers } }));
+    return client;
+  }
+  const client = new ClientV2({ name, version: '1.0.0' }, { capabilities, versionNegotiation: { mode: 'auto' } });
+  if ('sampling' in capabilities) client.setRequestHandler('sampling/createMessage', a.sampling);
+  if ('elicitation' in capabilities) client.setRequestHandler('elicitation/create', a.elicitation);
+  if ('roots' in capabilities) client.setRequestHandler('roots/list', a.roots);
+  await client.connect(new StreamableV2(new URL(url), { requestInit: { headers } }));
+  if (client.getProtocolEra() !== 'modern') throw new Error(`${url} did not negotiate 2026-07-28`);
+  return client;
 }

@@ -340,8 +340,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     if (!(await drain.idle(drainMs))) {
       log.warn({ event: 'hub.drain_timeout', in_flight: drain.inFlight, drain_ms: drainMs }, 'cutting calls in flight');
       client.endAll();
-      app.server.closeAllConnections();
     }
+    // Nothing is being answered now, so every connection left is idle, even one Node still counts as busy (seen
+    // after a 2025 client's relayed GET stream ended: its socket held server.close() open for good).
+    app.server.closeAllConnections();
   });
   app.addHook('onClose', async () => {
     await client.close();

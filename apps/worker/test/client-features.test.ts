@@ -1,41 +1,16 @@
 // Issue 12: what a server asks its client (sampling, elicitation, roots) and what it tells it (log messages)
 // passes through the worker to the downstream client whose call caused it, in both protocol eras, with
 // server-everything over stdio behind the worker.
-import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } from '@modelcontextprotocol/client';
-import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
-import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import {
-  CreateMessageRequestSchema,
-  ElicitRequestSchema,
-  ListRootsRequestSchema,
-  LoggingMessageNotificationSchema,
-} from '@modelcontextprotocol/sdk/types.js';
+import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
+import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { callTool, textOf, toolNames } from '../../../test/mcp-clients.js';
+import { type AnyClient, callTool, capableClient, textOf, toolNames } from '../../../test/mcp-clients.js';
 import { captureLogger, testRedis } from '../../../test/support.js';
 import type { Worker } from '../src/index.js';
 import { EVERYTHING, registerServer, startTestWorker, WORKER_AUTH, waitFor } from './helpers.js';
 
-const INFO = { name: 'client-features-test', version: '1.0.0' };
-const ALL = { sampling: {}, elicitation: { form: {} }, roots: { listChanged: true } };
-
 type Era = '2025' | '2026';
-type AnyClient = ClientV1 | ClientV2;
-
-/** What a client answers: its own name in every answer, so a test can tell whose handler ran. */
-function answers(name: string) {
-  return {
-    sampling: () => ({
-      role: 'assistant' as const,
-      content: { type: 'text' as const, text: `sampled by ${name}` },
-      model: `model-of-${name}`,
-      stopReason: 'endTurn',
-    }),
-    elicitation: () => ({ action: 'accept' as const, content: { name, color: 'red', age: 7, pets: ['cats'] } }),
-    roots: () => ({ roots: [{ uri: `file:///home/${name}`, name: `root of ${name}` }] }),
-  };
-}
 
 /** server-everything over stdio behind an in-process worker, in one session mode. */
 function everythingWorker(mode: 'shared' | 'per-client') {
@@ -44,23 +19,8 @@ function everythingWorker(mode: 'shared' | 'per-client') {
   const state: { worker?: Worker; url?: URL } = {};
   const opened: AnyClient[] = [];
 
-  async function connect(era: Era, name: string, capabilities: Record<string, unknown> = ALL): Promise<AnyClient> {
-    const a = answers(name);
-    if (era === '2025') {
-      const client = new ClientV1(INFO, { capabilities });
-      if ('sampling' in capabilities) client.setRequestHandler(CreateMessageRequestSchema, a.sampling);
-      if ('elicitation' in capabilities) client.setRequestHandler(ElicitRequestSchema, a.elicitation);
-      if ('roots' in capabilities) client.setRequestHandler(ListRootsRequestSchema, a.roots);
-      await client.connect(new StreamableV1(state.url as URL, { requestInit: { headers: { ...WORKER_AUTH } } }));
-      opened.push(client);
-      return client;
-    }
-    const client = new ClientV2(INFO, { capabilities, versionNegotiation: { mode: 'auto' } });
-    if ('sampling' in capabilities) client.setRequestHandler('sampling/createMessage', a.sampling);
-    if ('elicitation' in capabilities) client.setRequestHandler('elicitation/create', a.elicitation);
-    if ('roots' in capabilities) client.setRequestHandler('roots/list', a.roots);
-    await client.connect(new StreamableV2(state.url as URL, { requestInit: { headers: { ...WORKER_AUTH } } }));
-    expect(client.getProtocolEra()).toBe('modern');
+  async function connect(era: Era, name: string, capabilities?: Record<string, unknown>): Promise<AnyClient> {
+    const client = await capableClient(era, state.url as URL, { ...WORKER_AUTH }, name, capabilities);
     opened.push(client);
     return client;
   }
