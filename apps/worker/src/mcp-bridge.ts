@@ -219,8 +219,8 @@ function requestIdOf(rc: ServerContext, ctx: McpServerContext): string {
 /** An upstream's JSON-RPC error keeps its code; the worker's own failures become internal errors naming their code. */
 function toProtocolError(error: unknown): ProtocolError {
   if (error instanceof AppError) {
-    const rpcCode = (error.details as { rpcCode?: unknown } | undefined)?.rpcCode;
-    if (typeof rpcCode === 'number') return new ProtocolError(rpcCode, error.message);
+    const { rpcCode, rpcData } = (error.details ?? {}) as { rpcCode?: unknown; rpcData?: unknown };
+    if (typeof rpcCode === 'number') return new ProtocolError(rpcCode, error.message, rpcData);
     if (error.code === 'tool_not_found' || error.code === 'invalid_arguments') {
       return new ProtocolError(ProtocolErrorCode.InvalidParams, error.message, { code: error.code });
     }

@@ -388,7 +388,13 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
 
   private toCallError(error: unknown): AppError {
     if (ProtocolError.isInstance(error)) {
-      return new AppError('upstream_error', error.message, { rpcCode: error.code }, { cause: error });
+      // The upstream's JSON-RPC error reaches the client whole: its code, message and data (e.g. a missing URI).
+      return new AppError(
+        'upstream_error',
+        error.message,
+        { rpcCode: error.code, ...(error.data === undefined ? {} : { rpcData: error.data }) },
+        { cause: error },
+      );
     }
     if (SdkError.isInstance(error) && error.code === SdkErrorCode.RequestTimeout) {
       return new AppError('tool_timeout', 'the upstream did not answer in time', undefined, { cause: error });
