@@ -21,6 +21,7 @@ import { createBridgeServerFactory } from './mcp-bridge.js';
 import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { ToolSync } from './tool-sync.js';
 import { createUpstream } from './upstream/create-upstream.js';
+import { createModernPassthrough } from './upstream/modern-passthrough.js';
 import { createBwrapLauncher, type StdioLauncher, UNCONFINED } from './upstream/stdio-sandbox.js';
 import { UpstreamLinks } from './upstream-links.js';
 import { loadServerSpec, recordLastError, WorkerExitError } from './worker-spec.js';
@@ -213,6 +214,16 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       flows,
     }),
     log: log.child({ component: 'mcp' }),
+    ...(serverSpec.transport === 'streamable-http'
+      ? {
+          modernPassthrough: createModernPassthrough({
+            spec: serverSpec,
+            log: log.child({ component: 'upstream' }),
+            maxMessageBytes: config.upstreamMaxMessageBytes,
+            probeTimeoutMs: options.connectTimeoutMs,
+          }).forward,
+        }
+      : {}),
     keepAliveMs: options.keepAliveIntervalMs,
     sessionIdleTtlMs: options.mcpSessionIdleTtlMs,
   });

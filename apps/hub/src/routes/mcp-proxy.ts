@@ -114,7 +114,8 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
         headersTimeoutMs: HEADERS_TIMEOUT_MS,
         // A GET is a standalone or legacy event stream: it lasts until someone ends it, so the hub ends it
         // when it closes rather than waiting for it.
-        stream: req.method === 'GET',
+        // So is a 2026-07-28 `subscriptions/listen`, whatever its content type (some servers send JSON lines).
+        stream: req.method === 'GET' || rpcMethod(req.body) === 'subscriptions/listen',
         onBrokenAnswer: 'end',
       });
     } catch (err) {

@@ -179,7 +179,8 @@ export class WorkerClient {
       for (const [name, value] of Object.entries(upstream.headers)) {
         if (value !== undefined && !DROPPED_RESPONSE_HEADERS.has(name)) headers[name] = value;
       }
-      const streaming = String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
+      const streaming =
+        exchange.stream || String(upstream.headers['content-type'] ?? '').startsWith('text/event-stream');
       if (streaming) {
         headers['cache-control'] = 'no-cache';
         headers['x-accel-buffering'] = 'no';

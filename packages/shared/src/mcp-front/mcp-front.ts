@@ -66,6 +66,11 @@ export interface McpFrontOptions {
   maxSessionsPerProject?: number;
   /** Names the project of `auth` for the per-project cap; undefined: no project cap (default: none). */
   projectKey?: (auth: unknown) => string | undefined;
+  /**
+   * Serves a 2026-07-28 request some other way (a worker forwards it to an upstream that speaks the same
+   * era); undefined: the server factory serves it.
+   */
+  modernPassthrough?: (request: Request, body: unknown, requestId: string | undefined) => Promise<Response | undefined>;
 }
 
 export {
@@ -238,14 +243,21 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
           session.lastSeen = Date.now();
         });
       } else {
+        const passed = await options.modernPassthrough?.(
+          request,
+          body,
+          headerRequestId(request.headers.get(REQUEST_ID_HEADER)),
+        );
         const authInfo =
           auth === undefined
             ? undefined
             : { token: '', clientId: 'mcp-hub', scopes: [], extra: { [AUTH_EXTRA]: auth } };
-        response = await modern.fetch(request, {
-          ...(body === undefined ? {} : { parsedBody: body }),
-          ...(authInfo ? { authInfo } : {}),
-        });
+        response =
+          passed ??
+          (await modern.fetch(request, {
+            ...(body === undefined ? {} : { parsedBody: body }),
+            ...(authInfo ? { authInfo } : {}),
+          }));
       }
     } catch (err) {
       const tooLarge = (err as { status?: unknown }).status === 413;
