@@ -2,7 +2,10 @@
 // passes through the worker to the downstream client whose call caused it, in both protocol eras, with
 // server-everything over stdio behind the worker.
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
-import { LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import {
+  LoggingMessageNotificationSchema,
+  ResourceUpdatedNotificationSchema,
+} from '@modelcontextprotocol/sdk/types.js';
 import getPort from 'get-port';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type AnyClient, callTool, capableClient, textOf, toolNames } from '../../../test/mcp-clients.js';
@@ -88,6 +91,31 @@ describe('server-to-client requests through a shared upstream session (server-ev
       });
     });
   }
+
+  it('a 2025 session subscribed to a resource hears its updates; a session that did not, does not', async () => {
+    const subscriber = (await connect('2025', 'subscriber')) as ClientV1;
+    const bystander = (await connect('2025', 'bystander')) as ClientV1;
+    const heard: string[] = [];
+    const overheard: string[] = [];
+    subscriber.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      heard.push(n.params.uri);
+    });
+    bystander.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => {
+      overheard.push(n.params.uri);
+    });
+    const uri = 'demo://resource/dynamic/text/1';
+    await subscriber.subscribeResource({ uri });
+    // The server sends an update for each subscribed URI at once, then every 5 s.
+    expect(textOf(await callTool(subscriber, 'toggle-subscriber-updates', {}))).toContain('Started');
+    try {
+      await waitFor('the subscribed session to hear the update', () => heard.includes(uri), 15_000);
+    } finally {
+      await callTool(subscriber, 'toggle-subscriber-updates', {});
+    }
+    expect(overheard).toEqual([]);
+    await subscriber.unsubscribeResource({ uri });
+    expect(captured.lines.filter((l) => l.event === 'mcp.notify_failed')).toEqual([]);
+  });
 
   it('a 2025 session that set a log level gets the upstream’s log messages at or above it, and only it', async () => {
     const listener = (await connect('2025', 'listener')) as ClientV1;
