@@ -25,6 +25,9 @@ export interface Subscriber {
   notify(method: ForwardedNotification, params: Record<string, unknown>): Promise<void>;
 }
 
+/** URL-mode elicitations remembered for their completion notice. */
+const MAX_PENDING_ELICITATIONS = 1_000;
+
 /** Most resources one session may subscribe to. */
 export const MAX_SUBSCRIPTIONS_PER_SESSION = 1_000;
 
@@ -93,7 +96,12 @@ export class ClientFanout {
 
   /** A URL-mode elicitation was sent to `owner`: its completion notice goes there. */
   elicitationSent(elicitationId: unknown, owner: string): void {
-    if (typeof elicitationId === 'string' && elicitationId.length <= 256) this.elicitations.set(elicitationId, owner);
+    if (typeof elicitationId !== 'string' || elicitationId.length > 256) return;
+    this.elicitations.set(elicitationId, owner);
+    // Completions that never come must not grow the table: the oldest is forgotten first.
+    if (this.elicitations.size > MAX_PENDING_ELICITATIONS) {
+      this.elicitations.delete(this.elicitations.keys().next().value as string);
+    }
   }
 
   /** Passes one notification of the upstream to the sessions it is for. */

@@ -101,4 +101,14 @@ describe('ClientRequestRouter', () => {
     expect(ProtocolError.isInstance(error) && error.code).toBe(-32_601);
     expect(asked).toBe(false);
   });
+
+  it('tells who was asked (a URL elicitation’s completion notice goes to that session)', async () => {
+    const routed: string[] = [];
+    const router = new ClientRequestRouter(log, (method, params, owner) => {
+      routed.push(`${method} ${String(params?.elicitationId)} ${owner}`);
+    });
+    router.enterCall(channel('session-x', { elicitation: { url: {} } }));
+    await router.route('elicitation/create', { mode: 'url', elicitationId: 'e-1' }, signal);
+    expect(routed).toEqual(['elicitation/create e-1 session-x']);
+  });
 });

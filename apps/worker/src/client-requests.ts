@@ -20,7 +20,15 @@ export class ClientRequestRouter {
   private readonly sessions = new Set<ClientChannel>();
   private sequence = 0;
 
-  constructor(private readonly log: Logger) {}
+  constructor(
+    private readonly log: Logger,
+    /** Told which owner a request went to (the fan-out routes a URL elicitation's completion there). */
+    private readonly onRouted?: (
+      method: ClientRequestMethod,
+      params: Record<string, unknown> | undefined,
+      owner: string,
+    ) => void,
+  ) {}
 
   /** A downstream call runs on behalf of `channel` until the returned function is called. */
   enterCall(channel: ClientChannel): () => void {
@@ -45,6 +53,7 @@ export class ClientRequestRouter {
     signal: AbortSignal,
   ): Promise<Record<string, unknown>> => {
     const channel = this.choose(method, params);
+    this.onRouted?.(method, params, channel.owner);
     const started = performance.now();
     try {
       const result = await channel.ask(method, params, signal);

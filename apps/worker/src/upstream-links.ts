@@ -118,8 +118,11 @@ export class UpstreamLinks {
   }
 
   private link(upstream: Upstream): UpstreamLink {
-    const router = new ClientRequestRouter(this.options.log);
     const fanout = new ClientFanout(upstream, this.options.log, this.options.requestTimeoutMs);
+    const router = new ClientRequestRouter(this.options.log, (method, params, owner) => {
+      if (method === 'elicitation/create' && params?.mode === 'url')
+        fanout.elicitationSent(params.elicitationId, owner);
+    });
     upstream.onClientRequest(router.route);
     upstream.onNotification((method, params) => {
       fanout.deliver(method, params);
