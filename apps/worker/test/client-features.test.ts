@@ -1,6 +1,7 @@
 // Issue 12: what a server asks its client (sampling, elicitation, roots) and what it tells it (log messages)
 // passes through the worker to the downstream client whose call caused it, in both protocol eras, with
 // server-everything over stdio behind the worker.
+import { type Client as ClientV2, LOG_LEVEL_META_KEY } from '@modelcontextprotocol/client';
 import type { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import {
   LoggingMessageNotificationSchema,
@@ -91,6 +92,27 @@ describe('server-to-client requests through a shared upstream session (server-ev
       });
     });
   }
+
+  it('a 2026-07-28 request that names a log level hears the upstream’s log messages on its own stream', async () => {
+    const client = (await connect('2026', 'modern-listener')) as ClientV2;
+    const heard: unknown[] = [];
+    client.setNotificationHandler('notifications/message', (n) => {
+      heard.push(n.params);
+    });
+    // The tool sends one log message at once, while the call runs; the request's level lets it through.
+    const started = await client.callTool({
+      name: 'toggle-simulated-logging',
+      arguments: {},
+      _meta: { [LOG_LEVEL_META_KEY]: 'debug' },
+    });
+    try {
+      expect(textOf(started)).toContain('Started');
+      await waitFor('a log message on the request’s stream', () => heard.length > 0, 15_000);
+    } finally {
+      await callTool(client, 'toggle-simulated-logging', {});
+    }
+    expect(heard[0]).toMatchObject({ level: expect.any(String) });
+  });
 
   it('a 2025 session subscribed to a resource hears its updates; a session that did not, does not', async () => {
     const subscriber = (await connect('2025', 'subscriber')) as ClientV1;
