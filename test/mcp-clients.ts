@@ -17,6 +17,30 @@ export interface Progress {
 }
 
 /**
+ * The SDK clients (v1 and v2) dispatch a notification one microtask late but settle a response at once: when a
+ * server's last progress notification and its result reach the client in one read (one SSE chunk), the client
+ * drops that progress. `OrderedClient` (`@mcp-hub/shared/mcp-front`) fixes it for the hub and the worker; the
+ * test clients get the same ordering here, so that a test sees every event the hub and the worker deliver.
+ */
+function responsesAfterNotifications<T extends object>(transport: T): T {
+  type OnMessage = (message: unknown, extra?: unknown) => void;
+  let handler: OnMessage | undefined;
+  const ordered: OnMessage = (message, extra) => {
+    const isResponse = typeof message === 'object' && message !== null && 'id' in message && !('method' in message);
+    if (isResponse) queueMicrotask(() => handler?.(message, extra));
+    else handler?.(message, extra);
+  };
+  Object.defineProperty(transport, 'onmessage', {
+    configurable: true,
+    get: () => (handler ? ordered : undefined),
+    set: (value: OnMessage | undefined) => {
+      handler = value;
+    },
+  });
+  return transport;
+}
+
+/**
  * Opens clients and remembers them, so that `closeAll()` (in an afterEach) closes every one a test opened:
  * a failing test must not leave a stream open.
  */
@@ -33,7 +57,7 @@ export function mcpClients(info: { name: string; version: string }) {
     /** The SDK v2 client (speaks 2026-07-28, falls back to 2025) on a Streamable HTTP URL. */
     async modern(url: string, headers: Record<string, string> = {}): Promise<ClientV2> {
       const client = new ClientV2(info, { versionNegotiation: { mode: 'auto' } });
-      await client.connect(new StreamableV2(new URL(url), { requestInit: { headers } }));
+      await client.connect(responsesAfterNotifications(new StreamableV2(new URL(url), { requestInit: { headers } })));
       return track(client);
     },
     /** The SDK v1 client: a 2025-era Streamable HTTP session. */
@@ -42,14 +66,16 @@ export function mcpClients(info: { name: string; version: string }) {
       headers: Record<string, string> = {},
     ): Promise<{ client: ClientV1; transport: StreamableV1 }> {
       const client = new ClientV1(info);
-      const transport = new StreamableV1(new URL(url), { requestInit: { headers } });
+      const transport = responsesAfterNotifications(new StreamableV1(new URL(url), { requestInit: { headers } }));
       await client.connect(transport);
       return { client: track(client), transport };
     },
     /** The SDK v1 client on the legacy HTTP+SSE transport. */
     async sse(url: string, headers: Record<string, string> = {}): Promise<ClientV1> {
       const client = new ClientV1(info);
-      await client.connect(new SSEClientTransport(new URL(url), { requestInit: { headers } }));
+      await client.connect(
+        responsesAfterNotifications(new SSEClientTransport(new URL(url), { requestInit: { headers } })),
+      );
       return track(client);
     },
   };
@@ -64,6 +90,11 @@ export async function callTool(client: AnyClient, name: string, args: Record<str
   return client instanceof ClientV2
     ? client.callTool({ name, arguments: args }, signal ? { signal } : undefined)
     : client.callTool({ name, arguments: args }, undefined, signal ? { signal } : undefined);
+}
+
+/** Every progress event of a `trigger-long-running-operation` of `steps` steps, in order: 1..steps of steps. */
+export function allProgress(steps: number): Progress[] {
+  return Array.from({ length: steps }, (_, i) => ({ progress: i + 1, total: steps }));
 }
 
 /** Calls a tool with a progress callback (the client then sends a progress token). */
@@ -127,7 +158,7 @@ export async function capableClient(
   if ('sampling' in capabilities) client.setRequestHandler('sampling/createMessage', a.sampling);
   if ('elicitation' in capabilities) client.setRequestHandler('elicitation/create', a.elicitation);
   if ('roots' in capabilities) client.setRequestHandler('roots/list', a.roots);
-  await client.connect(new StreamableV2(new URL(url), { requestInit: { headers } }));
+  await client.connect(responsesAfterNotifications(new StreamableV2(new URL(url), { requestInit: { headers } })));
   if (client.getProtocolEra() !== 'modern') throw new Error(`${url} did not negotiate 2026-07-28`);
   return client;
 }

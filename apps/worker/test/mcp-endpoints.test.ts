@@ -9,6 +9,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runInspector } from '../../../test/inspector.js';
 import {
   type AnyClient,
+  allProgress,
   callTool,
   callWithProgress,
   mcpClients,
@@ -104,9 +105,8 @@ describe('MCP endpoints: server-everything behind the worker', () => {
     expect(textOf(await callTool(client, 'echo', { message: 'modern' }))).toBe('Echo: modern');
     const run = await callWithProgress(client, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
     expect(run.text).toContain('Long running operation completed');
-    // The SDK may drop the last notification that races the result: at least the first ones arrive.
-    expect(run.progress.length).toBeGreaterThanOrEqual(2);
-    expect(run.progress[0]).toEqual({ progress: 1, total: 3 });
+    // Every progress event arrives, the last one (which shares a read with the result) included.
+    expect(run.progress).toEqual(allProgress(3));
     // Tool calls log as on the REST path, under the request id the hub sends.
     expect(captured.lines.find((l) => l.event === 'tool.call.done' && l.request_id === 'req-mcp-modern')).toMatchObject(
       { tool: 'echo', status: 'ok' },
@@ -122,7 +122,7 @@ describe('MCP endpoints: server-everything behind the worker', () => {
     expect(textOf(await callTool(client, 'echo', { message: 'v1' }))).toBe('Echo: v1');
     const run = await callWithProgress(client, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
     expect(run.text).toContain('Long running operation completed');
-    expect(run.progress.length).toBeGreaterThanOrEqual(2);
+    expect(run.progress).toEqual(allProgress(3));
     expect(captured.lines.find((l) => l.event === 'tool.call.done' && l.request_id === 'req-mcp-2025')).toMatchObject({
       tool: 'echo',
     });
@@ -143,7 +143,7 @@ describe('MCP endpoints: server-everything behind the worker', () => {
     expect(textOf(await callTool(client, 'echo', { message: 'sse' }))).toBe('Echo: sse');
     const run = await callWithProgress(client, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
     expect(run.text).toContain('Long running operation completed');
-    expect(run.progress.length).toBeGreaterThanOrEqual(2);
+    expect(run.progress).toEqual(allProgress(3));
   });
 
   it('points the SSE endpoint event at x-mcp-messages-path, unbuffered', async () => {
@@ -172,10 +172,8 @@ describe('MCP endpoints: server-everything behind the worker', () => {
     ]);
     expect(runA.text).toContain('Steps: 4');
     expect(runB.text).toContain('Steps: 2');
-    expect(runA.progress.length).toBeGreaterThanOrEqual(2);
-    expect(runB.progress.length).toBeGreaterThanOrEqual(1);
-    expect(runA.progress.every((p) => p.total === 4)).toBe(true);
-    expect(runB.progress.every((p) => p.total === 2)).toBe(true);
+    expect(runA.progress).toEqual(allProgress(4));
+    expect(runB.progress).toEqual(allProgress(2));
     expect(textOf(echoA)).toBe('Echo: from a');
     expect(textOf(echoB)).toBe('Echo: from b');
   });
@@ -407,9 +405,9 @@ describe('MCP endpoints: cancellation, list_changed and restarts (fixture server
     const replayed = await readSseUntil(resumed, (e) => e.data.includes('"id":2'));
     const messages = replayed.filter((e) => e.data !== '').map((e) => JSON.parse(e.data) as Record<string, unknown>);
     const progress = messages.filter((m) => m.method === 'notifications/progress');
-    // Only what came after the last event seen; the SDK may drop the last progress that races the result.
+    // Exactly what came after the last event seen, the last progress included.
     const steps = progress.map((m) => (m.params as { progress: number }).progress);
-    expect(steps.slice(0, 2)).toEqual([2, 3]);
+    expect(steps).toEqual([2, 3, 4]);
     expect(textOf(messages.at(-1)?.result)).toBe('done in 4 steps');
     await fetch(url, { method: 'DELETE', headers: { ...WORKER_AUTH, ...session } });
   });

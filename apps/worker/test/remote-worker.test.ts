@@ -67,8 +67,10 @@ describe('remote upstreams (server-everything as a child process)', () => {
     const echo = await callJson(port, 'echo', { message: 'over http' });
     expect(echo.body).toMatchObject({ content: [{ type: 'text', text: 'Echo: over http' }], isError: false });
     const long = await callSse(port, 'trigger-long-running-operation', { duration: 0.6, steps: 3 });
-    expect(long.events.filter((e) => e.event === 'progress').length).toBeGreaterThanOrEqual(1);
-    expect(long.events.at(-1)?.event).toBe('result');
+    expect(long.events.map((e) => e.event)).toEqual(['progress', 'progress', 'progress', 'result']);
+    expect(long.events.filter((e) => e.event === 'progress').map((e) => e.data)).toEqual(
+      [1, 2, 3].map((step) => ({ request_id: expect.any(String), progress: step, total: 3 })),
+    );
   });
 
   it('sse: connects, syncs tools and calls', async () => {

@@ -4,10 +4,11 @@ import {
   type ClientChannel,
   type ClientRequestMethod,
   missingCapability,
+  OrderedClient,
   type RoundNotifier,
 } from '@mcp-hub/shared/mcp-front';
 import {
-  Client,
+  type Client,
   type ClientCapabilities,
   type LoggingLevel,
   ProtocolError,
@@ -84,7 +85,7 @@ export class WorkerLink {
     onNotification: (link: WorkerLink, method: LinkNotification, params: Record<string, unknown>) => void,
     connectTimeoutMs: number,
   ) {
-    this.client = new Client(CLIENT_INFO, { capabilities });
+    this.client = new OrderedClient(CLIENT_INFO, { capabilities });
     const declared: Record<ClientRequestMethod, unknown> = {
       'sampling/createMessage': capabilities.sampling,
       'elicitation/create': capabilities.elicitation,

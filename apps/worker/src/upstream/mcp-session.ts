@@ -1,6 +1,7 @@
 import { AppError, type Logger, type ToolInput } from '@mcp-hub/shared';
+import { OrderedClient } from '@mcp-hub/shared/mcp-front';
 import {
-  Client,
+  type Client,
   ProtocolError,
   ProtocolErrorCode,
   SdkError,
@@ -299,7 +300,7 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
   private createClient(): Client {
     // Each listener checks that its client is still the live session's: a late notification of a session
     // being replaced must not trigger a sync.
-    const client: Client = new Client(CLIENT_INFO, {
+    const client: Client = new OrderedClient(CLIENT_INFO, {
       listChanged: {
         tools: {
           autoRefresh: false,

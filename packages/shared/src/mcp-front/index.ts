@@ -17,4 +17,5 @@ export {
   type McpFrontServerFactory,
   type McpServerContext,
 } from './mcp-front.js';
+export { OrderedClient } from './ordered-client.js';
 export { type ProgressUpdate, progressSender } from './progress.js';
