@@ -2,9 +2,25 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { ServerSpecBody } from '@mcp-hub/shared';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+/** The spec of a stdio server running the echo fixture (`extra` overrides fields). */
+export function echoServer(id: string, extra: Partial<ServerSpecBody> = {}): ServerSpecBody {
+  return {
+    id,
+    name: id,
+    namespace: id,
+    transport: 'stdio',
+    config: { command: process.execPath, args: [fixture('echo-server.mjs')], env: {} },
+    tags: [],
+    enabled: true,
+    timeoutMs: 10_000,
+    ...extra,
+  } as ServerSpecBody;
+}
 export const EVERYTHING_ENTRY = fileURLToPath(
   new URL('../node_modules/@modelcontextprotocol/server-everything/dist/index.js', import.meta.url),
 );

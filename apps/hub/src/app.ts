@@ -264,7 +264,11 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     rotationGraceMs: config.keyRotationGraceMs,
     keyChanged: (keyId, project) => reaper.keyChanged(keyId, project),
   });
-  const workers = new WorkerLocator(cache, registry, log, config.wakeTimeoutMs);
+  const workers = new WorkerLocator(cache, registry, log, {
+    wakeTimeoutMs: config.wakeTimeoutMs,
+    workerWaitMs: config.workerWaitMs,
+    maxWaitersPerServer: config.workerWaitersMax,
+  });
   // The one client for every path that talks to a worker; it tracks what is open so closing can end it.
   const client = new WorkerClient();
   const drain = new RequestDrain(app.server);

@@ -66,19 +66,27 @@ export class RegistryCache {
     return this.read(this.runtimes, id, () => this.registry.getRuntime(id));
   }
 
-  /** Resolves true when a `runtime.update` says the server's worker runs, false after `timeoutMs`. */
-  waitForRunning(id: string, timeoutMs: number): Promise<boolean> {
+  /**
+   * Resolves true when a `runtime.update` says the server's worker runs, false after `timeoutMs` or once
+   * `signal` aborts (the caller stopped waiting: nothing is left registered).
+   */
+  waitForRunning(id: string, timeoutMs: number, signal?: AbortSignal): Promise<boolean> {
     return new Promise((resolve) => {
       const waiters = this.runningWaiters.get(id) ?? new Set();
       this.runningWaiters.set(id, waiters);
       const done = (ok: boolean) => {
         clearTimeout(timer);
+        signal?.removeEventListener('abort', stop);
         waiters.delete(wake);
+        if (waiters.size === 0 && this.runningWaiters.get(id) === waiters) this.runningWaiters.delete(id);
         resolve(ok);
       };
       const wake = () => done(true);
-      const timer = setTimeout(() => done(false), timeoutMs);
+      const stop = () => done(false);
+      const timer = setTimeout(stop, timeoutMs);
       waiters.add(wake);
+      if (signal?.aborted) stop();
+      else signal?.addEventListener('abort', stop, { once: true });
     });
   }
 

@@ -17,6 +17,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   childPids,
   EVERYTHING_ENTRY,
+  echoServer,
   fixture,
   isAlive,
   killByKeyPrefix,
@@ -100,20 +101,6 @@ afterEach(async () => {
     h.redis.disconnect();
   }
 });
-
-function echoServer(id: string, extra: Partial<ServerSpecBody> = {}): ServerSpecBody {
-  return {
-    id,
-    name: id,
-    namespace: id,
-    transport: 'stdio',
-    config: { command: process.execPath, args: [fixture('echo-server.mjs')], env: {} },
-    tags: [],
-    enabled: true,
-    timeoutMs: 10_000,
-    ...extra,
-  } as ServerSpecBody;
-}
 
 async function runtime(h: Harness, id: string): Promise<RuntimeRecord | null> {
   return h.registry.getRuntime(id);

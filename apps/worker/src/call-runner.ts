@@ -118,15 +118,17 @@ export class CallRunner {
     if (outcome.kind === 'error') {
       const { error } = outcome;
       const cause = error.cause ?? failure ?? error;
-      const level = error.code === 'tool_timeout' || error.code === 'worker_unavailable' ? 'warn' : 'error';
-      log[level](
+      // A bug of ours is an error with its stack; a timeout, an upstream that failed or went away, a worker
+      // shutting down are expected: one warn line.
+      const bug = error.code === 'internal_error';
+      log[bug ? 'error' : 'warn'](
         {
           event: 'tool.call.failed',
           request_id: requestId,
           tool,
           error: error.message,
           code: error.code,
-          traceback: cause instanceof Error ? cause.stack : String(cause),
+          ...(bug ? { traceback: cause instanceof Error ? cause.stack : String(cause) } : {}),
         },
         'tool call failed',
       );

@@ -4,6 +4,7 @@ import {
   type Logger,
   MESSAGES_PATH_HEADER,
   MESSAGES_PATH_RE,
+  markLogged,
   parseOrThrow,
   REQUEST_ID_HEADER,
   registerErrorHandling,
@@ -109,7 +110,8 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
 
     if (wantsJson(req.headers.accept)) {
       const outcome = await runner.run(call);
-      if (outcome.kind === 'error') throw outcome.error;
+      // The runner logged it (tool.call.failed): the error handler does not log it again.
+      if (outcome.kind === 'error') throw markLogged(outcome.error);
       if (outcome.kind === 'cancelled') return reply.hijack();
       return resultBody(requestId, outcome.result);
     }

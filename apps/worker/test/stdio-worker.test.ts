@@ -242,12 +242,9 @@ describe('stdio worker: echo fixture', () => {
     ]);
     await waitFor('the fixture to see the cancellation', () => fixtureEvents().some((e) => e.event === 'cancelled'));
     const failed = captured.lines.find((l) => l.event === 'tool.call.failed' && l.request_id === 'req-timeout');
-    expect(failed).toMatchObject({
-      tool: 'slow',
-      code: 'tool_timeout',
-      error: expect.any(String),
-      traceback: expect.any(String),
-    });
+    // An expected failure: one warn line, no stack (issue 13: error level is for faults of ours).
+    expect(failed).toMatchObject({ level: 'warn', tool: 'slow', code: 'tool_timeout', error: expect.any(String) });
+    expect(failed).not.toHaveProperty('traceback');
   });
 
   it('answers 504 tool_timeout in JSON mode', async () => {

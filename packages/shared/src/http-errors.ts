@@ -42,19 +42,33 @@ export function toAppError(err: unknown): AppError {
   return new AppError('internal_error', 'internal error', undefined, { cause: err });
 }
 
+/** Errors a route already logged in its own line (`tool.call.failed`): the error handler does not repeat them. */
+const loggedErrors = new WeakSet<AppError>();
+
+/** Marks an error as logged by the route that throws it, so that it is logged once. */
+export function markLogged(err: AppError): AppError {
+  loggedErrors.add(err);
+  return err;
+}
+
 /**
  * The one error handling of the project's HTTP servers (hub and worker): every failure answered in the one
  * error shape with the headers of its code (ERROR_HEADERS), unknown routes as `route_not_found`, and
- * server-side failures (5xx) logged with their cause under `api.error` (level `error` for a bug, else `warn`).
+ * server-side failures (5xx) logged under `api.error`: a bug (`internal_error`) at `error` with its cause and
+ * stack; an expected one (a dependency down: Redis, a worker, an upstream) as one `warn` line without a stack,
+ * and not at all when the route logged it already (`markLogged`).
  */
 export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
   app.setErrorHandler((err: unknown, req: FastifyRequest, reply: FastifyReply) => {
     const appError = toAppError(err);
-    if (appError.statusCode >= 500) {
-      // A bug is an error; a dependency that is down (Redis, a worker, an upstream) is the warning it answers.
-      const level = appError.code === 'internal_error' ? 'error' : 'warn';
-      log[level](
+    if (appError.code === 'internal_error') {
+      log.error(
         { event: 'api.error', request_id: req.id, err: appError.cause ?? err, code: appError.code, url: req.url },
+        'request failed',
+      );
+    } else if (appError.statusCode >= 500 && !loggedErrors.has(appError)) {
+      log.warn(
+        { event: 'api.error', request_id: req.id, code: appError.code, error: appError.message, url: req.url },
         'request failed',
       );
     }

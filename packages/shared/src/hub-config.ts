@@ -20,6 +20,10 @@ import { DEFAULT_WORKER_BASE_PORT, DEFAULT_WORKER_PORT_RANGE } from './superviso
 export const DEFAULT_HUB_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
 export const DEFAULT_WAKE_TIMEOUT_MS = 15_000;
+/** How long a call waits for a worker that is starting, restarting or replaced before it gets 503. */
+export const DEFAULT_WORKER_WAIT_MS = 5_000;
+/** Calls that wait for one server's worker at once; more get 503 at once. */
+export const DEFAULT_WORKER_WAITERS_MAX = 1_000;
 export const DEFAULT_CACHE_MAX_AGE_MS = 30_000;
 /**
  * Compiled tool argument validators a hub keeps (least recently used dropped first). The worst validator within
@@ -69,6 +73,8 @@ export const HubEnvSchema = z
     HUB_HEADERS_TIMEOUT: duration('ms').default(DEFAULT_HEADERS_TIMEOUT_MS),
     HUB_BODY_LIMIT_BYTES: positiveInt.default(DEFAULT_BODY_LIMIT_BYTES),
     HUB_WAKE_TIMEOUT: duration('ms').default(DEFAULT_WAKE_TIMEOUT_MS),
+    HUB_WORKER_WAIT: duration('ms').default(DEFAULT_WORKER_WAIT_MS),
+    HUB_WORKER_WAITERS_MAX: positiveInt.default(DEFAULT_WORKER_WAITERS_MAX),
     HUB_CACHE_MAX_AGE: duration('ms').default(DEFAULT_CACHE_MAX_AGE_MS),
     HUB_TOOL_VALIDATORS_MAX: positiveInt.default(DEFAULT_TOOL_VALIDATORS_MAX),
     HUB_PUBLIC_URL: z.url({ error: 'must be an http(s) URL' }).optional(),
@@ -131,6 +137,10 @@ export interface HubConfig {
   bodyLimitBytes: number;
   /** How long a call waits for a worker stopped for idleness to start again. */
   wakeTimeoutMs: number;
+  /** How long a call waits for a worker that is starting, restarting or replaced (bounded by the call's timeout too). */
+  workerWaitMs: number;
+  /** Calls that wait for one server's worker at once; more get 503 `worker_unavailable` at once. */
+  workerWaitersMax: number;
   /** Registry data cached in the hub is re-read at least this often, even if an event was missed. */
   cacheMaxAgeMs: number;
   /** Compiled tool argument validators kept (one per tool at most, least recently used dropped first). */
@@ -181,6 +191,8 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     headersTimeoutMs: e.HUB_HEADERS_TIMEOUT,
     bodyLimitBytes: e.HUB_BODY_LIMIT_BYTES,
     wakeTimeoutMs: e.HUB_WAKE_TIMEOUT,
+    workerWaitMs: e.HUB_WORKER_WAIT,
+    workerWaitersMax: e.HUB_WORKER_WAITERS_MAX,
     cacheMaxAgeMs: e.HUB_CACHE_MAX_AGE,
     toolValidatorsMax: e.HUB_TOOL_VALIDATORS_MAX,
     publicUrl: e.HUB_PUBLIC_URL?.replace(/\/+$/, ''),

@@ -39,7 +39,7 @@ export {
   isAppError,
   UNAVAILABLE_RETRY_AFTER_S,
 } from './errors.js';
-export { registerErrorHandling, toAppError } from './http-errors.js';
+export { markLogged, registerErrorHandling, toAppError } from './http-errors.js';
 export {
   DEFAULT_ADMIN_TOKEN_FILE,
   DEFAULT_BODY_LIMIT_BYTES,

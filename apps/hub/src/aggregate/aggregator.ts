@@ -477,16 +477,21 @@ export class Aggregator {
         started = performance.now();
         log.info({ event: 'tool.call.accepted', ...fields }, 'tool call accepted');
         done = await guard.admit(principal, server, tool);
-        const runtime = await workers.running(server);
-        const result = await this.deps.client.callTool({
-          target: { serverId: server, runtime },
-          tool,
-          args,
-          requestId,
-          signal: rc.mcpReq.signal,
-          timeoutMs: spec.timeoutMs,
-          onProgress: progressSender(rc),
-        });
+        const onProgress = progressSender(rc);
+        const result = await workers.withWorker(
+          server,
+          (runtime) =>
+            this.deps.client.callTool({
+              target: { serverId: server, runtime },
+              tool,
+              args,
+              requestId,
+              signal: rc.mcpReq.signal,
+              timeoutMs: spec.timeoutMs,
+              onProgress,
+            }),
+          { timeoutMs: spec.timeoutMs, requestId },
+        );
         done(!result.isError);
         log.info({ event: 'tool.call.done', ...fields, latency: ms(started) }, 'tool call done');
         return result as Record<string, unknown>;
@@ -511,7 +516,7 @@ export class Aggregator {
           started = performance.now();
           log.info({ event: 'tool.call.accepted', ...fields }, 'tool call accepted');
           done = await guard.admit(principal, server, tool);
-          return workers.running(server);
+          return workers.running(server, { timeoutMs: spec.timeoutMs, requestId });
         },
       );
       return result;

@@ -82,7 +82,6 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
 
   async function pass(req: IdRequest, reply: FastifyReply, path: string, headers?: Record<string, string>) {
     const id = await serverOf(req);
-    const runtime = await workers.running(id);
     // Every tools/call (each of a batch) is limited and counted like a call on the REST route.
     const dones: ((ok: boolean) => void)[] = [];
     const done = (ok: boolean) => {
@@ -103,21 +102,26 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
     let outcome: RelayOutcome;
     try {
-      outcome = await client.relay(req, reply, {
-        target: { serverId: id, runtime },
-        path: `${path}${query}`,
-        body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
-        headers,
-        forwardHeaders: MCP_REQUEST_HEADERS,
-        // The worker binds each MCP session to the caller that opened it.
-        caller: callerId(req.principal),
-        headersTimeoutMs: HEADERS_TIMEOUT_MS,
-        // A GET is a standalone or legacy event stream: it lasts until someone ends it, so the hub ends it
-        // when it closes rather than waiting for it.
-        // So is a 2026-07-28 `subscriptions/listen`, whatever its content type (some servers send JSON lines).
-        stream: req.method === 'GET' || rpcMethod(req.body) === 'subscriptions/listen',
-        onBrokenAnswer: 'end',
-      });
+      outcome = await workers.withWorker(
+        id,
+        (runtime) =>
+          client.relay(req, reply, {
+            target: { serverId: id, runtime },
+            path: `${path}${query}`,
+            body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
+            headers,
+            forwardHeaders: MCP_REQUEST_HEADERS,
+            // The worker binds each MCP session to the caller that opened it.
+            caller: callerId(req.principal),
+            headersTimeoutMs: HEADERS_TIMEOUT_MS,
+            // A GET is a standalone or legacy event stream: it lasts until someone ends it, so the hub ends it
+            // when it closes rather than waiting for it.
+            // So is a 2026-07-28 `subscriptions/listen`, whatever its content type (some servers send JSON lines).
+            stream: req.method === 'GET' || rpcMethod(req.body) === 'subscriptions/listen',
+            onBrokenAnswer: 'end',
+          }),
+        { requestId: req.id },
+      );
     } catch (err) {
       done(false);
       throw err;

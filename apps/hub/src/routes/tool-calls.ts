@@ -1,4 +1,4 @@
-import { AppError, type Logger, type RuntimeRecord, SLUG_RE, workerToolPath } from '@mcp-hub/shared';
+import { AppError, type Logger, markLogged, type RuntimeRecord, SLUG_RE, workerToolPath } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../access/call-guard.js';
 import type { RegistryCache } from '../registry-cache.js';
@@ -63,12 +63,14 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         }
         const spec = SLUG_RE.test(id) ? await cache.server(id) : null;
         if (!spec) throw new AppError('server_not_found', `server "${id}" not found`);
-        const [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
-        if (!cached) {
-          // Before a worker first ran, a server's tools are unknown: that is "not yet", not "no such tool".
-          if (runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) throw workerUnavailable(id, runtime);
-          throw new AppError('tool_not_found', `server "${id}" has no tool "${tool}"`);
+        let [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
+        if (!cached && runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) {
+          // Before a worker first ran, a server's tools are unknown: that is "not yet", not "no such tool". The
+          // call waits for the worker (which lists its tools before it runs), then looks again.
+          runtime = await workers.running(id, { known: runtime, timeoutMs: spec.timeoutMs, requestId });
+          cached = await cache.tool(id, tool);
         }
+        if (!cached) throw new AppError('tool_not_found', `server "${id}" has no tool "${tool}"`);
         const problems = cached.validate(args);
         if (problems) {
           throw new AppError(
@@ -80,26 +82,24 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         const done = await guard.admit(req.principal, id, tool, reply);
         let status = 0;
         try {
-          const worker = await workers.running(id, runtime);
-          status = await proxy(req, reply, worker, spec.timeoutMs, args);
+          status = await workers.withWorker(id, (worker) => proxy(req, reply, worker, spec.timeoutMs, args), {
+            known: runtime,
+            timeoutMs: spec.timeoutMs,
+            requestId,
+          });
         } finally {
           done(status >= 200 && status < 400);
         }
         return reply;
       } catch (err) {
+        // An expected failure (503 worker_unavailable, 429 rate_limited, 4xx) is this one warn line without a
+        // stack; anything else is a bug, logged at error with its stack by the error handler.
         if (err instanceof AppError) {
           log.warn(
-            {
-              event: 'tool.call.failed',
-              request_id: requestId,
-              server: id,
-              tool,
-              error: err.message,
-              code: err.code,
-              traceback: err.cause instanceof Error ? err.cause.stack : err.stack,
-            },
+            { event: 'tool.call.failed', request_id: requestId, server: id, tool, error: err.message, code: err.code },
             'tool call failed',
           );
+          markLogged(err);
         }
         throw err;
       }
@@ -136,6 +136,8 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       headersTimeoutMs: timeoutMs + TOOL_HEADERS_GRACE_MS,
       timeoutError: () => new AppError('tool_timeout', `${id}/${tool} did not answer within ${timeoutMs} ms`),
       onBrokenAnswer: 'error-event',
+      // An event stream's headers leave the worker before it calls the upstream (a JSON answer's, after).
+      headersBeforeWork: !wantsJson(req),
     });
     if (outcome.error) {
       log.warn(
@@ -146,7 +148,6 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           tool,
           error: outcome.error.message,
           code: 'worker_unavailable',
-          traceback: outcome.error.stack,
         },
         'worker went away mid-call',
       );

@@ -72,6 +72,11 @@ export interface RelayOptions {
    * speak JSON-RPC) only the end of the answer.
    */
   onBrokenAnswer: 'error-event' | 'end';
+  /**
+   * The worker sends its answer's headers before it starts the work (a tool call as an event stream): a
+   * connection lost before them means the call never ran, and may be sent again.
+   */
+  headersBeforeWork?: boolean;
 }
 
 export interface RelayOutcome {
@@ -168,8 +173,10 @@ export class WorkerClient {
           if (!res.writableEnded) res.end();
           return { status: 0, cancelled: true };
         }
-        throw requestFailed(err, opts.target, opts.timeoutError);
+        throw requestFailed(err, opts.target, opts.timeoutError, opts.headersBeforeWork === true);
       }
+      // A 503 on the MCP passthrough may be the worker's own answer to an MCP client (a session cap): relayed.
+      if (await refusedUnserved(upstream, opts.onBrokenAnswer === 'error-event')) throw staleAddress(opts.target);
 
       reply.hijack();
       const headers: Record<string, string | string[]> = {
@@ -196,7 +203,8 @@ export class WorkerClient {
     } finally {
       this.open.delete(exchange);
       res.off('close', onClientGone);
-      if (!res.writableEnded) res.end();
+      // Failures before the answer started are answered by the error handler (or retried elsewhere).
+      if (reply.sent && !res.writableEnded) res.end();
     }
   }
 
@@ -234,8 +242,10 @@ export class WorkerClient {
           err,
           call.target,
           () => new AppError('tool_timeout', `${call.tool} did not answer in time`, undefined, { cause: err }),
+          true,
         );
       }
+      if (await refusedUnserved(response, true)) throw staleAddress(call.target);
       if (!String(response.headers['content-type'] ?? '').startsWith('text/event-stream')) {
         throw await answerError(response.statusCode, response.body);
       }
@@ -383,12 +393,78 @@ function forwarded(req: IncomingHttpHeaders, names: readonly string[] = []): Rec
   return out;
 }
 
+/** Errors of requests a worker never received: safe to send again, to the worker that replaced it. */
+const neverDelivered = new WeakSet<AppError>();
+
+/**
+ * Whether a request to a worker failed before the worker got it: its address was stale (connection refused:
+ * the worker is gone; 401: another run's worker listens there now). Such a call is sent again, never one
+ * that may have reached the upstream.
+ */
+export function wasNeverDelivered(err: unknown): boolean {
+  return err instanceof AppError && neverDelivered.has(err);
+}
+
+function staleAddress(target: WorkerTarget, cause?: unknown): AppError {
+  const error = new AppError(
+    'worker_unavailable',
+    `the worker of "${target.serverId}" is no longer at ${workerOrigin(target.runtime)}`,
+    undefined,
+    { cause },
+  );
+  neverDelivered.add(error);
+  return error;
+}
+
+/**
+ * Whether a worker's answer says it served nothing: a 401 (another run's worker on that port refused this run's
+ * token) or its own 503 `worker_unavailable` before any stream (it is shutting down, or its upstream is not
+ * connected: the call never reached the upstream). Reads the body of such an answer, leaves others untouched.
+ */
+async function refusedUnserved(
+  res: { statusCode: number; headers: IncomingHttpHeaders; body: { dump(): Promise<void>; json(): Promise<unknown> } },
+  toolRoute: boolean,
+): Promise<boolean> {
+  if (res.statusCode === 401) {
+    await res.body.dump();
+    return true;
+  }
+  if (!toolRoute || res.statusCode !== 503 || !String(res.headers['content-type'] ?? '').startsWith('application/json'))
+    return false;
+  const parsed = (await res.body.json().catch(() => null)) as { error?: unknown } | null;
+  const error = parsed?.error;
+  // The worker's error shape, or Fastify's own answer while the worker closes (return503OnClosing).
+  const unserved =
+    error === 'Service Unavailable' ||
+    (typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'worker_unavailable');
+  if (!unserved) throw new AppError('worker_unavailable', 'the worker answered 503');
+  return true;
+}
+
+/**
+ * Whether a request to a worker was never served: its port refused the connection (nothing listens there any
+ * more), or, when the worker answers headers before it starts the work, the connection was lost before them
+ * (a pooled keep-alive connection to a worker that was just killed).
+ */
+function unserved(err: unknown, headersBeforeWork: boolean): boolean {
+  const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
+  if (e?.code === 'ECONNREFUSED' || e?.cause?.code === 'ECONNREFUSED') return true;
+  return headersBeforeWork && (err instanceof undiciErrors.SocketError || e?.code === 'ECONNRESET');
+}
+
 /**
  * The one mapping of a request to a worker that got no answer: headers that did not come in time are
- * `timeoutError` (default `worker_unavailable`), anything else (refused, reset) `worker_unavailable`.
+ * `timeoutError` (default `worker_unavailable`), an unserved request a stale address (never delivered, see
+ * `unserved`), anything else `worker_unavailable`.
  */
-function requestFailed(err: unknown, target: WorkerTarget, timeoutError?: () => AppError): AppError {
+function requestFailed(
+  err: unknown,
+  target: WorkerTarget,
+  timeoutError?: () => AppError,
+  headersBeforeWork = false,
+): AppError {
   if (err instanceof AppError) return err;
+  if (unserved(err, headersBeforeWork)) return staleAddress(target, err);
   const timedOut = err instanceof undiciErrors.HeadersTimeoutError;
   if (timedOut && timeoutError) return timeoutError();
   const what = timedOut ? 'did not answer in time' : 'is unreachable';
