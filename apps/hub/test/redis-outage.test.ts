@@ -52,7 +52,7 @@ const spec: ServerSpecBody = {
   timeoutMs: 10_000,
 };
 
-async function api(method: 'GET' | 'POST', path: string, body?: unknown, key = ADMIN) {
+async function api(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown, key = ADMIN) {
   const res = await request(`${base}${path}`, {
     method,
     headers: {
@@ -130,6 +130,13 @@ describe('a Redis outage while calls flow', () => {
     expect(created.status, created.text).toBe(201);
     const key = (created.json as { key: string }).key;
     await waitFor('the echo worker answers', async () => (await echo(key, 'warm-up')).ok, 30_000);
+    // A key verified good, then revoked and seen revoked by this hub: it must not come back during the outage.
+    const doomed = await api('POST', `/api/projects/${P}/keys`, { name: 'doomed', role: 'reporter' });
+    const doomedKey = (doomed.json as { key: string }).key;
+    expect((await echo(doomedKey, 'before')).ok).toBe(true);
+    const revoked = await api('DELETE', `/api/projects/${P}/keys/${(doomed.json as { id: string }).id}`);
+    expect(revoked.status, revoked.text).toBeLessThan(300);
+    expect((await echo(doomedKey, 'revoked')).detail).toMatch(/^401 /);
     const [pid] = workerPids(prefix, SERVER);
     expect(pid).toBeGreaterThan(0);
 
@@ -146,6 +153,7 @@ describe('a Redis outage while calls flow', () => {
     // The outage outlasts the hub's cache age, the key cache's trust and the supervisor's lease TTL.
     await new Promise((r) => setTimeout(r, OUTAGE_MS));
     const ready = await api('GET', '/readyz');
+    const doomedDuring = await echo(doomedKey, 'outage');
     const duringOutage = results.filter((r) => r.at > downAt).length;
     await redis.start();
     const upAt = Date.now();
@@ -158,6 +166,8 @@ describe('a Redis outage while calls flow', () => {
     const failed = results.filter((r) => !r.ok);
     expect(failed.map((r) => r.detail)).toEqual([]);
     expect(duringOutage).toBeGreaterThan(50);
+    // The revoked key is not served stale: it cannot be checked, so 503 (never 200).
+    expect(doomedDuring.detail).toMatch(/^503 .*redis_unavailable/);
     // Serving stale was said once each way, and /readyz said it while it lasted.
     expect(ready.status).toBe(200);
     expect(ready.json).toMatchObject({ status: 'stale', details: { registry: { mode: 'stale' } } });
