@@ -45,9 +45,16 @@ export function createReconciler(
     restartRequests: number,
     adopt: boolean,
   ): Promise<void> {
-    if (!(await store.acquireLease(id, config.leaseTtlMs))) {
+    const lease = await store.claimLease(id, config.leaseTtlMs);
+    if (lease === false) {
       workers.forgetWaiting(id); // another supervisor runs it
       return;
+    }
+    if (lease === 'taken_over') {
+      log.warn(
+        { event: 'lease.taken_over', server: id, from: runtime?.supervisor ?? null },
+        'took over a server whose supervisor went silent',
+      );
     }
     // Adopting comes before the capacity check: a live worker is kept, never replaced by a pending record.
     if (adopt && runtime) {

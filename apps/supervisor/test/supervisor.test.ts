@@ -361,6 +361,53 @@ describe('supervisor', () => {
     expect(JSON.stringify(serverEnv)).not.toContain(adminToken);
   });
 
+  it('takes over from a supervisor killed -9 within a few heartbeats, not its lease TTL: a worker that crashed meanwhile runs again, a live one is adopted', async () => {
+    // Leases live 10 s and the periodic resync is off the table (30 s): only the heartbeat path can be this fast.
+    const h = harness({ MCP_LEASE_TTL: '10s', MCP_RESYNC_INTERVAL: '30s', MCP_SUPERVISOR_HEARTBEAT: '500ms' });
+    const deadId = `dead-${h.prefix}`;
+    const dead = spawnSupervisorProcess(h, { MCP_SUPERVISOR_ID: deadId });
+    await h.registry.upsertServer(echoServer('crashy'), 'create');
+    await h.registry.upsertServer(echoServer('steady'), 'create');
+    const crashy = await running(h, 'crashy', undefined, 30_000);
+    const steady = await running(h, 'steady', undefined, 30_000);
+    expect([crashy.supervisor, steady.supervisor]).toEqual([deadId, deadId]);
+    const survivor = await startSupervisor(h);
+    expect(survivor.workers()).toEqual([]);
+
+    dead.kill('SIGKILL');
+    await once(dead, 'exit');
+    killGroup(crashy.pid as number);
+    const crashedAt = Date.now();
+    const again = await running(h, 'crashy', crashy.pid, 10_000);
+    const repairMs = Date.now() - crashedAt;
+    expect(again.supervisor).toBe(survivor.id);
+    expect(await callEcho(again, 'back')).toBe('back');
+    await waitFor('steady adopted', () => survivor.workers().some((w) => w.id === 'steady'), 10_000);
+    expect((await runtime(h, 'steady'))?.pid).toBe(steady.pid);
+    expect(await callEcho(steady, 'kept')).toBe('kept');
+
+    // In order: the silence noticed, both leases taken over from the dead one (still live in Redis: no waiting
+    // for them to expire), the crashed worker started anew, the live one adopted, nothing else started.
+    const lines = h.logs[0]?.lines ?? [];
+    const at = (event: string, server?: string) =>
+      lines.findIndex((l) => l.event === event && (server === undefined || l.server === server));
+    expect(lines.find((l) => l.event === 'supervisor.gone')).toMatchObject({ peer: deadId });
+    expect(lines.filter((l) => l.event === 'lease.taken_over').map((l) => [l.server, l.from])).toEqual(
+      expect.arrayContaining([
+        ['crashy', deadId],
+        ['steady', deadId],
+      ]),
+    );
+    expect(at('supervisor.gone')).toBeLessThan(at('lease.taken_over', 'crashy'));
+    expect(at('lease.taken_over', 'crashy')).toBeLessThan(at('worker.spawned', 'crashy'));
+    expect(at('lease.taken_over', 'steady')).toBeLessThan(at('worker.adopted', 'steady'));
+    expect(lines.filter((l) => l.event === 'worker.spawned').map((l) => l.server)).toEqual(['crashy']);
+    const spawnedAt = Date.parse(String(lines[at('worker.spawned', 'crashy')]?.time));
+    console.info(
+      `[failover] supervisor killed -9, then its worker: new worker spawned ${spawnedAt - crashedAt} ms and running ${repairMs} ms after the crash`,
+    );
+  }, 60_000);
+
   it('with two supervisors, runs each server exactly once on distinct ports; when one dies, the other adopts its workers', async () => {
     const h = harness({ MCP_LEASE_TTL: '3s' });
     const ids = Array.from({ length: 6 }, (_, i) => `s${i}`);

@@ -119,6 +119,7 @@ export { checkStdioLaunch, type StdioLaunch, type StdioPolicy } from './stdio-po
 export { drained } from './streams.js';
 export {
   loadSupervisorConfig,
+  SUPERVISOR_HEARTBEATS_MISSED,
   type SupervisorConfig,
   WORKER_INHERITED_ENV_PREFIXES,
   WORKER_INHERITED_ENV_VARS,
