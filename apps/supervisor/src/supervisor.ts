@@ -126,6 +126,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
             }),
           ),
       ],
+      // Replaced workers drain on their own; without a supervisor left, nobody would SIGKILL one that hangs.
+      ['retiring', async () => !config.keepWorkersOnExit && (await runs.retired())],
       ['leases', async () => loops.stopLeases()],
       ['health', () => ctx.health.close()],
       ['redis', async () => ownsRedis && (await closeRedis(redis))],
