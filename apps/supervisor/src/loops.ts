@@ -106,6 +106,7 @@ export class SupervisorLoops {
     if (held.size === 0) return;
     const used = new Set<number>();
     for (const w of workers.all()) if (w.port !== undefined) used.add(w.port);
+    for (const port of this.runs.portsInUse()) used.add(port);
     const records = await Promise.all(runtimeIds.map((id) => this.registry.getRuntime(id)));
     for (const r of records) if (r?.port !== undefined) used.add(r.port);
     for (const port of held) {

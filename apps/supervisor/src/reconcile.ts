@@ -1,4 +1,4 @@
-import type { Registry, RuntimeRecord, ServerSpec } from '@mcp-hub/shared';
+import { type Registry, type RuntimeRecord, type ServerSpec, workerSpecDigest } from '@mcp-hub/shared';
 import type { Adoption } from './adoption.js';
 import type { SupervisorContext } from './context.js';
 import { decide, placeNewWorker } from './decide.js';
@@ -83,6 +83,8 @@ export function createReconciler(
       run: 0,
       token: '',
       specRev: spec.rev,
+      specDigest: workerSpecDigest(spec),
+      replaceFailures: 0,
       restartRequests,
       startedAtMs: 0,
       restarts: runtime?.restarts ?? 0,
@@ -102,7 +104,8 @@ export function createReconciler(
       registry.getRestartRequests(id),
     ]);
     const w = workers.get(id);
-    const action = decide({ spec, runtime, restartRequests, local: w, nowMs: Date.now() });
+    const local = w && { ...w, replacing: w.next !== undefined };
+    const action = decide({ spec, runtime, restartRequests, local, nowMs: Date.now() });
     if (w && spec && action.do !== 'stop') {
       w.project = spec.project ?? '';
       // The health loop's request is answered by this decision (unless a stop is already under way).
@@ -128,6 +131,10 @@ export function createReconciler(
         return runs.stopWorker(w, 'idle', true);
       case 'restart':
         return w && spec ? runs.restart(w, spec, restartRequests, action.reason) : undefined;
+      case 'replace':
+        return w && spec ? runs.replace(w, spec, restartRequests, action.reason) : undefined;
+      case 'note_spec':
+        return w ? runs.noteSpec(w, action.specRev) : undefined;
       case 'wait_backoff':
         return w ? workers.schedule(w, action.untilMs) : undefined;
       case 'relaunch':

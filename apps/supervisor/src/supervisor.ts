@@ -127,6 +127,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
             }),
           ),
       ],
+      // Replaced workers drain on their own; without a supervisor left, nobody would SIGKILL one that hangs.
+      ['retiring', async () => !config.keepWorkersOnExit && (await runs.retired())],
       ['leases', async () => loops.stopLeases()],
       // Gone from the heartbeats only now: until the workers were stopped (or their leases released), the
       // others must not take its servers over.

@@ -8,7 +8,6 @@ import {
   loadSupervisorConfig,
   Registry,
   type RuntimeRecord,
-  type ServerSpecBody,
   WORKER_TOKEN_HEADER,
 } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
@@ -27,6 +26,7 @@ import {
 } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testPrefix } from '../../../test/support.js';
 import { createSupervisor, type Supervisor } from '../src/index.js';
+import { callTool, echoServer, runningRecord, testSupervisorEnv } from './helpers.js';
 
 interface Harness {
   prefix: string;
@@ -44,23 +44,7 @@ const harnesses: Harness[] = [];
 function harness(extra: Env = {}): Harness {
   const prefix = testPrefix();
   const redis = new Redis(redisUrl());
-  const base = 20_000 + Math.floor(Math.random() * 400) * 100;
-  const env: Env = {
-    REDIS_URL: redisUrl(),
-    KEY_PREFIX: prefix,
-    LOG_LEVEL: 'warn',
-    MCP_WORKER_BASE_PORT: String(base),
-    MCP_WORKER_PORT_RANGE: '100',
-    MCP_RESYNC_INTERVAL: '300ms',
-    MCP_HEALTH_INTERVAL: '150ms',
-    MCP_HEALTH_FAILURES: '2',
-    MCP_LEASE_TTL: '1500ms',
-    MCP_WORKER_STOP_GRACE: '1s',
-    MCP_BACKOFF_BASE: '200ms',
-    MCP_BACKOFF_MAX: '2s',
-    MCP_WORKER_START_TIMEOUT: '10s',
-    ...extra,
-  };
+  const env = testSupervisorEnv(redisUrl(), prefix, extra);
   const h: Harness = {
     prefix,
     redis,
@@ -101,51 +85,16 @@ afterEach(async () => {
   }
 });
 
-function echoServer(id: string, extra: Partial<ServerSpecBody> = {}): ServerSpecBody {
-  return {
-    id,
-    name: id,
-    namespace: id,
-    transport: 'stdio',
-    config: { command: process.execPath, args: [fixture('echo-server.mjs')], env: {} },
-    tags: [],
-    enabled: true,
-    timeoutMs: 10_000,
-    ...extra,
-  } as ServerSpecBody;
-}
-
 async function runtime(h: Harness, id: string): Promise<RuntimeRecord | null> {
   return h.registry.getRuntime(id);
 }
 
-async function running(h: Harness, id: string, notPid?: number, timeoutMs = 15_000): Promise<RuntimeRecord> {
-  return waitFor(
-    `${id} running`,
-    async () => {
-      const r = await runtime(h, id);
-      if (r?.status === 'running' && r.pid !== undefined && r.pid !== notPid) {
-        h.pids.add(r.pid);
-        return r;
-      }
-      return null;
-    },
-    timeoutMs,
-  );
+function running(h: Harness, id: string, notPid?: number, timeoutMs?: number): Promise<RuntimeRecord> {
+  return runningRecord(h.registry, id, h.pids, notPid, timeoutMs);
 }
 
-async function callEcho(r: RuntimeRecord, message: string): Promise<string> {
-  const res = await request(`http://${r.host}:${r.port}/tools/echo`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json',
-      [WORKER_TOKEN_HEADER]: r.workerToken ?? '',
-    },
-    body: JSON.stringify({ message }),
-  });
-  const body = (await res.body.json()) as { content?: { text?: string }[] };
-  return body.content?.[0]?.text ?? `status ${res.statusCode}`;
+function callEcho(r: RuntimeRecord, message: string): Promise<string> {
+  return callTool(r, 'echo', { message });
 }
 
 function portFree(port: number): Promise<boolean> {

@@ -163,6 +163,8 @@ export {
   type UpstreamStatus,
   WORKER_CALLER_HEADER,
   WORKER_CALLER_RE,
+  WORKER_DRAIN_QUIET_MS,
+  WORKER_DRAIN_SIGNAL,
   WORKER_EXIT_CODES,
   WORKER_ROUTES,
   WORKER_TOKEN_BYTES,
@@ -173,5 +175,6 @@ export {
   type WorkerSessionsCloseBody,
   WorkerSessionsCloseBodySchema,
   WorkerSessionsClosedSchema,
+  workerSpecDigest,
   workerToolPath,
 } from './worker-contract.js';
