@@ -32,8 +32,9 @@ const SETTLE_MS = 3_000;
 /** A scenario that is not back to 100 % this long after its fault ends is reported as not recovered. */
 const MAX_RECOVERY_MS = 60_000;
 const CALL_TIMEOUT_MS = 30_000;
-/** The load's keep-alive connections, all opened before a scenario's clock starts. */
-const CONNECTIONS = 64;
+/** The load's keep-alive connections, all opened before a scenario's clock starts; more calls in flight wait in
+ * the load process (sent, not yet on the wire: a hub that closes meanwhile refuses them). */
+const CONNECTIONS = 256;
 /** Keys with a TTL (leases, port locks) may take this long to expire after their holder is gone. */
 const LEAK_WAIT_MS = 15_000;
 /** A load process sending this late (p99) measures a busy machine as much as the system under test. */
@@ -82,6 +83,10 @@ function startLoad(stack, opts, tag) {
   const drained = new Promise((resolve) => {
     onDrained = resolve;
   });
+  let onStopped;
+  const stopped = new Promise((resolve) => {
+    onStopped = resolve;
+  });
   const callsLog = openSync(join(stack.runDir, `calls-${tag}.jsonl`), 'w');
   const lines = createInterface({ input: child.stdout });
   lines.on('line', (line) => {
@@ -90,6 +95,7 @@ function startLoad(stack, opts, tag) {
       calls.push(msg);
       writeSync(callsLog, `${line}\n`);
     } else if (msg.type === 'tick') tick = msg;
+    else if (msg.type === 'stopped') onStopped();
     else if (msg.type === 'drained') onDrained();
   });
   const exited = Promise.all([once(child, 'exit'), once(lines, 'close').then(() => closeSync(callsLog))]);
@@ -103,7 +109,8 @@ function startLoad(stack, opts, tag) {
   const load = {
     calls,
     startedAt: now(),
-    drained,
+    /** Resolves once the load process has sent its last call (after stop()). */
+    stopped,
     /** Sends no more calls; resolves when every call sent has answered. */
     stop() {
       if (!stopSent) child.stdin.write('stop\n');
@@ -352,7 +359,7 @@ function printReport(results, leaks, opts) {
     }
     if (r.hubExitCode !== undefined) {
       lines.push(
-        `${r.scenario}: hub exit ${r.hubExitCode} after ${r.hubExitMs?.toFixed(0)} ms; long calls ${r.longCallsOk}/${r.longCalls} answered`,
+        `${r.scenario}: hub exit ${r.hubExitCode} after ${r.hubExitMs?.toFixed(0)} ms; long calls ${r.longCallsOk}/${r.longCalls} answered${r.longCallFailures.length > 0 ? `; the others: ${r.longCallFailures.join(' | ')}` : ''}`,
       );
     }
     if (r.faultDurationMs !== null)

@@ -4,7 +4,8 @@
 //
 // stdin: first line, JSON { origin, rate, timeoutMs, connections, tag, targets: [{ server, tool, args }] } (calls
 // go round-robin over the targets, the message of call i is "<tag>-<i>", the right answer "<server>|<tag>-<i>"); then
-// commands, one per line: "stop" (send no more; when every call has answered, print {type:"drained"}),
+// commands, one per line: "stop" (send no more: print {type:"stopped"} at once and {type:"drained"} when every
+// call has answered),
 // "close" (close the keep-alive connections and exit).
 // stdout: JSON lines: {type:"call", i, s (target index), t0 (due, epoch ms), ts (sent: later than t0 when this
 // process fell behind), t1 (answered), st (HTTP status, 0
@@ -113,6 +114,7 @@ for await (const command of { [Symbol.asyncIterator]: () => iterator }) {
   if (command === 'stop' && !stopped) {
     stopped = true;
     clearInterval(scheduler);
+    write({ type: 'stopped', sent });
     if (inflight.size === 0) drained();
     void drainedOnce.then(() => write({ type: 'drained', sent }));
   } else if (command === 'close') {
