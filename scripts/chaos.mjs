@@ -83,6 +83,10 @@ function startLoad(stack, opts, tag) {
   const drained = new Promise((resolve) => {
     onDrained = resolve;
   });
+  let onStarted;
+  const started = new Promise((resolve) => {
+    onStarted = resolve;
+  });
   let onStopped;
   const stopped = new Promise((resolve) => {
     onStopped = resolve;
@@ -95,6 +99,7 @@ function startLoad(stack, opts, tag) {
       calls.push(msg);
       writeSync(callsLog, `${line}\n`);
     } else if (msg.type === 'tick') tick = msg;
+    else if (msg.type === 'started') onStarted();
     else if (msg.type === 'stopped') onStopped();
     else if (msg.type === 'drained') onDrained();
   });
@@ -109,6 +114,8 @@ function startLoad(stack, opts, tag) {
   const load = {
     calls,
     startedAt: now(),
+    /** Resolves once the load's connections are open and its clock runs. */
+    started,
     /** Resolves once the load process has sent its last call (after stop()). */
     stopped,
     /** Sends no more calls; resolves when every call sent has answered. */
@@ -157,6 +164,7 @@ async function runScenario(stack, scenario, opts) {
     `${scenario.name}: ${scenario.fault} (${TARGET}: worker ${before.pid}, stdio ${before.upstreamPid}, ${before.supervisor})`,
   );
   const load = startLoad(stack, opts, scenario.name);
+  await load.started;
   await sleep(WARM_MS);
   const fault = await scenario.inject({ stack, load, before, opts, say });
   const recovered = fault.loadStopped ? true : await load.settled(fault.endAt ?? fault.at);
@@ -167,7 +175,10 @@ async function runScenario(stack, scenario, opts) {
   const result = analyze(stack, scenario, load, fault, { recovered, endedAt });
   result.pidBefore = before.pid;
   result.pidAfter = after?.pid ?? null;
-  result.bars = scenario.bars(result).map(([bar, met, detail]) => ({ bar, met, detail }));
+  // A scenario measured with next to no calls proves nothing: at least the baseline's worth must have run.
+  const minimum = Math.floor((opts.rate * WARM_MS) / 1_000);
+  const loadRan = ['the load ran', result.sent >= minimum, `${result.sent} calls sent, at least ${minimum} needed`];
+  result.bars = [loadRan, ...scenario.bars(result)].map(([bar, met, detail]) => ({ bar, met, detail }));
   result.met = result.bars.every((b) => b.met);
   return result;
 }

@@ -7,7 +7,7 @@
 // commands, one per line: "stop" (send no more: print {type:"stopped"} at once and {type:"drained"} when every
 // call has answered),
 // "close" (close the keep-alive connections and exit).
-// stdout: JSON lines: {type:"call", i, s (target index), t0 (due, epoch ms), ts (sent: later than t0 when this
+// stdout: JSON lines: {type:"started"} once its connections are open and the clock starts; {type:"call", i, s (target index), t0 (due, epoch ms), ts (sent: later than t0 when this
 // process fell behind), t1 (answered), st (HTTP status, 0
 // without one), c ("ok", "wrong_answer", "broken_answer", the error code of the body, "timeout" or "net:<code>"), b (a failure's answer, cut)};
 // every 250 ms
@@ -94,6 +94,7 @@ await Promise.all(
   }),
 );
 
+write({ type: 'started' });
 const start = now();
 const scheduler = setInterval(() => {
   if (stopped) return;
