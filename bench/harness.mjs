@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { createKeys, Registry } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
-import { alive, descendantsOf, freePort, ROOT, sleep, startApp, startRedis, stopProcess } from './lib.mjs';
+import { alive, descendantsOf, freePort, jsonLines, ROOT, sleep, startApp, startRedis, stopProcess } from './lib.mjs';
 
 export const ECHO = `${ROOT}test/fixtures/echo-server.mjs`;
 const READY_TIMEOUT_MS = 30_000;
@@ -236,14 +236,7 @@ function summarizeLogs(dir, names) {
     } catch {
       continue;
     }
-    for (const line of text.split('\n')) {
-      if (!line.startsWith('{')) continue;
-      let entry;
-      try {
-        entry = JSON.parse(line);
-      } catch {
-        continue;
-      }
+    for (const entry of jsonLines(text)) {
       if (!['warn', 'error', 'fatal'].includes(entry.level)) continue;
       const key = [entry.service, entry.level, entry.event ?? '', entry.error ?? '', entry.msg ?? ''].join('\u0000');
       counts.set(key, (counts.get(key) ?? 0) + 1);

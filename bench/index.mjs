@@ -2,7 +2,7 @@
 // suites run (about 6 minutes on 2 cores); `mcp` (about 1 minute) and `auth` (about 1 minute) run only when
 // named, e.g. `pnpm bench mcp auth`, so that the default run stays near the 5 minutes it was meant to take.
 const DEFAULT_SUITES = ['supervisor', 'calls'];
-const SUITES = [...DEFAULT_SUITES, 'mcp', 'auth'];
+const SUITES = [...DEFAULT_SUITES, 'mcp', 'auth', 'supervisor-redis'];
 const wanted = process.argv.slice(2).filter((a) => a !== '--');
 const unknown = wanted.filter((s) => !SUITES.includes(s));
 if (unknown.length > 0) {

@@ -148,6 +148,18 @@ export function alive(pid) {
   return state !== undefined && state !== 'Z';
 }
 
+/** The JSON objects of a text of JSON lines (pino logs); other lines are skipped. */
+export function* jsonLines(text) {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try {
+      yield JSON.parse(line);
+    } catch {
+      // a line cut short or not ours
+    }
+  }
+}
+
 export function table(rows) {
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => String(r[c]).length)));
   const line = (r) => `| ${r.map((v, c) => String(v).padEnd(widths[c])).join(' | ')} |`;

@@ -28,6 +28,7 @@ import { registerOriginCheck } from './http/origin.js';
 import { RequestDrain } from './http/request-drain.js';
 import { registerZodValidation } from './http/zod-validation.js';
 import { RateLimiter } from './limits/rate-limiter.js';
+import { RedisReachability } from './redis-reachability.js';
 import { RegistryCache } from './registry-cache.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { healthRoutes } from './routes/health.js';
@@ -115,11 +116,15 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
 
+  // Stale-if-error: while Redis cannot be read, the caches answer from what they hold (one log line each way).
+  const reach = new RedisReachability(redis, log);
   const cache = new RegistryCache(
     registry,
     new ToolValidatorFactory(log, config.toolValidatorsMax),
     config.cacheMaxAgeMs,
+    reach,
   );
+  reach.onRecovered(() => cache.clear());
   const subscriber = createRedis(config.redisUrl, 'subscriber', log.child({ component: 'redis-subscriber' }));
   let onRegistryEvent: (event: HubEvent) => void = () => {};
   subscriber.on('message', (_channel: string, message: string) => {
@@ -187,7 +192,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const store = new ProjectStore(redis, keys, clock, (key, field, err) =>
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  const keyCache = new KeyCache(store.apiKeys, clock);
+  const keyCache = new KeyCache(store.apiKeys, clock, reach);
   const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
   const limiter = new RateLimiter(limiterRedis, keys, log);
   // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
@@ -230,7 +235,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   });
   registerJsonBodyRule(app);
 
-  await app.register(healthRoutes, { redis, limiter });
+  await app.register(healthRoutes, { redis, limiter, reach });
   const writes = new ServerWriteGuard({
     registry,
     projectExists: async (id) => (await store.getProject(id)) !== null,

@@ -1,6 +1,24 @@
 import type { HubEvent, Registry, RuntimeRecord, ServerSpec, Tool } from '@mcp-hub/shared';
 import type { ArgumentsValidator, ToolValidatorFactory } from './validation/tool-validator.js';
 
+/** What the cache asks before reading Redis (RedisReachability), and tells it after. */
+export interface ReadHealth {
+  readonly down: boolean;
+  readonly connected: boolean;
+  readOk(): void;
+  readFailed(err: unknown): void;
+  servedStale(what: 'server' | 'tools' | 'runtime'): void;
+}
+
+/** Reads are always tried (tests that build a cache on a Redis they control). */
+const ALWAYS_UP: ReadHealth = {
+  down: false,
+  connected: true,
+  readOk: () => {},
+  readFailed: () => {},
+  servedStale: () => {},
+};
+
 export interface CachedTool {
   tool: Tool;
   validate: ArgumentsValidator;
@@ -9,12 +27,21 @@ export interface CachedTool {
 interface Entry<T> {
   at: number;
   value: Promise<T>;
+  /** The last value read from Redis: answered past its age while Redis cannot be read (stale-if-error). */
+  known?: { value: T };
+  /** A background read of a stale entry is under way (one at a time per entry). */
+  refreshing?: boolean;
 }
 
 /**
  * The hub's in-process view of the registry, so that the call path reads no Redis: server specs, tools
  * (with compiled argument validators) and runtime records, each dropped when an event says it changed, and
  * re-read after `maxAgeMs` in any case so that a missed event heals on its own.
+ *
+ * Stale-if-error: an entry past its age keeps its last value. While Redis cannot be read (`health.down`) that
+ * value is answered at once, without a Redis round trip (and re-read in the background when the client is
+ * connected, to find out that Redis answers again); a read that fails answers it too. An entry an event
+ * dropped (the data changed) has no value to fall back on, so a changed server is never served as it was.
  */
 export class RegistryCache {
   private readonly servers = new Map<string, Entry<ServerSpec | null>>();
@@ -26,11 +53,12 @@ export class RegistryCache {
     private readonly registry: Registry,
     private readonly validators: ToolValidatorFactory,
     private readonly maxAgeMs: number,
+    private readonly health: ReadHealth = ALWAYS_UP,
   ) {}
 
   /** The spec of a server; unknown ids are not cached, so random ids cannot grow the cache. */
   async server(id: string): Promise<ServerSpec | null> {
-    const spec = await this.read(this.servers, id, () => this.registry.getServer(id));
+    const spec = await this.read(this.servers, id, 'server', () => this.registry.getServer(id));
     if (spec === null) this.servers.delete(id);
     return spec;
   }
@@ -49,7 +77,7 @@ export class RegistryCache {
   }
 
   private toolMap(serverId: string): Promise<Map<string, CachedTool>> {
-    return this.read(this.tools, serverId, async () => {
+    return this.read(this.tools, serverId, 'tools', async () => {
       const map = new Map<string, CachedTool>();
       for (const tool of await this.registry.listTools(serverId)) {
         // Compiled on first use (a server may list many tools and a call uses one), and held by the factory
@@ -63,7 +91,7 @@ export class RegistryCache {
   }
 
   runtime(id: string): Promise<RuntimeRecord | null> {
-    return this.read(this.runtimes, id, () => this.registry.getRuntime(id));
+    return this.read(this.runtimes, id, 'runtime', () => this.registry.getRuntime(id));
   }
 
   /**
@@ -114,24 +142,69 @@ export class RegistryCache {
     }
   }
 
-  /** Forgets everything (after the event subscription was interrupted, events may have been missed). */
+  /**
+   * Marks every entry out of date (after the event subscription was interrupted, events may have been
+   * missed): the next read of each goes to Redis, and its last value stays the fallback while Redis cannot
+   * be read.
+   */
   clear(): void {
-    this.servers.clear();
-    this.tools.clear();
-    this.runtimes.clear();
+    for (const map of [this.servers, this.tools, this.runtimes] as Map<string, Entry<unknown>>[]) {
+      for (const entry of map.values()) entry.at = Number.NEGATIVE_INFINITY;
+    }
   }
 
-  private read<T>(map: Map<string, Entry<T>>, key: string, load: () => Promise<T>): Promise<T> {
+  private read<T>(
+    map: Map<string, Entry<T>>,
+    key: string,
+    what: 'server' | 'tools' | 'runtime',
+    load: () => Promise<T>,
+  ): Promise<T> {
     const now = Date.now();
     const hit = map.get(key);
     if (hit && now - hit.at < this.maxAgeMs) return hit.value;
-    const value = load();
-    const entry = { at: now, value };
+    const stale = hit?.known;
+    if (hit && stale && this.health.down) {
+      this.health.servedStale(what);
+      if (this.health.connected) this.refreshInBackground(map, key, hit, load);
+      return Promise.resolve(stale.value);
+    }
+    const entry: Entry<T> = { at: now, value: Promise.resolve() as Promise<T>, known: stale };
+    entry.value = load().then(
+      (value) => {
+        entry.known = { value };
+        this.health.readOk();
+        return value;
+      },
+      (err: unknown) => {
+        this.health.readFailed(err);
+        if (map.get(key) === entry) {
+          // A failed read is not cached: the entry it replaced (out of date, with its value) stays.
+          if (hit) map.set(key, hit);
+          else map.delete(key);
+        }
+        if (!stale) throw err;
+        this.health.servedStale(what);
+        return stale.value;
+      },
+    );
     map.set(key, entry);
-    // A failed read is not cached: the next call tries Redis again.
-    value.catch(() => {
-      if (map.get(key) === entry) map.delete(key);
-    });
-    return value;
+    return entry.value;
+  }
+
+  /** Reads a stale entry again without anyone waiting on it; its success tells `health` that Redis is back. */
+  private refreshInBackground<T>(map: Map<string, Entry<T>>, key: string, hit: Entry<T>, load: () => Promise<T>): void {
+    if (hit.refreshing) return;
+    hit.refreshing = true;
+    load().then(
+      (value) => {
+        hit.refreshing = false;
+        if (map.get(key) === hit) map.set(key, { at: Date.now(), value: Promise.resolve(value), known: { value } });
+        this.health.readOk();
+      },
+      (err: unknown) => {
+        hit.refreshing = false;
+        this.health.readFailed(err);
+      },
+    );
   }
 }

@@ -107,6 +107,12 @@ describe('UsageRecorder', () => {
     offline.record({ keyId: 'k1', server: 's1', tool: 't', ok: true, latencyMs: 1 });
     await offline.flush();
     expect(lines.some((l) => l.event === 'usage.write_failed' && l.level === 'debug')).toBe(true);
+    // Counted, and one warn line for the whole run of failures however many batches it drops.
+    offline.record({ keyId: 'k1', server: 's1', tool: 't', ok: true, latencyMs: 1 });
+    offline.record({ keyId: 'k1', server: 's1', tool: 't', ok: false, latencyMs: 1 });
+    await offline.flush();
+    expect(offline.droppedCalls).toBe(3);
+    expect(lines.filter((l) => l.event === 'usage.dropped' && l.level === 'warn')).toHaveLength(1);
     await offline.close();
     dead.disconnect();
   });

@@ -1,4 +1,4 @@
-import type { RuntimeRecord, ServerSpec } from '@mcp-hub/shared';
+import { type RuntimeRecord, type ServerSpec, workerSpecDigest } from '@mcp-hub/shared';
 import type { SupervisorContext } from './context.js';
 import { isAlive, isWorkerInstance, stopProcessGroup } from './process-manager.js';
 import type { WorkerRuns } from './worker-runs.js';
@@ -32,6 +32,7 @@ export class Adoption {
     const healthy = await health.isSameWorker(host, port, id, instance, token);
     if (!healthy && local !== true) return false;
     workers.forgetWaiting(id);
+    const specRev = runtime.specRev ?? spec.rev;
     const w: ManagedWorker = {
       id,
       project: spec.project ?? '',
@@ -42,7 +43,10 @@ export class Adoption {
       instance,
       run: 0,
       token,
-      specRev: runtime.specRev ?? spec.rev,
+      specRev,
+      // What an older rev held is not kept: a worker of another rev counts as changed (a planned restart).
+      specDigest: specRev === spec.rev ? workerSpecDigest(spec) : '',
+      replaceFailures: 0,
       restartRequests: runtime.restartRequests ?? restartRequests,
       startedAt: runtime.startedAt,
       startedAtMs: runtime.startedAt ? Date.parse(runtime.startedAt) : Date.now(),

@@ -1,7 +1,8 @@
-import type { RuntimeRecord, RuntimeStatus, ServerSpec } from '@mcp-hub/shared';
+import { type RuntimeRecord, type RuntimeStatus, type ServerSpec, workerSpecDigest } from '@mcp-hub/shared';
 import { describe, expect, it } from 'vitest';
 import {
   type Action,
+  afterFailedReplacement,
   afterFailedRun,
   afterHealthCheck,
   type DecisionInput,
@@ -45,7 +46,7 @@ function record(extra: Partial<RuntimeRecord> = {}): RuntimeRecord {
 const live = record({ pid: 4321, port: 20_001, instance: 'abcdef0123456789', restartRequests: 0, specRev: 3 });
 
 function local(extra: Partial<LocalWorkerView> = {}): LocalWorkerView {
-  return { status: 'running', specRev: 3, restartRequests: 0, ...extra };
+  return { status: 'running', specRev: 3, specDigest: workerSpecDigest(spec()), restartRequests: 0, ...extra };
 }
 
 describe('decide', () => {
@@ -105,14 +106,89 @@ describe('decide', () => {
     ],
     // Restarts.
     [
-      'spec changed: restart',
-      { spec: spec({ rev: 4 }), runtime: live, local: local() },
+      'spec changed in what the worker reads, running: replace it (successor first)',
+      { spec: spec({ rev: 4, timeoutMs: 5_000 }), runtime: live, local: local() },
+      { do: 'replace', reason: 'spec_changed' },
+    ],
+    [
+      'config changed, running: replace it',
+      {
+        spec: spec({ rev: 4, config: { command: 'node', args: ['other.js'], env: {} } } as Partial<ServerSpec>),
+        runtime: live,
+        local: local(),
+      },
+      { do: 'replace', reason: 'spec_changed' },
+    ],
+    [
+      'only metadata changed (name, description, tags, project, namespace, prefixMode): keep the process',
+      {
+        spec: spec({
+          rev: 4,
+          name: 'Alpha',
+          description: 'new words',
+          tags: ['t'],
+          project: 'p',
+          namespace: 'al',
+          prefixMode: 'never',
+        }),
+        runtime: live,
+        local: local(),
+      },
+      { do: 'note_spec', specRev: 4 },
+    ],
+    [
+      'only metadata changed, worker between runs: note it, nothing to restart',
+      { spec: spec({ rev: 4, tags: ['t'] }), runtime: live, local: local({ status: 'backoff', nextAttemptAt: NOW }) },
+      { do: 'note_spec', specRev: 4 },
+    ],
+    [
+      'metadata changed and a restart requested: replace for the request',
+      { spec: spec({ rev: 4, tags: ['t'] }), runtime: live, local: local(), restartRequests: 1 },
+      { do: 'replace', reason: 'restart_requested' },
+    ],
+    [
+      'adopted at another rev (what it runs is unknown): replace it',
+      { spec: spec({ rev: 4 }), runtime: live, local: local({ specDigest: '' }) },
+      { do: 'replace', reason: 'spec_changed' },
+    ],
+    [
+      'spec changed, worker unhealthy: restart in place (nothing worth keeping)',
+      { spec: spec({ rev: 4, timeoutMs: 5_000 }), runtime: live, local: local({ status: 'unhealthy' }) },
       { do: 'restart', reason: 'spec_changed' },
     ],
     [
-      'restart requested: restart',
+      'spec changed, worker in backoff: restart now',
+      {
+        spec: spec({ rev: 4, timeoutMs: 5_000 }),
+        runtime: live,
+        local: local({ status: 'backoff', nextAttemptAt: NOW + 500 }),
+      },
+      { do: 'restart', reason: 'spec_changed' },
+    ],
+    [
+      'spec changed, worker starting: restart (it has no calls to keep)',
+      { spec: spec({ rev: 4, timeoutMs: 5_000 }), runtime: live, local: local({ status: 'starting' }) },
+      { do: 'restart', reason: 'spec_changed' },
+    ],
+    [
+      'restart requested, running: replace it',
       { spec: spec(), runtime: live, local: local(), restartRequests: 1 },
-      { do: 'restart', reason: 'restart_requested' },
+      { do: 'replace', reason: 'restart_requested' },
+    ],
+    [
+      'a successor is starting: nothing, whatever else changed',
+      { spec: spec({ rev: 5, timeoutMs: 1 }), runtime: live, local: local({ replacing: true }), restartRequests: 2 },
+      { do: 'nothing' },
+    ],
+    [
+      'the last successor failed, before its retry: wait (the running worker serves)',
+      { spec: spec({ rev: 4, timeoutMs: 5_000 }), runtime: live, local: local({ replaceRetryAt: NOW + 300 }) },
+      { do: 'wait_backoff', untilMs: NOW + 300 },
+    ],
+    [
+      'the last successor failed, its retry due: replace again',
+      { spec: spec({ rev: 4, timeoutMs: 5_000 }), runtime: live, local: local({ replaceRetryAt: NOW }) },
+      { do: 'replace', reason: 'spec_changed' },
     ],
     [
       'a restart request already served: nothing',
@@ -272,6 +348,26 @@ describe('afterFailedRun', () => {
       const outcome = afterFailedRun({ ...base, status, specRefused: true });
       expect(outcome.steps.at(-1)).toMatchObject({ nextAttemptAt: NOW + 5_000 });
     }
+  });
+});
+
+describe('afterFailedReplacement', () => {
+  const base = { failures: 0, nowMs: NOW, backoffBaseMs: 300, backoffMaxMs: 5_000 };
+
+  it('retries a failed successor after an exponential backoff, up to the maximum', () => {
+    let failures = 0;
+    const delays: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const outcome = afterFailedReplacement({ ...base, failures });
+      failures = outcome.failures;
+      delays.push(outcome.retryAt - NOW);
+    }
+    expect(failures).toBe(6);
+    expect(delays).toEqual([300, 600, 1_200, 2_400, 4_800, 5_000]);
+  });
+
+  it('waits the longest backoff for a spec the successor refused (exit 3)', () => {
+    expect(afterFailedReplacement({ ...base, specRefused: true })).toEqual({ failures: 1, retryAt: NOW + 5_000 });
   });
 });
 

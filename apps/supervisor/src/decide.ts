@@ -1,4 +1,4 @@
-import type { RuntimeRecord, RuntimeStatus, ServerSpec } from '@mcp-hub/shared';
+import { backoffMs, type RuntimeRecord, type RuntimeStatus, type ServerSpec, workerSpecDigest } from '@mcp-hub/shared';
 import { admitWorker, type ProjectKey } from './admission.js';
 import { backoffDelayMs, type LifecycleEvent } from './lifecycle.js';
 
@@ -11,7 +11,13 @@ import { backoffDelayMs, type LifecycleEvent } from './lifecycle.js';
 export interface LocalWorkerView {
   status: RuntimeStatus;
   specRev: number;
+  /** `workerSpecDigest` of the spec the worker runs ('' when unknown: an adopted worker of an older rev). */
+  specDigest: string;
   restartRequests: number;
+  /** A successor run is starting (a planned restart under way). */
+  replacing?: boolean;
+  /** A planned restart failed (the old worker kept serving): the next attempt not before this (epoch ms). */
+  replaceRetryAt?: number;
   /** An action the health loop asked for. */
   wanted?: 'idle_stop' | 'health_restart';
   nextAttemptAt?: number;
@@ -29,6 +35,7 @@ export interface DecisionInput {
 }
 
 export type StopReason = 'deleted' | 'disabled' | 'idle';
+export type PlannedReason = 'spec_changed' | 'restart_requested';
 
 export type Action =
   | { do: 'nothing' }
@@ -40,7 +47,14 @@ export type Action =
   | { do: 'clean_orphan'; reason: StopReason }
   /** The health loop found the worker idle: stop it, remembering the restart requests seen. */
   | { do: 'stop_idle' }
-  | { do: 'restart'; reason: 'health' | 'spec_changed' | 'restart_requested' }
+  | { do: 'restart'; reason: 'health' | PlannedReason }
+  /**
+   * A planned restart of a running worker: start the successor on a new port, switch the record once it is
+   * healthy, then drain and stop the old one (which keeps serving if the successor fails).
+   */
+  | { do: 'replace'; reason: PlannedReason }
+  /** The spec changed in fields the worker does not read: keep the process, note the rev. */
+  | { do: 'note_spec'; specRev: number }
   /** Crash-loop backoff (or no free port): try again at `untilMs`. */
   | { do: 'wait_backoff'; untilMs: number }
   /** Start the next run of a worker that is between runs. */
@@ -74,8 +88,17 @@ export function decide(input: DecisionInput): Action {
   if (local.status === 'stopping') return { do: 'nothing' };
   if (local.wanted === 'idle_stop' && local.status === 'running') return { do: 'stop_idle' };
   if (local.wanted === 'health_restart' && local.status === 'unhealthy') return { do: 'restart', reason: 'health' };
-  if (spec.rev !== local.specRev) return { do: 'restart', reason: 'spec_changed' };
-  if (restartRequests > local.restartRequests) return { do: 'restart', reason: 'restart_requested' };
+  const planned = plannedRestart(spec, restartRequests, local);
+  if (planned === 'metadata') return { do: 'note_spec', specRev: spec.rev };
+  if (planned !== undefined) {
+    // A running worker goes on serving until its successor is ready; any other state has nothing to keep.
+    if (local.status !== 'running') return { do: 'restart', reason: planned };
+    if (local.replacing) return { do: 'nothing' };
+    if (local.replaceRetryAt !== undefined && nowMs < local.replaceRetryAt) {
+      return { do: 'wait_backoff', untilMs: local.replaceRetryAt };
+    }
+    return { do: 'replace', reason: planned };
+  }
   if (local.status === 'backoff' || local.status === 'restarting' || local.status === 'pending') {
     if (local.nextAttemptAt !== undefined && nowMs < local.nextAttemptAt) {
       return { do: 'wait_backoff', untilMs: local.nextAttemptAt };
@@ -83,6 +106,18 @@ export function decide(input: DecisionInput): Action {
     return { do: 'relaunch', reason: local.reason ?? 'restart' };
   }
   return { do: 'nothing' };
+}
+
+/** Why the worker should run anew: its spec changed in what it reads, or a restart was asked; 'metadata' when only other fields changed. */
+function plannedRestart(
+  spec: ServerSpec,
+  restartRequests: number,
+  local: LocalWorkerView,
+): PlannedReason | 'metadata' | undefined {
+  if (spec.rev !== local.specRev && workerSpecDigest(spec) !== local.specDigest) return 'spec_changed';
+  if (restartRequests > local.restartRequests) return 'restart_requested';
+  if (spec.rev !== local.specRev) return 'metadata';
+  return undefined;
 }
 
 export interface PlacementInput {
@@ -162,6 +197,29 @@ export function afterFailedRun(input: FailedRunInput): FailedRunOutcome {
   const steps: FailedRunOutcome['steps'] = [{ event: 'exited' }];
   if (delay > 0) steps.push({ event: 'backoff', nextAttemptAt: nowMs + delay });
   return { crashes, reason, steps };
+}
+
+export interface FailedReplacementInput {
+  /** Planned restarts of this worker that failed in a row before this one. */
+  failures: number;
+  nowMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** The successor refused its spec (exit code 3): only a new spec or restart request can help soon. */
+  specRefused?: boolean;
+}
+
+/**
+ * A successor that never became healthy: the running worker stays, and the planned restart is tried again
+ * after an exponential backoff (the base delay at first; the longest for a refused spec), so a bad spec
+ * change neither takes the server down nor spawns processes in a tight loop.
+ */
+export function afterFailedReplacement(input: FailedReplacementInput): { failures: number; retryAt: number } {
+  const failures = input.failures + 1;
+  const delay = input.specRefused
+    ? input.backoffMaxMs
+    : backoffMs(failures - 1, input.backoffBaseMs, input.backoffMaxMs);
+  return { failures, retryAt: input.nowMs + delay };
 }
 
 export interface HealthInput {

@@ -1,4 +1,4 @@
-import type { Logger, Registry } from '@mcp-hub/shared';
+import { type Logger, type Registry, SUPERVISOR_HEARTBEATS_MISSED } from '@mcp-hub/shared';
 import type { SupervisorContext } from './context.js';
 import type { WorkerRuns } from './worker-runs.js';
 import { logFields } from './worker-set.js';
@@ -38,11 +38,18 @@ export class Loop {
 }
 
 /**
- * The supervisor's periodic work: lease renewal (from the start, until the workers are stopped), health
- * rounds, and the full resync that repairs whatever an event missed.
+ * The supervisor's periodic work: lease renewal and heartbeats (from the start, until the workers are
+ * stopped), health rounds, and the full resync that repairs whatever an event missed. A heartbeat that finds
+ * another supervisor gone silent starts a resync at once: its servers' leases can be taken over
+ * (runtime-store.ts), so its live workers are adopted and its dead ones restarted within a few heartbeats
+ * instead of after its leases expire.
  */
 export class SupervisorLoops {
   private readonly lease: Loop;
+  private readonly heartbeat: Loop;
+  /** Supervisors already found gone (and taken over from); dropped once their heartbeat is forgotten or back. */
+  private readonly gone = new Set<string>();
+  private takeover: Promise<void> | undefined;
   private readonly health: Loop;
   private readonly resyncLoop: Loop;
   private healthRunning = false;
@@ -55,6 +62,7 @@ export class SupervisorLoops {
     const { config, log } = ctx;
     const leaseEveryMs = Math.max(100, Math.floor(config.leaseTtlMs / 3));
     this.lease = new Loop('lease', leaseEveryMs, () => this.renewLeases(), log);
+    this.heartbeat = new Loop('heartbeat', config.heartbeatMs, () => this.beat(), log);
     this.health = new Loop('health', config.healthIntervalMs, () => this.healthRound(), log);
     this.resyncLoop = new Loop('resync', config.resyncIntervalMs, () => this.resync(), log);
   }
@@ -63,6 +71,8 @@ export class SupervisorLoops {
   async start(): Promise<void> {
     // Leases are renewed from the start: the first sync may take longer than a lease lives.
     this.lease.start();
+    await this.beat();
+    this.heartbeat.start();
     this.health.start();
     await this.resync();
     this.resyncLoop.start();
@@ -76,6 +86,7 @@ export class SupervisorLoops {
 
   stopLeases(): void {
     this.lease.stop();
+    this.heartbeat.stop();
   }
 
   /** Enqueues every server the registry, the runtime records or this supervisor knows of. */
@@ -95,6 +106,7 @@ export class SupervisorLoops {
     if (held.size === 0) return;
     const used = new Set<number>();
     for (const w of workers.all()) if (w.port !== undefined) used.add(w.port);
+    for (const port of this.runs.portsInUse()) used.add(port);
     const records = await Promise.all(runtimeIds.map((id) => this.registry.getRuntime(id)));
     for (const r of records) if (r?.port !== undefined) used.add(r.port);
     for (const port of held) {
@@ -102,6 +114,27 @@ export class SupervisorLoops {
       await ports.release(port);
       log.info({ event: 'port.released', port, reason: 'stale' }, 'released a stale port');
     }
+  }
+
+  /** Writes this supervisor's heartbeat; a supervisor newly found silent starts a takeover resync. */
+  private async beat(): Promise<void> {
+    const { config, store, log } = this.ctx;
+    // Forgotten once its leases are surely gone: a lease lives leaseTtlMs past its last renewal.
+    const forgetAfterMs = config.leaseTtlMs + config.heartbeatMs * SUPERVISOR_HEARTBEATS_MISSED;
+    const gone = new Set(await store.heartbeat(forgetAfterMs));
+    for (const id of this.gone) if (!gone.has(id)) this.gone.delete(id);
+    const fresh = [...gone].filter((id) => !this.gone.has(id));
+    if (fresh.length === 0 || this.ctx.isClosed()) return;
+    for (const id of fresh) {
+      this.gone.add(id);
+      log.warn({ event: 'supervisor.gone', peer: id }, 'another supervisor went silent: taking its servers over');
+    }
+    // Not awaited (heartbeats go on while workers are adopted or started), and one resync after another.
+    this.takeover = (this.takeover ?? Promise.resolve()).then(() =>
+      this.resync().catch((err: unknown) =>
+        log.error({ event: 'supervisor.takeover_failed', err }, 'takeover resync failed'),
+      ),
+    );
   }
 
   private async renewLeases(): Promise<void> {

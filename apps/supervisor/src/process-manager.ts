@@ -98,19 +98,21 @@ async function waitGone(pid: number, exited: Promise<unknown> | undefined, timeo
  * Stops a worker and everything in its process group: SIGTERM to the worker alone (it closes its stdio
  * server in order: stdin, SIGTERM, SIGKILL), SIGKILL to the whole group after `graceMs`, and SIGKILL to
  * whatever is left of the group once the worker is gone. Returns how it ended. `exited` is the exit promise
- * when this supervisor started the process; adopted ones are polled.
+ * when this supervisor started the process; adopted ones are polled. `signal` WORKER_DRAIN_SIGNAL lets the
+ * worker finish its calls first (then `graceMs` must cover them).
  */
 export async function stopProcessGroup(
   pid: number,
   graceMs: number,
   exited?: Promise<unknown>,
+  signal: NodeJS.Signals = 'SIGTERM',
 ): Promise<'terminated' | 'killed' | 'gone'> {
   if (!isAlive(pid)) {
     signalGroup(pid, 'SIGKILL'); // the worker may be gone while its children linger
     return 'gone';
   }
   try {
-    process.kill(pid, 'SIGTERM');
+    process.kill(pid, signal);
   } catch {
     // gone between the check and the signal
   }

@@ -1,4 +1,4 @@
-import type { Registry, RuntimeRecord, ServerSpec } from '@mcp-hub/shared';
+import { type Registry, type RuntimeRecord, type ServerSpec, workerSpecDigest } from '@mcp-hub/shared';
 import type { Adoption } from './adoption.js';
 import type { SupervisorContext } from './context.js';
 import { decide, placeNewWorker } from './decide.js';
@@ -45,9 +45,16 @@ export function createReconciler(
     restartRequests: number,
     adopt: boolean,
   ): Promise<void> {
-    if (!(await store.acquireLease(id, config.leaseTtlMs))) {
+    const lease = await store.claimLease(id, config.leaseTtlMs);
+    if (lease === false) {
       workers.forgetWaiting(id); // another supervisor runs it
       return;
+    }
+    if (lease === 'taken_over') {
+      log.warn(
+        { event: 'lease.taken_over', server: id, from: runtime?.supervisor ?? null },
+        'took over a server whose supervisor went silent',
+      );
     }
     // Adopting comes before the capacity check: a live worker is kept, never replaced by a pending record.
     if (adopt && runtime) {
@@ -76,6 +83,8 @@ export function createReconciler(
       run: 0,
       token: '',
       specRev: spec.rev,
+      specDigest: workerSpecDigest(spec),
+      replaceFailures: 0,
       restartRequests,
       startedAtMs: 0,
       restarts: runtime?.restarts ?? 0,
@@ -95,7 +104,8 @@ export function createReconciler(
       registry.getRestartRequests(id),
     ]);
     const w = workers.get(id);
-    const action = decide({ spec, runtime, restartRequests, local: w, nowMs: Date.now() });
+    const local = w && { ...w, replacing: w.next !== undefined };
+    const action = decide({ spec, runtime, restartRequests, local, nowMs: Date.now() });
     if (w && spec && action.do !== 'stop') {
       w.project = spec.project ?? '';
       // The health loop's request is answered by this decision (unless a stop is already under way).
@@ -121,6 +131,10 @@ export function createReconciler(
         return runs.stopWorker(w, 'idle', true);
       case 'restart':
         return w && spec ? runs.restart(w, spec, restartRequests, action.reason) : undefined;
+      case 'replace':
+        return w && spec ? runs.replace(w, spec, restartRequests, action.reason) : undefined;
+      case 'note_spec':
+        return w ? runs.noteSpec(w, action.specRev) : undefined;
       case 'wait_backoff':
         return w ? workers.schedule(w, action.untilMs) : undefined;
       case 'relaunch':

@@ -1,10 +1,16 @@
 import { defineScripts, type RedisKeys, type RuntimeRecord, type RuntimeStatus, runtimeToHash } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 
+/** Redis server time in ms: every supervisor's heartbeat is judged by one clock, whatever the hosts' clocks say. */
+const NOW_MS = `local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
+
 /**
- * KEYS[1] lease of the server
- * ARGV[1] supervisor id, ARGV[2] ttl in ms
- * Takes the lease when free, renews it when held by ARGV[1]. Returns 1 when held by ARGV[1] afterwards.
+ * KEYS[1] lease of the server, KEYS[2] supervisors heartbeat sorted set
+ * ARGV[1] supervisor id, ARGV[2] ttl in ms, ARGV[3] silence in ms after which a holder counts as gone
+ * Takes the lease when free, renews it when held by ARGV[1], and takes it over from a holder whose last
+ * heartbeat is older than ARGV[3] (a holder with no heartbeat at all is waited out: its lease expires).
+ * Returns 1 when held by ARGV[1] afterwards, 2 when taken over from a gone holder, 0 otherwise.
  */
 const ACQUIRE_LEASE = `
 local holder = redis.call('GET', KEYS[1])
@@ -16,7 +22,31 @@ if holder == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
   return 1
 end
+local beat = redis.call('ZSCORE', KEYS[2], holder)
+if beat == false then return 0 end
+${NOW_MS}
+if tonumber(beat) < now - tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 2
+end
 return 0
+`;
+
+/**
+ * KEYS[1] supervisors heartbeat sorted set
+ * ARGV[1] supervisor id, ARGV[2] silence in ms after which a supervisor counts as gone, ARGV[3] silence in ms
+ * after which it is forgotten (longer than a lease lives, so its leases are gone by then)
+ * Records ARGV[1]'s heartbeat and returns the ids of the supervisors gone (silent past ARGV[2], not yet
+ * forgotten). A supervisor that was silent itself (cut off from Redis) judges nobody on its first beat back:
+ * the others may have been cut off just as long.
+ */
+const HEARTBEAT = `
+${NOW_MS}
+local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[3]))
+if mine == false or tonumber(mine) < now - tonumber(ARGV[2]) then return {} end
+return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. (now - tonumber(ARGV[2])))
 `;
 
 /**
@@ -75,7 +105,8 @@ return 1
 `;
 
 interface RuntimeCommands {
-  mcpAcquireLease(key: string, supervisor: string, ttlMs: number): Promise<number>;
+  mcpAcquireLease(key: string, supervisors: string, supervisor: string, ttlMs: number, goneMs: number): Promise<number>;
+  mcpHeartbeat(supervisors: string, supervisor: string, goneMs: number, forgetMs: number): Promise<string[]>;
   mcpReleaseLease(key: string, supervisor: string): Promise<number>;
   mcpWriteRuntime(...args: string[]): Promise<number>;
   mcpDeleteRuntime(...args: string[]): Promise<number>;
@@ -92,9 +123,12 @@ export class RuntimeStore {
     redis: Redis,
     private readonly keys: RedisKeys,
     readonly supervisorId: string,
+    /** Silence (ms) after which a lease holder counts as gone and its leases may be taken over. */
+    private readonly goneAfterMs: number = Number.POSITIVE_INFINITY,
   ) {
     this.redis = defineScripts<RuntimeCommands>(redis, {
-      mcpAcquireLease: { numberOfKeys: 1, lua: ACQUIRE_LEASE },
+      mcpAcquireLease: { numberOfKeys: 2, lua: ACQUIRE_LEASE },
+      mcpHeartbeat: { numberOfKeys: 1, lua: HEARTBEAT },
       mcpReleaseLease: { numberOfKeys: 1, lua: RELEASE_LEASE },
       mcpWriteRuntime: { numberOfKeys: 3, lua: WRITE_RUNTIME },
       mcpDeleteRuntime: { numberOfKeys: 4, lua: DELETE_RUNTIME },
@@ -102,19 +136,59 @@ export class RuntimeStore {
     });
   }
 
+  /**
+   * Takes or renews the lease on a server: `held` (renewed or free), `taken_over` (its holder's heartbeat went
+   * silent), or false when another supervisor holds it.
+   */
+  async claimLease(id: string, ttlMs: number): Promise<'held' | 'taken_over' | false> {
+    const result = await this.redis.mcpAcquireLease(
+      this.keys.lease(id),
+      this.keys.supervisors,
+      this.supervisorId,
+      ttlMs,
+      this.goneMs(),
+    );
+    return result === 1 ? 'held' : result === 2 ? 'taken_over' : false;
+  }
+
   /** Takes or renews the lease on a server; false when another supervisor holds it. */
   async acquireLease(id: string, ttlMs: number): Promise<boolean> {
-    return (await this.redis.mcpAcquireLease(this.keys.lease(id), this.supervisorId, ttlMs)) === 1;
+    return (await this.claimLease(id, ttlMs)) !== false;
   }
 
   /** Renews many leases in one round trip; returns the ids whose lease was lost. */
   async renewLeases(ids: readonly string[], ttlMs: number): Promise<string[]> {
     if (ids.length === 0) return [];
     const pipeline = this.redis.pipeline();
-    for (const id of ids)
-      (pipeline as unknown as RuntimeCommands).mcpAcquireLease(this.keys.lease(id), this.supervisorId, ttlMs);
+    for (const id of ids) {
+      (pipeline as unknown as RuntimeCommands).mcpAcquireLease(
+        this.keys.lease(id),
+        this.keys.supervisors,
+        this.supervisorId,
+        ttlMs,
+        this.goneMs(),
+      );
+    }
     const results = (await pipeline.exec()) ?? [];
-    return ids.filter((_, i) => results[i]?.[1] !== 1);
+    return ids.filter((_, i) => results[i]?.[1] !== 1 && results[i]?.[1] !== 2);
+  }
+
+  /**
+   * Records this supervisor's heartbeat; returns the ids of supervisors gone silent (empty on the first beat
+   * after this one was silent itself). Those are forgotten after `forgetAfterMs`.
+   */
+  async heartbeat(forgetAfterMs: number): Promise<string[]> {
+    return this.redis.mcpHeartbeat(this.keys.supervisors, this.supervisorId, this.goneMs(), forgetAfterMs);
+  }
+
+  /** Removes this supervisor's heartbeat (it stopped, its leases are released). */
+  async leaveHeartbeat(): Promise<void> {
+    await this.redis.zrem(this.keys.supervisors, this.supervisorId);
+  }
+
+  /** Lua takes a number: "never" is a silence no heartbeat can reach. */
+  private goneMs(): number {
+    return Number.isFinite(this.goneAfterMs) ? this.goneAfterMs : Number.MAX_SAFE_INTEGER;
   }
 
   async releaseLease(id: string): Promise<void> {

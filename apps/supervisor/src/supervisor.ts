@@ -8,6 +8,7 @@ import {
   type Logger,
   parseEvent,
   Registry,
+  SUPERVISOR_HEARTBEATS_MISSED,
   type SupervisorConfig,
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
@@ -65,7 +66,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
   const registry = new Registry(redis, keys, (key, field, err) =>
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  const store = new RuntimeStore(redis, keys, supervisorId);
+  const store = new RuntimeStore(redis, keys, supervisorId, config.heartbeatMs * SUPERVISOR_HEARTBEATS_MISSED);
   const entry = config.workerEntry ?? DEFAULT_WORKER_ENTRY;
   let closed = false;
   let closing: Promise<void> | undefined;
@@ -126,7 +127,12 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
             }),
           ),
       ],
+      // Replaced workers drain on their own; without a supervisor left, nobody would SIGKILL one that hangs.
+      ['retiring', async () => !config.keepWorkersOnExit && (await runs.retired())],
       ['leases', async () => loops.stopLeases()],
+      // Gone from the heartbeats only now: until the workers were stopped (or their leases released), the
+      // others must not take its servers over.
+      ['heartbeat', () => bounded(store.leaveHeartbeat(), SHUTDOWN_REDIS_MS)],
       ['health', () => ctx.health.close()],
       ['redis', async () => ownsRedis && (await closeRedis(redis))],
     ];

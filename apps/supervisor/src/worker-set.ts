@@ -22,7 +22,14 @@ export interface ManagedWorker {
   /** The credential of the current run (random per spawn); the hub reads it from the runtime record. */
   token: string;
   specRev: number;
+  /** `workerSpecDigest` of the spec the current run was started with ('' when unknown). */
+  specDigest: string;
   restartRequests: number;
+  /** The successor of the current run while a planned restart starts it; the record names the current run until the switch. */
+  next?: NextRun;
+  /** Consecutive planned restarts whose successor failed; the next attempt waits until `replaceRetryAt`. */
+  replaceFailures: number;
+  replaceRetryAt?: number;
   startedAt?: string;
   startedAtMs: number;
   restarts: number;
@@ -39,6 +46,22 @@ export interface ManagedWorker {
   lastHeartbeat?: string;
   /** An action the health loop asks of the reconciler, which alone changes a worker. */
   wanted?: 'idle_stop' | 'health_restart';
+}
+
+/** A process started to take over from a running worker (a planned restart), before the switch. */
+export interface NextRun {
+  pid: number;
+  port: number;
+  instance: string;
+  token: string;
+  exited: Promise<ExitInfo>;
+  specRev: number;
+  specDigest: string;
+  /** The server's call deadline: how long the worker it replaces may take to drain. */
+  timeoutMs: number;
+  restartRequests: number;
+  reason: string;
+  startedAtMs: number;
 }
 
 export interface WorkerSnapshot {

@@ -8,7 +8,6 @@ import {
   loadSupervisorConfig,
   Registry,
   type RuntimeRecord,
-  type ServerSpecBody,
   WORKER_TOKEN_HEADER,
 } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
@@ -17,7 +16,6 @@ import { afterEach, describe, expect, it } from 'vitest';
 import {
   childPids,
   EVERYTHING_ENTRY,
-  echoServer,
   fixture,
   isAlive,
   killByKeyPrefix,
@@ -28,6 +26,7 @@ import {
 } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testPrefix } from '../../../test/support.js';
 import { createSupervisor, type Supervisor } from '../src/index.js';
+import { callTool, echoServer, runningRecord, testSupervisorEnv } from './helpers.js';
 
 interface Harness {
   prefix: string;
@@ -45,23 +44,7 @@ const harnesses: Harness[] = [];
 function harness(extra: Env = {}): Harness {
   const prefix = testPrefix();
   const redis = new Redis(redisUrl());
-  const base = 20_000 + Math.floor(Math.random() * 400) * 100;
-  const env: Env = {
-    REDIS_URL: redisUrl(),
-    KEY_PREFIX: prefix,
-    LOG_LEVEL: 'warn',
-    MCP_WORKER_BASE_PORT: String(base),
-    MCP_WORKER_PORT_RANGE: '100',
-    MCP_RESYNC_INTERVAL: '300ms',
-    MCP_HEALTH_INTERVAL: '150ms',
-    MCP_HEALTH_FAILURES: '2',
-    MCP_LEASE_TTL: '1500ms',
-    MCP_WORKER_STOP_GRACE: '1s',
-    MCP_BACKOFF_BASE: '200ms',
-    MCP_BACKOFF_MAX: '2s',
-    MCP_WORKER_START_TIMEOUT: '10s',
-    ...extra,
-  };
+  const env = testSupervisorEnv(redisUrl(), prefix, extra);
   const h: Harness = {
     prefix,
     redis,
@@ -106,33 +89,12 @@ async function runtime(h: Harness, id: string): Promise<RuntimeRecord | null> {
   return h.registry.getRuntime(id);
 }
 
-async function running(h: Harness, id: string, notPid?: number, timeoutMs = 15_000): Promise<RuntimeRecord> {
-  return waitFor(
-    `${id} running`,
-    async () => {
-      const r = await runtime(h, id);
-      if (r?.status === 'running' && r.pid !== undefined && r.pid !== notPid) {
-        h.pids.add(r.pid);
-        return r;
-      }
-      return null;
-    },
-    timeoutMs,
-  );
+function running(h: Harness, id: string, notPid?: number, timeoutMs?: number): Promise<RuntimeRecord> {
+  return runningRecord(h.registry, id, h.pids, notPid, timeoutMs);
 }
 
-async function callEcho(r: RuntimeRecord, message: string): Promise<string> {
-  const res = await request(`http://${r.host}:${r.port}/tools/echo`, {
-    method: 'POST',
-    headers: {
-      'content-type': 'application/json',
-      accept: 'application/json',
-      [WORKER_TOKEN_HEADER]: r.workerToken ?? '',
-    },
-    body: JSON.stringify({ message }),
-  });
-  const body = (await res.body.json()) as { content?: { text?: string }[] };
-  return body.content?.[0]?.text ?? `status ${res.statusCode}`;
+function callEcho(r: RuntimeRecord, message: string): Promise<string> {
+  return callTool(r, 'echo', { message });
 }
 
 function portFree(port: number): Promise<boolean> {
@@ -347,6 +309,53 @@ describe('supervisor', () => {
     }
     expect(JSON.stringify(serverEnv)).not.toContain(adminToken);
   });
+
+  it('takes over from a supervisor killed -9 within a few heartbeats, not its lease TTL: a worker that crashed meanwhile runs again, a live one is adopted', async () => {
+    // Leases live 10 s and the periodic resync is off the table (30 s): only the heartbeat path can be this fast.
+    const h = harness({ MCP_LEASE_TTL: '10s', MCP_RESYNC_INTERVAL: '30s', MCP_SUPERVISOR_HEARTBEAT: '500ms' });
+    const deadId = `dead-${h.prefix}`;
+    const dead = spawnSupervisorProcess(h, { MCP_SUPERVISOR_ID: deadId });
+    await h.registry.upsertServer(echoServer('crashy'), 'create');
+    await h.registry.upsertServer(echoServer('steady'), 'create');
+    const crashy = await running(h, 'crashy', undefined, 30_000);
+    const steady = await running(h, 'steady', undefined, 30_000);
+    expect([crashy.supervisor, steady.supervisor]).toEqual([deadId, deadId]);
+    const survivor = await startSupervisor(h);
+    expect(survivor.workers()).toEqual([]);
+
+    dead.kill('SIGKILL');
+    await once(dead, 'exit');
+    killGroup(crashy.pid as number);
+    const crashedAt = Date.now();
+    const again = await running(h, 'crashy', crashy.pid, 10_000);
+    const repairMs = Date.now() - crashedAt;
+    expect(again.supervisor).toBe(survivor.id);
+    expect(await callEcho(again, 'back')).toBe('back');
+    await waitFor('steady adopted', () => survivor.workers().some((w) => w.id === 'steady'), 10_000);
+    expect((await runtime(h, 'steady'))?.pid).toBe(steady.pid);
+    expect(await callEcho(steady, 'kept')).toBe('kept');
+
+    // In order: the silence noticed, both leases taken over from the dead one (still live in Redis: no waiting
+    // for them to expire), the crashed worker started anew, the live one adopted, nothing else started.
+    const lines = h.logs[0]?.lines ?? [];
+    const at = (event: string, server?: string) =>
+      lines.findIndex((l) => l.event === event && (server === undefined || l.server === server));
+    expect(lines.find((l) => l.event === 'supervisor.gone')).toMatchObject({ peer: deadId });
+    expect(lines.filter((l) => l.event === 'lease.taken_over').map((l) => [l.server, l.from])).toEqual(
+      expect.arrayContaining([
+        ['crashy', deadId],
+        ['steady', deadId],
+      ]),
+    );
+    expect(at('supervisor.gone')).toBeLessThan(at('lease.taken_over', 'crashy'));
+    expect(at('lease.taken_over', 'crashy')).toBeLessThan(at('worker.spawned', 'crashy'));
+    expect(at('lease.taken_over', 'steady')).toBeLessThan(at('worker.adopted', 'steady'));
+    expect(lines.filter((l) => l.event === 'worker.spawned').map((l) => l.server)).toEqual(['crashy']);
+    const spawnedAt = Date.parse(String(lines[at('worker.spawned', 'crashy')]?.time));
+    console.info(
+      `[failover] supervisor killed -9, then its worker: new worker spawned ${spawnedAt - crashedAt} ms and running ${repairMs} ms after the crash`,
+    );
+  }, 60_000);
 
   it('with two supervisors, runs each server exactly once on distinct ports; when one dies, the other adopts its workers', async () => {
     const h = harness({ MCP_LEASE_TTL: '3s' });

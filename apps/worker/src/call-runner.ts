@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
 import { AppError, type Logger } from '@mcp-hub/shared';
 import type { ToolProgress, ToolResult, Upstream } from './upstream/upstream.js';
 
@@ -25,6 +26,9 @@ export interface CallRunnerDeps {
   /** The server's per-call deadline, in milliseconds. */
   timeoutMs: number;
 }
+
+/** How often a draining runner looks whether its calls have ended, in milliseconds. */
+const DRAIN_POLL_MS = 20;
 
 /** The abort reason of a call whose client went away. */
 class ClientGoneError extends Error {
@@ -61,6 +65,24 @@ export class CallRunner {
     // Registered before the caller's own continuation, so a finished call no longer counts when it answers.
     void outcome.finally(() => this.inflight.delete(controller));
     return outcome;
+  }
+
+  /**
+   * Waits until no call is in flight and none has ended for `quietMs`, counted from now at the earliest
+   * (calls that come meanwhile are run: they were sent to this address before the switch to a successor), or
+   * until `maxMs` passed. Resolves true when drained, false at the deadline.
+   */
+  async drain(quietMs: number, maxMs: number): Promise<boolean> {
+    const start = performance.now();
+    const deadline = start + maxMs;
+    for (;;) {
+      const now = performance.now();
+      const quietFor = now - Math.max(start, this.lastCallEndedAt);
+      if (this.inflight.size === 0 && quietFor >= quietMs) return true;
+      if (now >= deadline) return false;
+      const wait = this.inflight.size === 0 ? quietMs - quietFor : DRAIN_POLL_MS;
+      await delay(Math.max(1, Math.min(wait, deadline - now)));
+    }
   }
 
   /** Ends every call in flight with `error` (e.g. worker_unavailable on shutdown) and waits for them to settle. */

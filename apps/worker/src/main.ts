@@ -1,4 +1,11 @@
-import { createLogger, loadConfigOrExit, loadWorkerConfig, WORKER_EXIT_CODES } from '@mcp-hub/shared';
+import {
+  createLogger,
+  loadConfigOrExit,
+  loadWorkerConfig,
+  WORKER_DRAIN_QUIET_MS,
+  WORKER_DRAIN_SIGNAL,
+  WORKER_EXIT_CODES,
+} from '@mcp-hub/shared';
 import { startWorker, type Worker } from './worker.js';
 import { WorkerExitError } from './worker-spec.js';
 
@@ -29,17 +36,26 @@ const started: Promise<Worker> = startWorker({
 });
 
 let stopping: Promise<void> | undefined;
-function shutdown(reason: string, code: number): Promise<void> {
+function shutdown(reason: string, code: number, drain = false): Promise<void> {
   stopping ??= (async () => {
     log.info({ event: 'worker.shutdown', reason, exit_code: code }, 'worker shutting down');
-    const deadline = setTimeout(() => {
-      log.error({ event: 'worker.stop_timeout', deadline_ms: SHUTDOWN_DEADLINE_MS }, 'shutdown deadline passed');
+    let deadlineMs = SHUTDOWN_DEADLINE_MS;
+    const onDeadline = () => {
+      log.error({ event: 'worker.stop_timeout', deadline_ms: deadlineMs }, 'shutdown deadline passed');
       exit(code === WORKER_EXIT_CODES.ok ? WORKER_EXIT_CODES.upstreamFailed : code);
-    }, SHUTDOWN_DEADLINE_MS);
+    };
+    let deadline = setTimeout(onDeadline, deadlineMs);
     deadline.unref();
     try {
       const worker = await started.catch(() => undefined);
-      await worker?.close();
+      if (drain && worker) {
+        // A draining worker waits for its calls as long as they may run (the call runner ends them by then).
+        clearTimeout(deadline);
+        deadlineMs += worker.spec.timeoutMs + WORKER_DRAIN_QUIET_MS;
+        deadline = setTimeout(onDeadline, deadlineMs);
+        deadline.unref();
+      }
+      await worker?.close(drain ? { drain: { quietMs: WORKER_DRAIN_QUIET_MS } } : undefined);
     } catch (error) {
       log.error({ event: 'worker.stop_failed', err: error }, 'error while stopping');
     }
@@ -50,6 +66,9 @@ function shutdown(reason: string, code: number): Promise<void> {
 
 process.on('SIGTERM', () => void shutdown('SIGTERM', WORKER_EXIT_CODES.ok));
 process.on('SIGINT', () => void shutdown('SIGINT', WORKER_EXIT_CODES.ok));
+// Shutdown is memoized: a SIGTERM during a drain changes nothing; the supervisor's SIGKILL after its grace
+// (the server's timeoutMs and more) bounds the drain.
+process.on(WORKER_DRAIN_SIGNAL, () => void shutdown('drain', WORKER_EXIT_CODES.ok, true));
 process.on('uncaughtException', (error) => {
   log.fatal({ event: 'worker.crashed', err: error }, 'uncaught exception');
   void shutdown('uncaughtException', WORKER_EXIT_CODES.upstreamFailed);

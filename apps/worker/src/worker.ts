@@ -86,8 +86,12 @@ export interface Worker {
   /** The stdio server's pid while it runs. */
   readonly upstreamPid: number | undefined;
   health(): WorkerHealth;
-  /** Stops calls (open streams get `worker_unavailable`), closes the upstream, HTTP and owned Redis. Memoized. */
-  close(): Promise<void>;
+  /**
+   * Stops calls (open streams get `worker_unavailable`), closes the upstream, HTTP and owned Redis. Memoized.
+   * With `drain`, first lets the calls in flight end (and runs the ones still coming) until none has run for
+   * `drain.quietMs` or the server's `timeoutMs` passed (WORKER_DRAIN_SIGNAL).
+   */
+  close(options?: { drain?: { quietMs: number } }): Promise<void>;
 }
 
 /**
@@ -293,8 +297,14 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   });
 
   let closing: Promise<void> | undefined;
-  function close(): Promise<void> {
+  function close(options?: { drain?: { quietMs: number } }): Promise<void> {
     closing ??= (async () => {
+      if (options?.drain) {
+        const { quietMs } = options.drain;
+        log.info({ event: 'worker.draining', active_calls: runner.activeCalls }, 'worker draining its calls');
+        const drained = await runner.drain(quietMs, serverSpec.timeoutMs + quietMs);
+        log.info({ event: 'worker.drained', drained, active_calls: runner.activeCalls }, 'worker drained');
+      }
       stopping = true;
       log.info({ event: 'worker.stopping', active_calls: runner.activeCalls }, 'worker stopping');
       const step = async (name: string, run: () => Promise<unknown>) => {

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { WORKER_DRAIN_SIGNAL } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -92,6 +93,37 @@ describe('the built worker process', () => {
     expect(await child.exited).toEqual({ code: 0, signal: null });
     expect(isAlive(upstreamPid)).toBe(false);
     expect(logLines(child).some((line) => line.event === 'worker.stopped')).toBe(true);
+  });
+
+  it('on WORKER_DRAIN_SIGNAL finishes its calls in flight, still runs calls sent meanwhile, then exits 0', async () => {
+    await registerServer(t.redis, t.keys, {
+      id: 'proc-drain',
+      transport: 'stdio',
+      config: { command: process.execPath, args: [FIXTURES.echo] },
+    });
+    const { child, port } = await spawnWorker('proc-drain');
+    await waitFor('healthz 200', async () => (await getHealth(port)).status === 200, 15_000);
+    const call = (tool: string, args: Record<string, unknown>) =>
+      request(`http://127.0.0.1:${port}/tools/${tool}`, {
+        method: 'POST',
+        headers: { ...WORKER_AUTH, 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify(args),
+      }).then(async (res) => ({ status: res.statusCode, body: (await res.body.json()) as { content: unknown[] } }));
+    const slow = call('slow', { ms: 1_500 });
+    await waitFor('the call in flight', async () => (await getHealth(port)).body.activeCalls === 1);
+    child.child.kill(WORKER_DRAIN_SIGNAL);
+    await waitFor('draining', () => logLines(child).some((line) => line.event === 'worker.draining'));
+    // A call sent to this address after the signal (a hub that had not yet heard of the successor) is run.
+    expect(await call('echo', { message: 'late' })).toEqual({
+      status: 200,
+      body: expect.objectContaining({ content: [{ type: 'text', text: 'late' }] }),
+    });
+    expect(await slow).toEqual({
+      status: 200,
+      body: expect.objectContaining({ content: [{ type: 'text', text: 'waited 1500 ms' }] }),
+    });
+    expect(await child.exited).toEqual({ code: 0, signal: null });
+    expect(logLines(child).find((line) => line.event === 'worker.drained')).toMatchObject({ drained: true });
   });
 
   it('exits 3 when its spec is missing', async () => {

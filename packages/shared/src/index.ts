@@ -119,6 +119,7 @@ export { checkStdioLaunch, type StdioLaunch, type StdioPolicy } from './stdio-po
 export { drained } from './streams.js';
 export {
   loadSupervisorConfig,
+  SUPERVISOR_HEARTBEATS_MISSED,
   type SupervisorConfig,
   WORKER_INHERITED_ENV_PREFIXES,
   WORKER_INHERITED_ENV_VARS,
@@ -162,6 +163,8 @@ export {
   type UpstreamStatus,
   WORKER_CALLER_HEADER,
   WORKER_CALLER_RE,
+  WORKER_DRAIN_QUIET_MS,
+  WORKER_DRAIN_SIGNAL,
   WORKER_EXIT_CODES,
   WORKER_ROUTES,
   WORKER_TOKEN_BYTES,
@@ -172,5 +175,6 @@ export {
   type WorkerSessionsCloseBody,
   WorkerSessionsCloseBodySchema,
   WorkerSessionsClosedSchema,
+  workerSpecDigest,
   workerToolPath,
 } from './worker-contract.js';

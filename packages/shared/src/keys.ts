@@ -26,6 +26,8 @@ export interface RedisKeys {
   portLock(port: number): string;
   /** string with PX: the lease of the supervisor that runs a server */
   lease(serverId: string): string;
+  /** sorted set: supervisor id → its last heartbeat (Redis server time, ms); a stale one's leases may be taken over */
+  readonly supervisors: string;
   /** hash: project id → JSON project (id, name, createdAt) */
   readonly projects: string;
   /** hash: member id (email or external id) → JSON member (id, role, addedAt), for one project */
@@ -61,6 +63,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     runtimePorts: `${prefix}runtime_ports`,
     portLock: (port: number) => `${prefix}port_lock:${port}`,
     lease: (serverId: string) => `${prefix}lease:${serverId}`,
+    supervisors: `${prefix}supervisors`,
     projects: `${prefix}projects`,
     members: (projectId: string) => `${prefix}project_members:${projectId}`,
     apiKeys: `${prefix}api_keys`,

@@ -27,6 +27,12 @@ export const DEFAULT_HEALTH_INTERVAL_MS = 2_000;
 export const DEFAULT_HEALTH_FAILURES = 3;
 export const DEFAULT_STOP_GRACE_MS = 5_000;
 export const DEFAULT_LEASE_TTL_MS = 10_000;
+/**
+ * How often a supervisor says it is alive (`mcp:supervisors`); one missing for SUPERVISOR_HEARTBEATS_MISSED
+ * beats counts as gone and its servers are taken over at once, without waiting for its leases to expire.
+ */
+export const DEFAULT_SUPERVISOR_HEARTBEAT_MS = 500;
+export const SUPERVISOR_HEARTBEATS_MISSED = 3;
 export const DEFAULT_BACKOFF_BASE_MS = 500;
 export const DEFAULT_BACKOFF_MAX_MS = 30_000;
 export const DEFAULT_START_TIMEOUT_MS = 30_000;
@@ -54,6 +60,7 @@ export const SupervisorEnvSchema = z.object({
   MCP_HEALTH_INTERVAL: duration('ms').default(DEFAULT_HEALTH_INTERVAL_MS),
   MCP_HEALTH_FAILURES: positiveInt.default(DEFAULT_HEALTH_FAILURES),
   MCP_LEASE_TTL: duration('ms').default(DEFAULT_LEASE_TTL_MS),
+  MCP_SUPERVISOR_HEARTBEAT: duration('ms').default(DEFAULT_SUPERVISOR_HEARTBEAT_MS),
   MCP_BACKOFF_BASE: duration('ms').default(DEFAULT_BACKOFF_BASE_MS),
   MCP_BACKOFF_MAX: duration('ms').default(DEFAULT_BACKOFF_MAX_MS),
   MCP_WORKER_STABLE_AFTER: duration('ms').default(DEFAULT_STABLE_AFTER_MS),
@@ -149,6 +156,8 @@ export interface SupervisorConfig {
   healthIntervalMs: number;
   healthFailures: number;
   leaseTtlMs: number;
+  /** How often this supervisor writes its heartbeat; it counts as gone after SUPERVISOR_HEARTBEATS_MISSED of them. */
+  heartbeatMs: number;
   backoffBaseMs: number;
   backoffMaxMs: number;
   /** A worker that ran this long before exiting was stable: it restarts at once instead of backing off. */
@@ -191,6 +200,7 @@ export function loadSupervisorConfig(env: Env = process.env): Readonly<Superviso
     healthIntervalMs: e.MCP_HEALTH_INTERVAL,
     healthFailures: e.MCP_HEALTH_FAILURES,
     leaseTtlMs: e.MCP_LEASE_TTL,
+    heartbeatMs: e.MCP_SUPERVISOR_HEARTBEAT,
     backoffBaseMs: e.MCP_BACKOFF_BASE,
     backoffMaxMs: e.MCP_BACKOFF_MAX,
     stableAfterMs: e.MCP_WORKER_STABLE_AFTER,

@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { canonicalJson } from './canonical-json.js';
 import { CONFIG_EXIT_CODE } from './config.js';
 import { REQUEST_ID_RE } from './ids.js';
+import type { ServerSpec } from './schemas.js';
 
 /**
  * What the supervisor, the hub and a worker agree on (docs/adr/0001-supervisor-worker-contract.md), as code:
@@ -77,6 +80,34 @@ export type WorkerExitCode = (typeof WORKER_EXIT_CODES)[keyof typeof WORKER_EXIT
  * `authorization`, so it can never be confused with (or forwarded as) a client's credential.
  */
 export const WORKER_TOKEN_HEADER = 'x-mcp-worker-token';
+
+/**
+ * The signal that asks a worker to stop after its calls in flight: it keeps answering (calls sent to its
+ * address just before the supervisor switched to its successor still run), and once no call has run for a
+ * short while, or the server's `timeoutMs` has passed, it stops as on SIGTERM. SIGTERM stops at once, ending
+ * calls in flight with `worker_unavailable`. (SIGUSR1 would start Node's inspector.)
+ */
+export const WORKER_DRAIN_SIGNAL = 'SIGUSR2';
+
+/**
+ * How long a draining worker waits with no call in flight before it stops, in milliseconds: it covers calls a
+ * hub sent to the old address just before it heard of the switch (one Redis event away). A drain lasts at
+ * most this plus the server's `timeoutMs`.
+ */
+export const WORKER_DRAIN_QUIET_MS = 1_000;
+
+/**
+ * A digest of the fields of a spec that a worker runs with (`apps/worker` reads `id`, `transport`, `config`,
+ * `enabled` and `timeoutMs`, and reports `rev` in /healthz): equal digests mean a running worker serves the
+ * spec as it is, so the supervisor keeps its process. Any other field (name, description, tags, project,
+ * namespace, prefixMode) is the hub's metadata. `rev` is left out (a metadata change bumps it too); the
+ * config is compared as stored, secrets sealed (a write that keeps a secret keeps its sealed value). A worker
+ * that starts reading another field must add it here.
+ */
+export function workerSpecDigest(spec: ServerSpec): string {
+  const { id, transport, config, enabled, timeoutMs } = spec;
+  return createHash('sha256').update(canonicalJson({ id, transport, config, enabled, timeoutMs })).digest('base64url');
+}
 
 /** Random bytes in a worker's credential (generated per worker run by the supervisor). */
 export const WORKER_TOKEN_BYTES = 32;

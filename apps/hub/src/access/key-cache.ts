@@ -19,12 +19,25 @@ interface Entry {
   goodAt: number;
 }
 
+/** What the cache asks before reading Redis (RedisReachability), and tells it when it answers from stale data. */
+export interface KeyReadHealth {
+  readonly down: boolean;
+  servedStale(what: 'api_key'): void;
+}
+
 /**
  * API key checks for the request path: a verified key is trusted for KEY_CACHE_TTL_MS, so a busy key costs
  * one Redis read every two seconds instead of one per call. Revoking or rotating through this hub forgets
  * the key at once; another hub replica notices within the TTL. Entries are keyed by a digest of the raw
- * key (no secret is kept), and failures are not cached. While Redis is unreachable, a key verified in the
- * last ten minutes stays good (a revocation made during the outage cannot be seen anyway).
+ * key (no secret is kept), and failures are not cached.
+ *
+ * While Redis is unreachable (stale-if-error), the rule is:
+ * - a key this hub verified good in the last STALE_IF_ERROR_MS stays good, never past its own expiry, and is
+ *   answered at once when Redis is known to be down (no caller waits on a Redis timeout for it);
+ * - a key whose last answer was revoked, unknown or expired has no entry (the failure deletes it, the good
+ *   result with it), so it never comes back to life, and a key this hub never verified gets 503;
+ * - a revocation made through this hub forgets the key at once; one made elsewhere that this hub had not
+ *   read before the outage is honoured at the first check after Redis answers again (within KEY_CACHE_TTL_MS).
  */
 export class KeyCache {
   private readonly entries = new Map<string, Entry>();
@@ -32,6 +45,7 @@ export class KeyCache {
   constructor(
     private readonly store: ApiKeyStore,
     private readonly clock: () => number = Date.now,
+    private readonly health?: KeyReadHealth,
   ) {}
 
   check(raw: string): Promise<KeyCheck> {
@@ -45,6 +59,10 @@ export class KeyCache {
       hit?.good && now < hit.expiresAtMs && now - hit.goodAt < STALE_IF_ERROR_MS
         ? { result: hit.good, at: hit.goodAt }
         : undefined;
+    if (lastGood && this.health?.down) {
+      this.health.servedStale('api_key');
+      return Promise.resolve(lastGood.result);
+    }
     const entry: Entry = {
       at: now,
       check: Promise.resolve({ ok: false, reason: 'unknown' }),
@@ -63,6 +81,7 @@ export class KeyCache {
       },
       (err: unknown) => {
         if (lastGood) {
+          this.health?.servedStale('api_key');
           // Trusted for a moment again; asked anew after KEY_CACHE_TTL_MS.
           entry.expiresAtMs = lastGood.result.expiresAtMs;
           return lastGood.result;

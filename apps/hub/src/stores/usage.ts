@@ -103,6 +103,10 @@ export class UsageRecorder {
   private batch: Batch = emptyBatch();
   private timer: NodeJS.Timeout | null = null;
   private inFlight = new Set<Promise<void>>();
+  /** Calls whose usage was not written since the last batch that was (0 while writes succeed). */
+  private droppedSinceWrite = 0;
+  /** Calls whose usage was not written since this recorder started. */
+  private droppedTotal = 0;
   private readonly flushIntervalMs: number;
   private readonly maxBatch: number;
   private readonly dayTtlS: number;
@@ -206,6 +210,7 @@ export class UsageRecorder {
       (replies) => {
         const failed = replies?.find(([err]) => err !== null);
         if (failed) this.dropped(batch, failed[0]);
+        else this.written();
       },
       (err: unknown) => this.dropped(batch, err),
     );
@@ -213,8 +218,24 @@ export class UsageRecorder {
     void done.finally(() => this.inFlight.delete(done));
   }
 
+  /** How many calls went uncounted since this recorder started (Redis refused or could not take them). */
+  get droppedCalls(): number {
+    return this.droppedTotal;
+  }
+
   private dropped(batch: Batch, err: unknown): void {
     this.log.debug({ event: 'usage.write_failed', calls: batch.size, err }, 'usage batch not written');
+    if (this.droppedSinceWrite === 0) {
+      this.log.warn({ event: 'usage.dropped', calls: batch.size, err }, 'usage not written: calls go uncounted');
+    }
+    this.droppedSinceWrite += batch.size;
+    this.droppedTotal += batch.size;
+  }
+
+  private written(): void {
+    if (this.droppedSinceWrite === 0) return;
+    this.log.info({ event: 'usage.recovered', dropped_calls: this.droppedSinceWrite }, 'usage is written again');
+    this.droppedSinceWrite = 0;
   }
 }
 

@@ -1,18 +1,10 @@
-import type { IncomingHttpHeaders, ServerResponse } from 'node:http';
 import {
   AppError,
-  drained,
-  ERROR_STATUS,
-  type ErrorCode,
-  errorBody,
-  errorHeaders,
-  isRequestId,
   parseToolCallFrame,
   REQUEST_ID_HEADER,
   type RuntimeRecord,
   type ToolProgressEvent,
   type ToolResultEvent,
-  toolCallFrame,
   WORKER_CALLER_HEADER,
   WORKER_ROUTES,
   WORKER_TOKEN_HEADER,
@@ -21,7 +13,23 @@ import {
   workerToolPath,
 } from '@mcp-hub/shared';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { Agent, errors as undiciErrors, fetch as undiciFetch } from 'undici';
+import { Agent, fetch as undiciFetch } from 'undici';
+import {
+  answerError,
+  forwarded,
+  isErrorCode,
+  REQUEST_ID_META,
+  refusedUnserved,
+  relayBody,
+  requestFailed,
+  requestIdOfMessage,
+  staleAddress,
+  tellBroken,
+  wasNeverDelivered,
+  workerOrigin,
+} from './worker-http.js';
+
+export { REQUEST_ID_META, wasNeverDelivered, workerOrigin };
 
 /** A server's running worker, as the hub reaches it. */
 export interface WorkerTarget {
@@ -106,10 +114,6 @@ export type ToolCallResult = Omit<ToolResultEvent, 'request_id'>;
 interface OpenExchange {
   abort: AbortController;
   stream: boolean;
-}
-
-function isErrorCode(code: unknown): code is ErrorCode {
-  return typeof code === 'string' && Object.hasOwn(ERROR_STATUS, code);
 }
 
 /**
@@ -364,172 +368,4 @@ export class WorkerClient {
     if (caller !== undefined) headers[WORKER_CALLER_HEADER] = caller;
     return headers;
   }
-}
-
-/** Where a JSON-RPC request to a worker carries the hub's request id (lifted into `x-request-id`). */
-export const REQUEST_ID_META = 'io.mcp-hub/request-id';
-
-function requestIdOfMessage(body: string): string | undefined {
-  try {
-    const message = JSON.parse(body) as { params?: { _meta?: Record<string, unknown> } };
-    const id = message.params?._meta?.[REQUEST_ID_META];
-    return typeof id === 'string' && isRequestId(id) ? id : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The origin (`http://host:port`) of a running worker. */
-export function workerOrigin(runtime: RuntimeRecord): string {
-  return `http://${runtime.host ?? '127.0.0.1'}:${runtime.port}`;
-}
-
-function forwarded(req: IncomingHttpHeaders, names: readonly string[] = []): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const name of names) {
-    const value = req[name];
-    if (typeof value === 'string') out[name] = value;
-  }
-  return out;
-}
-
-/** Errors of requests a worker never received: safe to send again, to the worker that replaced it. */
-const neverDelivered = new WeakSet<AppError>();
-
-/**
- * Whether a request to a worker failed before the worker got it: its address was stale (connection refused:
- * the worker is gone; 401: another run's worker listens there now). Such a call is sent again, never one
- * that may have reached the upstream.
- */
-export function wasNeverDelivered(err: unknown): boolean {
-  return err instanceof AppError && neverDelivered.has(err);
-}
-
-function staleAddress(target: WorkerTarget, cause?: unknown): AppError {
-  const error = new AppError(
-    'worker_unavailable',
-    `the worker of "${target.serverId}" is no longer at ${workerOrigin(target.runtime)}`,
-    undefined,
-    { cause },
-  );
-  neverDelivered.add(error);
-  return error;
-}
-
-/**
- * Whether a worker's answer says it served nothing: a 401 (another run's worker on that port refused this run's
- * token) or its own 503 `worker_unavailable` before any stream (it is shutting down, or its upstream is not
- * connected: the call never reached the upstream). Reads the body of such an answer, leaves others untouched.
- */
-async function refusedUnserved(
-  res: { statusCode: number; headers: IncomingHttpHeaders; body: { dump(): Promise<void>; json(): Promise<unknown> } },
-  toolRoute: boolean,
-): Promise<boolean> {
-  if (res.statusCode === 401) {
-    await res.body.dump();
-    return true;
-  }
-  if (!toolRoute || res.statusCode !== 503 || !String(res.headers['content-type'] ?? '').startsWith('application/json'))
-    return false;
-  const parsed = (await res.body.json().catch(() => null)) as { error?: unknown } | null;
-  const error = parsed?.error;
-  // The worker's error shape, or Fastify's own answer while the worker closes (return503OnClosing).
-  const unserved =
-    error === 'Service Unavailable' ||
-    (typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'worker_unavailable');
-  if (!unserved) throw new AppError('worker_unavailable', 'the worker answered 503');
-  return true;
-}
-
-/**
- * Whether a request to a worker was never served: its port refused the connection (nothing listens there any
- * more), or, when the worker answers headers before it starts the work, the connection was lost before them
- * (a pooled keep-alive connection to a worker that was just killed).
- */
-function unserved(err: unknown, headersBeforeWork: boolean): boolean {
-  const e = err as { code?: unknown; cause?: { code?: unknown } } | null;
-  if (e?.code === 'ECONNREFUSED' || e?.cause?.code === 'ECONNREFUSED') return true;
-  return headersBeforeWork && (err instanceof undiciErrors.SocketError || e?.code === 'ECONNRESET');
-}
-
-/**
- * The one mapping of a request to a worker that got no answer: headers that did not come in time are
- * `timeoutError` (default `worker_unavailable`), an unserved request a stale address (never delivered, see
- * `unserved`), anything else `worker_unavailable`.
- */
-function requestFailed(
-  err: unknown,
-  target: WorkerTarget,
-  timeoutError?: () => AppError,
-  headersBeforeWork = false,
-): AppError {
-  if (err instanceof AppError) return err;
-  if (unserved(err, headersBeforeWork)) return staleAddress(target, err);
-  const timedOut = err instanceof undiciErrors.HeadersTimeoutError;
-  if (timedOut && timeoutError) return timeoutError();
-  const what = timedOut ? 'did not answer in time' : 'is unreachable';
-  return new AppError('worker_unavailable', `the worker of "${target.serverId}" ${what}`, undefined, { cause: err });
-}
-
-/**
- * The error of a worker's non-stream answer where a stream or 200 was expected: the code of its error body,
- * else `worker_unavailable` for a 5xx (a worker shutting down answers a bare 503) and `upstream_error` otherwise.
- */
-async function answerError(
-  status: number,
-  body: AsyncIterable<unknown> & { json(): Promise<unknown> },
-): Promise<AppError> {
-  const parsed = (await body.json().catch(() => ({}))) as { error?: { code?: unknown; message?: unknown } } | null;
-  const error = typeof parsed?.error === 'object' && parsed.error !== null ? parsed.error : undefined;
-  if (error && isErrorCode(error.code)) {
-    return new AppError(error.code, String(error.message ?? `the worker answered ${status}`));
-  }
-  return new AppError(status >= 500 ? 'worker_unavailable' : 'upstream_error', `the worker answered ${status}`);
-}
-
-/** Tells a client of the REST call route that the worker went away mid-answer, in the contract's shape. */
-function tellBroken(
-  res: ServerResponse,
-  requestId: string,
-  target: WorkerTarget,
-  headers: Record<string, string | string[]>,
-  streaming: boolean,
-): void {
-  const failure = new AppError('worker_unavailable', `the worker of "${target.serverId}" went away during the call`);
-  if (streaming) {
-    res.write(toolCallFrame('error', { request_id: requestId, code: failure.code, message: failure.message }));
-  } else if (!res.headersSent) {
-    const { 'content-length': _length, ...rest } = headers;
-    res.writeHead(failure.statusCode, { ...rest, 'content-type': 'application/json', ...errorHeaders(failure) });
-    res.write(JSON.stringify(errorBody(failure, requestId)));
-  }
-}
-
-/**
- * Writes a worker's answer to the client: an event stream chunk by chunk as the worker writes it (with
- * back-pressure), anything else read whole and sent in one write (a length and `end(body)`: headers and
- * body leave together, no chunked terminator after them). Plain loops, not stream.pipeline, which costs
- * an AbortController and an error object per call on the hot path. Throws when the worker's body fails.
- */
-async function relayBody(
-  res: ServerResponse,
-  status: number,
-  headers: Record<string, string | string[]>,
-  body: AsyncIterable<unknown>,
-  streaming: boolean,
-): Promise<void> {
-  if (streaming) {
-    res.writeHead(status, headers);
-    res.flushHeaders();
-    for await (const chunk of body) {
-      if (!res.write(chunk)) await drained(res);
-    }
-    return;
-  }
-  const chunks: Buffer[] = [];
-  for await (const chunk of body) chunks.push(chunk as Buffer);
-  const whole = Buffer.concat(chunks);
-  headers['content-length'] = String(whole.length);
-  res.writeHead(status, headers);
-  res.end(whole);
 }
