@@ -1,4 +1,4 @@
-import { type Env, type Registry, type RuntimeRecord, type ServerSpecBody, WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
+import { type Env, type Registry, type RuntimeRecord, WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
 import { type Dispatcher, request } from 'undici';
 import { waitFor } from '../../../test/processes.js';
 

@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../access/call-guard.js';
 import type { RegistryCache } from '../registry-cache.js';
 import { TOOL_HEADERS_GRACE_MS, type WorkerClient, workerOrigin } from '../workers/worker-client.js';
-import { type WorkerLocator, workerUnavailable } from '../workers/worker-locator.js';
+import type { WorkerLocator } from '../workers/worker-locator.js';
 
 export interface ToolCallRoutesOptions {
   cache: RegistryCache;

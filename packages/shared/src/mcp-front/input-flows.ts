@@ -187,8 +187,10 @@ export class InputFlows {
   private settle(flow: Flow, outcome: Outcome): void {
     flow.outcome = outcome;
     for (const ask of flow.asks.values()) ask.reject(new Error('the request ended'));
+    // Between rounds (the client is answering) the flow stays, so that the client's next round gets this
+    // outcome rather than "expired"; the round timer started with the last input_required ends it otherwise.
     if (flow.wake) flow.wake();
-    else this.flows.delete(flow.id);
+    else if (!flow.expiry) this.flows.delete(flow.id);
   }
 
   /** Hands the client's answers to the questions that wait on them. Unknown keys are ignored. */
