@@ -2,6 +2,8 @@ import { Client as ClientV2, StreamableHTTPClientTransport as StreamableV2 } fro
 import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 import { StreamableHTTPClientTransport as StreamableV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { ToolListChangedNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
+import { Agent, fetch as undiciFetch } from 'undici';
 
 /** MCP clients of every era the tests drive: the SDK v2 client (2026-07-28) and v1 (2025 sessions, SSE). */
 export type AnyClient = ClientV1 | ClientV2;
@@ -11,11 +13,26 @@ export interface Progress {
   total?: number;
 }
 
+type Fetch = (input: string | URL, init?: RequestInit) => Promise<Response>;
+
+export interface McpClientsOptions {
+  /**
+   * false: every request on a connection of its own, closed after the answer. A server that closes while
+   * clients are connected waits for the keep-alive connections of the answers that ended meanwhile, until the
+   * client drops them (4 s for undici): tests that close a worker under connected clients go without.
+   */
+  keepAlive?: boolean;
+}
+
 /**
  * Opens clients and remembers them, so that `closeAll()` (in an afterEach) closes every one a test opened:
  * a failing test must not leave a stream open.
  */
-export function mcpClients(info: { name: string; version: string }) {
+export function mcpClients(info: { name: string; version: string }, options: McpClientsOptions = {}) {
+  const dispatcher = options.keepAlive === false ? new Agent({ pipelining: 0 }) : undefined;
+  const send: Fetch = dispatcher
+    ? (input, init) => undiciFetch(input, { ...(init as object), dispatcher }) as unknown as Promise<Response>
+    : (input, init) => fetch(input, init);
   const opened: AnyClient[] = [];
   const track = <C extends AnyClient>(client: C): C => {
     opened.push(client);
@@ -28,23 +45,36 @@ export function mcpClients(info: { name: string; version: string }) {
     /** The SDK v2 client (speaks 2026-07-28, falls back to 2025) on a Streamable HTTP URL. */
     async modern(url: string, headers: Record<string, string> = {}): Promise<ClientV2> {
       const client = new ClientV2(info, { versionNegotiation: { mode: 'auto' } });
-      await client.connect(new StreamableV2(new URL(url), { requestInit: { headers } }));
+      await client.connect(new StreamableV2(new URL(url), { requestInit: { headers }, fetch: send }));
       return track(client);
     },
-    /** The SDK v1 client: a 2025-era Streamable HTTP session. */
+    /**
+     * The SDK v1 client: a 2025-era Streamable HTTP session. `standaloneStream` resolves once the server answered
+     * the client's standalone GET stream (opened after initialization): from then on, notifications the server
+     * sends outside a request (such as `tools/list_changed`) reach the client.
+     */
     async streamable(
       url: string,
       headers: Record<string, string> = {},
-    ): Promise<{ client: ClientV1; transport: StreamableV1 }> {
+    ): Promise<{ client: ClientV1; transport: StreamableV1; standaloneStream: Promise<void> }> {
+      let opened: () => void = () => {};
+      const standaloneStream = new Promise<void>((resolve) => {
+        opened = resolve;
+      });
+      const watching: Fetch = async (input, init) => {
+        const res = await send(input, init);
+        if ((init?.method ?? 'GET') === 'GET' && res.status === 200) opened();
+        return res;
+      };
       const client = new ClientV1(info);
-      const transport = new StreamableV1(new URL(url), { requestInit: { headers } });
+      const transport = new StreamableV1(new URL(url), { requestInit: { headers }, fetch: watching });
       await client.connect(transport);
-      return { client: track(client), transport };
+      return { client: track(client), transport, standaloneStream };
     },
     /** The SDK v1 client on the legacy HTTP+SSE transport. */
     async sse(url: string, headers: Record<string, string> = {}): Promise<ClientV1> {
       const client = new ClientV1(info);
-      await client.connect(new SSEClientTransport(new URL(url), { requestInit: { headers } }));
+      await client.connect(new SSEClientTransport(new URL(url), { requestInit: { headers }, fetch: send }));
       return track(client);
     },
   };
@@ -79,4 +109,19 @@ export async function callWithProgress(
 export async function toolNames(client: AnyClient): Promise<string[]> {
   const { tools } = await client.listTools();
   return tools.map((tool) => tool.name);
+}
+
+/** Counts the `notifications/tools/list_changed` the client hears from now on. */
+export function toolListChanges(client: AnyClient): () => number {
+  let heard = 0;
+  if (client instanceof ClientV2) {
+    client.setNotificationHandler('notifications/tools/list_changed', () => {
+      heard++;
+    });
+  } else {
+    client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      heard++;
+    });
+  }
+  return () => heard;
 }
