@@ -10,10 +10,12 @@ import { fixture, waitFor } from './processes.js';
  */
 
 /**
- * Between the fixture's progress steps (`intervalMs`): the SDK may drop the last notification that races the
- * result, and on a loaded machine an earlier one too when the steps come much faster than this.
+ * Between the fixture's progress steps (`intervalMs`, and before its answer). The SDK's client drops a progress
+ * notification that it reads in the same turn as the answer (the answer removes the handler first): when a loaded
+ * host delays a process this long, the steps pile up and all but the first can be lost. Tests hold on to "at least
+ * two of three", so losing one takes a stall of two steps.
  */
-export const FIXTURE_STEP_MS = 100;
+export const FIXTURE_STEP_MS = 150;
 
 /** The spec body of a stdio server running the echo fixture (`env` goes to the fixture). */
 export function echoServerSpec(
