@@ -241,7 +241,8 @@ describe('supervisor', () => {
   });
 
   it('fails a start that never becomes healthy (hanging server), backs off, and tries again after the backoff', async () => {
-    const h = harness({ MCP_WORKER_START_TIMEOUT: '1500ms' });
+    // The hanging server never becomes healthy, however long it is given: each failed start costs this much.
+    const h = harness({ MCP_WORKER_START_TIMEOUT: '600ms' });
     await startSupervisor(h);
     await h.registry.upsertServer(
       echoServer('hang', { config: { command: process.execPath, args: [fixture('hang-server.mjs')], env: {} } }),
@@ -376,7 +377,9 @@ describe('supervisor', () => {
     const one = await startSupervisor(h);
     for (const id of late) await h.registry.upsertServer(echoServer(id), 'create');
     const records = [...earlyRecords, ...(await Promise.all(late.map((id) => running(h, id, undefined, 30_000))))];
-    await new Promise((resolve) => setTimeout(resolve, 700)); // two resync rounds of each: nothing doubles
+    // Two resync rounds of each (MCP_RESYNC_INTERVAL 300ms) must double nothing. Nothing happening is the point,
+    // and the process supervisor's rounds show nowhere (it logs none), so there is no event to await instead.
+    await new Promise((resolve) => setTimeout(resolve, 700));
     const settled = await Promise.all(ids.map((id) => runtime(h, id)));
     expect(settled.map((r) => r?.pid)).toEqual(records.map((r) => r.pid));
     expect(new Set(settled.map((r) => r?.port)).size).toBe(ids.length);
