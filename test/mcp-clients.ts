@@ -15,12 +15,19 @@ export interface Progress {
 
 type Fetch = (input: string | URL, init?: RequestInit) => Promise<Response>;
 
+const oneConnectionEach = new Agent({ pipelining: 0 });
+
+/**
+ * fetch with a connection of its own per request, closed after the answer. A hub or a worker that closes under
+ * connected clients waits for the keep-alive connections of the answers that ended meanwhile (the streams its
+ * close ended) until the client drops them, 4 s for undici: tests whose clients kept them would pay that at every
+ * close.
+ */
+export const fetchWithoutKeepAlive: Fetch = (input, init) =>
+  undiciFetch(input, { ...(init as object), dispatcher: oneConnectionEach }) as unknown as Promise<Response>;
+
 export interface McpClientsOptions {
-  /**
-   * false: every request on a connection of its own, closed after the answer. A server that closes while
-   * clients are connected waits for the keep-alive connections of the answers that ended meanwhile, until the
-   * client drops them (4 s for undici): tests that close a worker under connected clients go without.
-   */
+  /** Whether connections are kept alive between requests (default false: see fetchWithoutKeepAlive). */
   keepAlive?: boolean;
 }
 
@@ -29,10 +36,7 @@ export interface McpClientsOptions {
  * a failing test must not leave a stream open.
  */
 export function mcpClients(info: { name: string; version: string }, options: McpClientsOptions = {}) {
-  const dispatcher = options.keepAlive === false ? new Agent({ pipelining: 0 }) : undefined;
-  const send: Fetch = dispatcher
-    ? (input, init) => undiciFetch(input, { ...(init as object), dispatcher }) as unknown as Promise<Response>
-    : (input, init) => fetch(input, init);
+  const send: Fetch = options.keepAlive === true ? (input, init) => fetch(input, init) : fetchWithoutKeepAlive;
   const opened: AnyClient[] = [];
   const track = <C extends AnyClient>(client: C): C => {
     opened.push(client);

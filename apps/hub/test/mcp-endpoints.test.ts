@@ -59,8 +59,7 @@ let hub: FastifyInstance;
 let base: string;
 let supervisor: ChildProcess;
 
-// Without keep-alive, so closing the hub does not wait for the clients' idle connections (McpClientsOptions).
-const clients = mcpClients(CLIENT_INFO, { keepAlive: false });
+const clients = mcpClients(CLIENT_INFO);
 afterEach(() => clients.closeAll());
 
 async function api(method: string, path: string, body?: unknown): Promise<{ status: number; json: unknown }> {

@@ -25,8 +25,7 @@ import { FIXTURES, registerServer, startTestWorker, WORKER_AUTH, waitFor } from 
 
 const CLIENT_INFO = { name: 'mcp-endpoints-test', version: '1.0.0' };
 
-// Without keep-alive: the restart test closes the worker under connected clients (see McpClientsOptions).
-const clients = mcpClients(CLIENT_INFO, { keepAlive: false });
+const clients = mcpClients(CLIENT_INFO);
 afterEach(() => clients.closeAll());
 
 // Each carries the worker's credential, as the hub does.
