@@ -397,14 +397,20 @@ describe('supervisor', () => {
 
     twoProcess.kill('SIGKILL');
     await once(twoProcess, 'exit');
-    // The survivor ends up running all of them: the dead one's workers adopted (same pids), not respawned.
-    await waitFor('survivor runs all', () => one.workers().length === ids.length, 30_000);
+    // The survivor ends up running all of them: the dead one's workers adopted (same pids), not respawned. An
+    // adoption counts a worker in at once and writes its record, then logs: wait for the lines as well.
+    const adoptedByOne = () =>
+      new Set(h.logs[0]?.lines.filter((l) => l.event === 'worker.adopted').map((l) => String(l.server)));
+    await waitFor(
+      'survivor runs all, its adoptions logged',
+      () => one.workers().length === ids.length && adoptedByOne().size >= ownedByTwo.length,
+      30_000,
+    );
     const after = await Promise.all(ids.map((id) => runtime(h, id)));
     expect(after.map((r) => r?.status)).toEqual(ids.map(() => 'running'));
     expect(after.map((r) => r?.supervisor)).toEqual(ids.map(() => one.id));
     expect(after.map((r) => r?.pid)).toEqual(settled.map((r) => r?.pid));
-    const adoptedByOne = h.logs[0]?.lines.filter((l) => l.event === 'worker.adopted').map((l) => l.server);
-    expect([...new Set(adoptedByOne)].sort()).toEqual([...ownedByTwo].sort());
+    expect([...adoptedByOne()].sort()).toEqual([...ownedByTwo].sort());
     expect(new Set(after.map((r) => r?.port)).size).toBe(ids.length);
   }, 90_000);
 });
