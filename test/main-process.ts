@@ -17,7 +17,11 @@ export interface MainRun {
  * Runs an app's built `main.js` with only `env` (and PATH), from `cwd` (default `/`, where no .env file is
  * read; a test that needs a working directory of its own passes an empty temporary one).
  */
-export function runMain(app: 'hub' | 'supervisor', env: Record<string, string>, { cwd = '/' } = {}): MainRun {
+export function runMain(
+  app: 'hub' | 'supervisor' | 'worker',
+  env: Record<string, string>,
+  { cwd = '/' } = {},
+): MainRun {
   const child = spawn(process.execPath, [`${ROOT}apps/${app}/dist/main.js`], {
     env: { PATH: process.env.PATH ?? '', ...env },
     cwd,

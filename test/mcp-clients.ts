@@ -6,7 +6,9 @@ import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   ListRootsRequestSchema,
+  ToolListChangedNotificationSchema,
 } from '@modelcontextprotocol/sdk/types.js';
+import { Agent, fetch as undiciFetch } from 'undici';
 
 /** MCP clients of every era the tests drive: the SDK v2 client (2026-07-28) and v1 (2025 sessions, SSE). */
 export type AnyClient = ClientV1 | ClientV2;
@@ -14,6 +16,24 @@ export type AnyClient = ClientV1 | ClientV2;
 export interface Progress {
   progress: number;
   total?: number;
+}
+
+type Fetch = (input: string | URL, init?: RequestInit) => Promise<Response>;
+
+const oneConnectionEach = new Agent({ pipelining: 0 });
+
+/**
+ * fetch with a connection of its own per request, closed after the answer. A hub or a worker that closes under
+ * connected clients waits for the keep-alive connections of the answers that ended meanwhile (the streams its
+ * close ended) until the client drops them, 4 s for undici: tests whose clients kept them would pay that at every
+ * close.
+ */
+export const fetchWithoutKeepAlive: Fetch = (input, init) =>
+  undiciFetch(input, { ...(init as object), dispatcher: oneConnectionEach }) as unknown as Promise<Response>;
+
+export interface McpClientsOptions {
+  /** Whether connections are kept alive between requests (default false: see fetchWithoutKeepAlive). */
+  keepAlive?: boolean;
 }
 
 /**
@@ -44,7 +64,8 @@ function responsesAfterNotifications<T extends object>(transport: T): T {
  * Opens clients and remembers them, so that `closeAll()` (in an afterEach) closes every one a test opened:
  * a failing test must not leave a stream open.
  */
-export function mcpClients(info: { name: string; version: string }) {
+export function mcpClients(info: { name: string; version: string }, options: McpClientsOptions = {}) {
+  const send: Fetch = options.keepAlive === true ? (input, init) => fetch(input, init) : fetchWithoutKeepAlive;
   const opened: AnyClient[] = [];
   const track = <C extends AnyClient>(client: C): C => {
     opened.push(client);
@@ -57,24 +78,41 @@ export function mcpClients(info: { name: string; version: string }) {
     /** The SDK v2 client (speaks 2026-07-28, falls back to 2025) on a Streamable HTTP URL. */
     async modern(url: string, headers: Record<string, string> = {}): Promise<ClientV2> {
       const client = new ClientV2(info, { versionNegotiation: { mode: 'auto' } });
-      await client.connect(responsesAfterNotifications(new StreamableV2(new URL(url), { requestInit: { headers } })));
+      await client.connect(
+        responsesAfterNotifications(new StreamableV2(new URL(url), { requestInit: { headers }, fetch: send })),
+      );
       return track(client);
     },
-    /** The SDK v1 client: a 2025-era Streamable HTTP session. */
+    /**
+     * The SDK v1 client: a 2025-era Streamable HTTP session. `standaloneStream` resolves once the server answered
+     * the client's standalone GET stream (opened after initialization): from then on, notifications the server
+     * sends outside a request (such as `tools/list_changed`) reach the client.
+     */
     async streamable(
       url: string,
       headers: Record<string, string> = {},
-    ): Promise<{ client: ClientV1; transport: StreamableV1 }> {
+    ): Promise<{ client: ClientV1; transport: StreamableV1; standaloneStream: Promise<void> }> {
+      let opened: () => void = () => {};
+      const standaloneStream = new Promise<void>((resolve) => {
+        opened = resolve;
+      });
+      const watching: Fetch = async (input, init) => {
+        const res = await send(input, init);
+        if ((init?.method ?? 'GET') === 'GET' && res.status === 200) opened();
+        return res;
+      };
       const client = new ClientV1(info);
-      const transport = responsesAfterNotifications(new StreamableV1(new URL(url), { requestInit: { headers } }));
+      const transport = responsesAfterNotifications(
+        new StreamableV1(new URL(url), { requestInit: { headers }, fetch: watching }),
+      );
       await client.connect(transport);
-      return { client: track(client), transport };
+      return { client: track(client), transport, standaloneStream };
     },
     /** The SDK v1 client on the legacy HTTP+SSE transport. */
     async sse(url: string, headers: Record<string, string> = {}): Promise<ClientV1> {
       const client = new ClientV1(info);
       await client.connect(
-        responsesAfterNotifications(new SSEClientTransport(new URL(url), { requestInit: { headers } })),
+        responsesAfterNotifications(new SSEClientTransport(new URL(url), { requestInit: { headers }, fetch: send })),
       );
       return track(client);
     },
@@ -161,4 +199,19 @@ export async function capableClient(
   await client.connect(responsesAfterNotifications(new StreamableV2(new URL(url), { requestInit: { headers } })));
   if (client.getProtocolEra() !== 'modern') throw new Error(`${url} did not negotiate 2026-07-28`);
   return client;
+}
+
+/** Counts the `notifications/tools/list_changed` the client hears from now on. */
+export function toolListChanges(client: AnyClient): () => number {
+  let heard = 0;
+  if (client instanceof ClientV2) {
+    client.setNotificationHandler('notifications/tools/list_changed', () => {
+      heard++;
+    });
+  } else {
+    client.setNotificationHandler(ToolListChangedNotificationSchema, async () => {
+      heard++;
+    });
+  }
+  return () => heard;
 }

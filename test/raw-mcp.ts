@@ -1,7 +1,9 @@
 /**
  * MCP requests written by hand (fetch), for tests that need what an SDK client hides: the session id, an
- * open stream to watch end, or a request on a session that should no longer exist.
+ * open stream to watch end, or a request on a session that should no longer exist. Without keep-alive, like the
+ * SDK clients of the tests (fetchWithoutKeepAlive).
  */
+import { fetchWithoutKeepAlive as fetch } from './mcp-clients.js';
 
 const CLIENT_INFO = { name: 'raw-mcp-test', version: '1.0.0' };
 const PROTOCOL_VERSION = '2025-06-18';

@@ -58,7 +58,10 @@ export interface HubDeps {
   log: Logger;
   /** A request-role Redis client; when left out the hub opens (and closes) its own. */
   redis?: Redis;
-  /** The clock API keys are created, rotated and expire by (epoch ms; default Date.now); tests move it. */
+  /**
+   * The clock API keys are created, rotated and expire by, and rate-limit windows are counted in (epoch ms;
+   * default Date.now); tests move it.
+   */
   clock?: () => number;
   /**
    * How often the keys of open MCP sessions are checked, in milliseconds (default
@@ -194,7 +197,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   );
   const keyCache = new KeyCache(store.apiKeys, clock, reach);
   const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
-  const limiter = new RateLimiter(limiterRedis, keys, log);
+  const limiter = new RateLimiter(limiterRedis, keys, log, clock);
   // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
   await connected(limiterRedis, LIMITER_CONNECT_WAIT_MS);
   const usage = new UsageRecorder(redis, keys, log);

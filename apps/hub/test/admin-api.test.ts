@@ -1,6 +1,7 @@
 import { loadHubConfig } from '@mcp-hub/shared';
 import type { FastifyInstance, InjectOptions } from 'fastify';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -335,19 +336,20 @@ describe('request ids, health, auth and secrets', () => {
   });
 
   it('never writes spec secrets to the log', async () => {
+    const logged = () => captured.lines.filter((l) => l.event === 'api.request').length;
+    const before = logged();
     await app.inject({ method: 'POST', url: '/api/servers', payload: everything });
     await app.inject({ method: 'POST', url: '/api/servers', payload: everything });
     await app.inject({ method: 'PUT', url: '/api/servers/everything', payload: { ...everything, extra: SECRET } });
     await app.inject({ method: 'GET', url: '/api/servers/everything' });
-    await new Promise((r) => setTimeout(r, 50));
-    expect(captured.lines.some((l) => l.event === 'api.request')).toBe(true);
+    // Each request's line is written when it is done, which may come after inject() answered.
+    await waitFor('the four requests logged', () => logged() >= before + 4);
     expect(captured.text()).not.toContain(SECRET);
   });
 
   it('logs JSON lines with the common fields', async () => {
     await app.inject({ method: 'GET', url: '/api/servers', headers: { 'x-request-id': 'fields-1' } });
-    await new Promise((r) => setTimeout(r, 50));
-    const line = captured.lines.find((l) => l.request_id === 'fields-1');
+    const line = await waitFor('the request logged', () => captured.lines.find((l) => l.request_id === 'fields-1'));
     expect(line).toMatchObject({
       service: 'hub',
       event: 'api.request',

@@ -72,10 +72,25 @@ interface Hub {
   logs: ReturnType<typeof captureLogger>;
 }
 
-async function startHub(url: string, prefix: string): Promise<Hub> {
+/**
+ * The hub's clock (API keys, rate-limit windows): real time shifted to the middle of an hour, so that no counting
+ * test meets the end of a fixed hourly window, and movable ahead (past the key cache's 2 s, say) without waiting.
+ */
+function midHourClock(): { now: () => number; advance(ms: number): void } {
+  const HOUR_MS = 3_600_000;
+  let offset = HOUR_MS / 2 - (Date.now() % HOUR_MS);
+  return {
+    now: () => Date.now() + offset,
+    advance(ms) {
+      offset += ms;
+    },
+  };
+}
+
+async function startHub(url: string, prefix: string, clock: () => number): Promise<Hub> {
   const logs = captureLogger('hub');
   const config = loadHubConfig({ REDIS_URL: url, KEY_PREFIX: prefix, HUB_ADMIN_TOKEN: ADMIN });
-  const app = await buildHub({ config, log: logs.log });
+  const app = await buildHub({ config, log: logs.log, clock });
   await app.listen({ host: '127.0.0.1', port: 0 });
   return { app, base: `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`, logs };
 }
@@ -134,12 +149,6 @@ async function createKey(hub: Hub, body: Record<string, unknown>): Promise<{ id:
 
 const callTool = (hub: Hub, key: string, tool = 'echo') => http(hub, 'POST', `/mcp/${SERVER}/${tool}`, key, {});
 
-/** Fixed hourly windows: do not start a counting test in the last seconds of a UTC hour. */
-async function awayFromHourEdge(): Promise<void> {
-  const left = 3_600_000 - (Date.now() % 3_600_000);
-  if (left < 15_000) await new Promise((r) => setTimeout(r, left + 100));
-}
-
 // ---- against the shared test Redis ------------------------------------------------------------------------
 
 describe('rate limits and usage through HTTP', () => {
@@ -149,7 +158,7 @@ describe('rate limits and usage through HTTP', () => {
 
   beforeAll(async () => {
     worker = await startFakeWorker();
-    hub = await startHub(redisUrl(), t.prefix);
+    hub = await startHub(redisUrl(), t.prefix, midHourClock().now);
     await seed(hub, t.redis, t.keys, worker);
   });
   afterAll(async () => {
@@ -159,7 +168,6 @@ describe('rate limits and usage through HTTP', () => {
   });
 
   it('200 concurrent calls with perHour 50: exactly 50 pass and 150 get a complete 429', async () => {
-    await awayFromHourEdge();
     const k = await createKey(hub, { limits: { perHour: 50 } });
     worker.calls.length = 0;
     const results = await Promise.all(Array.from({ length: 200 }, () => callTool(hub, k.key)));
@@ -251,7 +259,6 @@ describe('rate limits and usage through HTTP', () => {
   });
 
   it('limits tools/call on the per-server MCP endpoint like the REST call route', async () => {
-    await awayFromHourEdge();
     const k = await createKey(hub, { limits: { perHour: 2 } });
     const rpc = { jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name: 'echo', arguments: {} } };
     const statuses: number[] = [];
@@ -265,7 +272,6 @@ describe('rate limits and usage through HTTP', () => {
   });
 
   it('counts every tools/call of a batch, reads a body with a byte-order mark, and refuses what it cannot read', async () => {
-    await awayFromHourEdge();
     const k = await createKey(hub, { limits: { perHour: 3 } });
     const call = (id: number) => ({
       jsonrpc: '2.0',
@@ -320,13 +326,14 @@ describe('while Redis is down', () => {
   let hub: Hub;
   let worker: FakeWorker;
   const prefix = testPrefix();
+  const clock = midHourClock();
 
   beforeAll(async () => {
     redis = await ownRedis();
     client = new Redis(redis.url, { maxRetriesPerRequest: 1 });
     client.on('error', () => {});
     worker = await startFakeWorker();
-    hub = await startHub(redis.url, prefix);
+    hub = await startHub(redis.url, prefix, clock.now);
     const keys = (await import('@mcp-hub/shared')).createKeys(prefix);
     await seed(hub, client, keys, worker);
   });
@@ -338,7 +345,6 @@ describe('while Redis is down', () => {
   });
 
   it('keeps serving verified keys on in-memory limits while Redis is down, and loses nothing stored', async () => {
-    await awayFromHourEdge();
     const k = await createKey(hub, { limits: { perHour: 100 } });
     const owner = await createKey(hub, { name: 'owner', role: 'owner' });
     for (let i = 0; i < 3; i++) expect((await callTool(hub, k.key)).status).toBe(200);
@@ -362,9 +368,9 @@ describe('while Redis is down', () => {
       rateLimiter: { mode: 'memory', fallbacks: 1 },
     });
 
-    // Past the key cache's 2 s its record cannot be read, but a key verified before the outage stays good
-    // (stale-if-error) and the in-memory limiter keeps counting.
-    await new Promise((r) => setTimeout(r, 2_200));
+    // Past the key cache's 2 s (on the hub's clock) its record cannot be read, but a key verified before the
+    // outage stays good (stale-if-error) and the in-memory limiter keeps counting.
+    clock.advance(2_200);
     const later = await callTool(hub, k.key);
     expect(later.status, later.text).toBe(200);
     expect(Number(later.headers['ratelimit-remaining'])).toBeLessThan(100);

@@ -1,5 +1,6 @@
 import { AppError } from '@mcp-hub/shared';
 import { afterAll, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/processes.js';
 import { testRedis } from '../../../test/support.js';
 import { type AuditRecord, AuditStream, redactAuditValue } from '../src/stores/audit-stream.js';
 
@@ -21,8 +22,6 @@ function record(overrides: Partial<AuditRecord> = {}): AuditRecord {
     ...overrides,
   };
 }
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe('AuditStream', () => {
   it('appends to the stream and reads entries back newest first with id and ISO ts', async () => {
@@ -72,10 +71,13 @@ describe('AuditStream', () => {
   it('filters by project, actor (key id, member or admin) and since, and honours limit', async () => {
     await audit.append(record({ project: 'acme', requestId: 'a1' }));
     await audit.append(record({ project: 'beta', requestId: 'b1', actor: { keyId: 'key2', member: 'bob' } }));
-    await audit.append(record({ project: undefined, requestId: 'x1', actor: { admin: true } }));
-    await sleep(5);
-    const cut = Date.now();
-    await sleep(5);
+    const last = await audit.append(record({ project: undefined, requestId: 'x1', actor: { admin: true } }));
+    // Entries carry the millisecond Redis added them in: `cut` falls strictly between the ones before and after.
+    const cut = await waitFor('a millisecond after the last entry', () => {
+      const now = Date.now();
+      return now > Date.parse(last.ts) ? now : 0;
+    });
+    await waitFor('a millisecond after the cut', () => Date.now() > cut);
     await audit.append(record({ project: 'acme', requestId: 'a2' }));
     await audit.append(record({ project: 'acme', requestId: 'a3', actor: { keyId: 'key3' } }));
 

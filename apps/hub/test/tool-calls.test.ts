@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -8,6 +8,7 @@ import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fixtureEventCounter } from '../../../test/echo-fixture.js';
 import {
   EVERYTHING_ENTRY,
   fixture,
@@ -29,6 +30,7 @@ let supervisor: ChildProcess;
 let restApi: Server;
 let restRequests: { method: string; url: string; headers: IncomingMessage['headers']; body: string }[] = [];
 const eventsFile = join(tmpdir(), `mcp-hub-calls-${process.pid}-${Date.now()}.jsonl`);
+const fixtureEvents = fixtureEventCounter(eventsFile);
 
 function stdio(id: string, args: string[], extra: Partial<ServerSpecBody> = {}): ServerSpecBody {
   return {
@@ -278,6 +280,8 @@ describe('POST /mcp/:id/:tool through hub, supervisor and worker', () => {
   });
 
   it('cancels the upstream call when the client goes away', async () => {
+    const startedBefore = fixtureEvents('started');
+    const cancelledBefore = fixtureEvents('cancelled');
     const controller = new AbortController();
     const pending = request(`${base}/mcp/fixture/slow`, {
       method: 'POST',
@@ -285,27 +289,18 @@ describe('POST /mcp/:id/:tool through hub, supervisor and worker', () => {
       body: JSON.stringify({ ms: 1_200 }),
       signal: controller.signal,
     }).then((res) => res.body.text());
-    await waitFor('slow started', () => readFileSync(eventsFile, 'utf8').includes('"started"'));
-    const startedLines = readFileSync(eventsFile, 'utf8')
-      .split('\n')
-      .filter((l) => l.includes('"started"')).length;
+    // Counted from before this call: earlier tests (the timeout) started and cancelled calls of their own.
+    await waitFor('slow started', () => fixtureEvents('started') > startedBefore);
     controller.abort();
     await pending.catch(() => undefined);
-    await waitFor(
-      'upstream cancellation',
-      () =>
-        readFileSync(eventsFile, 'utf8')
-          .split('\n')
-          .filter((l) => l.includes('"cancelled"')).length >= 1,
-      5_000,
-    );
-    expect(startedLines).toBeGreaterThanOrEqual(1);
+    await waitFor('upstream cancellation', () => fixtureEvents('cancelled') > cancelledBefore, 5_000);
   });
 
   it('sends an error event worker_unavailable when the worker dies mid-call', async () => {
     const runtime = await registry.getRuntime('fixture');
+    const startedBefore = fixtureEvents('started');
     const pending = call('fixture', 'slow', { ms: 1_000 });
-    await new Promise((r) => setTimeout(r, 300));
+    await waitFor('the call to start upstream', () => fixtureEvents('started') > startedBefore);
     process.kill(runtime?.pid as number, 'SIGKILL');
     const events = parseSse((await pending).text);
     expect(events.at(-1)).toMatchObject({ event: 'error', data: { code: 'worker_unavailable' } });

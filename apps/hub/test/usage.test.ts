@@ -1,6 +1,7 @@
 import { createKeys, createRedis } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/processes.js';
 import { captureLogger, testRedis } from '../../../test/support.js';
 import { UsageRecorder, utcDay } from '../src/stores/usage.js';
 
@@ -71,8 +72,11 @@ describe('UsageRecorder', () => {
   it('writes in the background, expires day hashes and keeps the total', async () => {
     recorder.record({ keyId: 'k1', server: 's1', tool: 't', ok: true, latencyMs: 3 });
     expect(await env.redis.exists(env.keys.usage('k1'))).toBe(0); // not yet: batched
-    await new Promise((r) => setTimeout(r, 250)); // no flush(): the timer writes it
-    expect(await env.redis.hget(env.keys.usage('k1'), 'calls')).toBe('1');
+    // No flush(): the recorder's own timer writes it.
+    await waitFor(
+      'the timer to write the batch',
+      async () => (await env.redis.hget(env.keys.usage('k1'), 'calls')) === '1',
+    );
     const ttl = await env.redis.ttl(env.keys.usageDay('k1', utcDay(now)));
     expect(ttl).toBeGreaterThan(34 * 86_400);
     expect(ttl).toBeLessThanOrEqual(35 * 86_400);

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { waitFor } from '../../../test/processes.js';
 import { KeyedSerialQueue } from './keyed-queue.js';
 
 describe('KeyedSerialQueue', () => {
@@ -6,11 +7,16 @@ describe('KeyedSerialQueue', () => {
     const log: string[] = [];
     let active = 0;
     let maxActiveA = 0;
+    // Every task holds until the test lets them go, so the requests below all arrive while the first ones run.
+    let letGo: () => void = () => {};
+    const held = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
     const queue = new KeyedSerialQueue(
       async (key) => {
         if (key === 'a') maxActiveA = Math.max(maxActiveA, ++active);
         log.push(`start ${key}`);
-        await new Promise((r) => setTimeout(r, 20));
+        await held;
         log.push(`end ${key}`);
         if (key === 'a') active--;
       },
@@ -20,6 +26,8 @@ describe('KeyedSerialQueue', () => {
     queue.enqueue('a');
     queue.enqueue('a');
     queue.enqueue('b');
+    await waitFor('both keys started', () => log.includes('start a') && log.includes('start b'));
+    letGo();
     await first;
     await queue.idle();
     expect(maxActiveA).toBe(1);

@@ -190,7 +190,8 @@ describe('supervisor', () => {
   });
 
   it('fails a start that never becomes healthy (hanging server), backs off, and tries again after the backoff', async () => {
-    const h = harness({ MCP_WORKER_START_TIMEOUT: '1500ms' });
+    // The hanging server never becomes healthy, however long it is given: each failed start costs this much.
+    const h = harness({ MCP_WORKER_START_TIMEOUT: '600ms' });
     await startSupervisor(h);
     await h.registry.upsertServer(
       echoServer('hang', { config: { command: process.execPath, args: [fixture('hang-server.mjs')], env: {} } }),
@@ -372,7 +373,9 @@ describe('supervisor', () => {
     const one = await startSupervisor(h);
     for (const id of late) await h.registry.upsertServer(echoServer(id), 'create');
     const records = [...earlyRecords, ...(await Promise.all(late.map((id) => running(h, id, undefined, 30_000))))];
-    await new Promise((resolve) => setTimeout(resolve, 700)); // two resync rounds of each: nothing doubles
+    // Two resync rounds of each (MCP_RESYNC_INTERVAL 300ms) must double nothing. Nothing happening is the point,
+    // and the process supervisor's rounds show nowhere (it logs none), so there is no event to await instead.
+    await new Promise((resolve) => setTimeout(resolve, 700));
     const settled = await Promise.all(ids.map((id) => runtime(h, id)));
     expect(settled.map((r) => r?.pid)).toEqual(records.map((r) => r.pid));
     expect(new Set(settled.map((r) => r?.port)).size).toBe(ids.length);
@@ -390,14 +393,20 @@ describe('supervisor', () => {
 
     twoProcess.kill('SIGKILL');
     await once(twoProcess, 'exit');
-    // The survivor ends up running all of them: the dead one's workers adopted (same pids), not respawned.
-    await waitFor('survivor runs all', () => one.workers().length === ids.length, 30_000);
+    // The survivor ends up running all of them: the dead one's workers adopted (same pids), not respawned. An
+    // adoption counts a worker in at once and writes its record, then logs: wait for the lines as well.
+    const adoptedByOne = () =>
+      new Set(h.logs[0]?.lines.filter((l) => l.event === 'worker.adopted').map((l) => String(l.server)));
+    await waitFor(
+      'survivor runs all, its adoptions logged',
+      () => one.workers().length === ids.length && adoptedByOne().size >= ownedByTwo.length,
+      30_000,
+    );
     const after = await Promise.all(ids.map((id) => runtime(h, id)));
     expect(after.map((r) => r?.status)).toEqual(ids.map(() => 'running'));
     expect(after.map((r) => r?.supervisor)).toEqual(ids.map(() => one.id));
     expect(after.map((r) => r?.pid)).toEqual(settled.map((r) => r?.pid));
-    const adoptedByOne = h.logs[0]?.lines.filter((l) => l.event === 'worker.adopted').map((l) => l.server);
-    expect([...new Set(adoptedByOne)].sort()).toEqual([...ownedByTwo].sort());
+    expect([...adoptedByOne()].sort()).toEqual([...ownedByTwo].sort());
     expect(new Set(after.map((r) => r?.port)).size).toBe(ids.length);
   }, 90_000);
 });

@@ -4,6 +4,7 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { Server } from '@modelcontextprotocol/server';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mcpClients } from '../../../../test/mcp-clients.js';
 import { waitFor } from '../../../../test/processes.js';
 import { captureLogger } from '../../../../test/support.js';
 import { BoundedEventStore } from './event-store.js';
@@ -80,7 +81,9 @@ describe('createMcpFront', () => {
       serverFactory: pingServer(made),
       log: captured.log,
       keepAliveMs: 1_000,
-      sessionIdleTtlMs: 200,
+      // Long enough that neither session can be idle before the counts below, on a loaded host too (a sweep runs
+      // every second).
+      sessionIdleTtlMs: 1_500,
     });
     const { http, url } = await serve(front);
     cleanups.push(
@@ -88,9 +91,10 @@ describe('createMcpFront', () => {
       () => front.close(),
     );
     // A client whose standalone GET stream stays open is busy, however long it is quiet.
-    const client = new Client({ name: 't', version: '1' });
-    await client.connect(new StreamableHTTPClientTransport(new URL(`${url}/mcp`)));
-    cleanups.push(() => client.close());
+    const clients = mcpClients({ name: 't', version: '1' });
+    const { client, standaloneStream } = await clients.streamable(`${url}/mcp`);
+    cleanups.push(() => clients.closeAll());
+    await standaloneStream;
     // A bare session that opened no stream.
     const headers = { 'content-type': 'application/json', accept: 'application/json, text/event-stream' };
     const init = await fetch(`${url}/mcp`, {
