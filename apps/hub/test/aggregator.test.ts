@@ -135,7 +135,14 @@ afterAll(async () => {
 describe('the aggregated server', () => {
   it('lists the tools of every server the caller may see, prefixed with the namespace', async () => {
     const admin = await connect(ADMIN);
-    expect(admin.getServerCapabilities()).toEqual({ tools: { listChanged: true } });
+    // A full MCP server (issue 12): tools, resources (subscriptions on 2025 sessions), prompts, completions, logging.
+    expect(admin.getServerCapabilities()).toEqual({
+      tools: { listChanged: true },
+      resources: { listChanged: true, subscribe: true },
+      prompts: { listChanged: true },
+      completions: {},
+      logging: {},
+    });
     const all = await toolNames(admin);
     expect(all).toEqual(expect.arrayContaining(['alpha__echo', 'alpha__progress', 'beta__echo', 'beta__lookup']));
     expect(all.every((name) => name.startsWith('alpha__') || name.startsWith('beta__'))).toBe(true);
