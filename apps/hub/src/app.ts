@@ -290,6 +290,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     log,
     separator: config.toolSeparator,
     maxAgeMs: config.cacheMaxAgeMs,
+    listTimeoutMs: config.aggregateListTimeoutMs,
   });
   const aggregate = createMcpFront({
     serverFactory: aggregator.serverFactory,

@@ -137,6 +137,8 @@ beforeAll(async () => {
       HUB_PORT: '0',
       HUB_ADMIN_TOKEN: TOKEN,
       HUB_WAKE_TIMEOUT: '20s',
+      // A hung server is registered throughout: every merged list waits this long for it, then goes without it.
+      HUB_AGGREGATE_LIST_TIMEOUT: '1s',
     }),
     log: hubLogs.log,
   });

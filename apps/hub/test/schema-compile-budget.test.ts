@@ -48,6 +48,8 @@ beforeAll(async () => {
       HUB_ADMIN_TOKEN: ADMIN,
       // Room for an array that quadratic uniqueItems could not check within the test's timeout by far.
       HUB_BODY_LIMIT_BYTES: String(8 * 1024 * 1024),
+      // No server here has a worker: a call that passes validation answers 503 after this short wait.
+      HUB_WORKER_WAIT: '50ms',
     }),
     log: logs.log,
   });

@@ -112,6 +112,8 @@ beforeAll(async () => {
       HUB_PORT: '0',
       HUB_WAKE_TIMEOUT: '15s',
       HUB_AUTH: 'none',
+      // Calls to a server whose worker does not run: 503 after a short wait (its length is worker-comeback's).
+      HUB_WORKER_WAIT: '200ms',
     }),
     log: hubLogs.log,
   });

@@ -22,6 +22,7 @@ export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
 export const DEFAULT_WAKE_TIMEOUT_MS = 15_000;
 /** How long a call waits for a worker that is starting, restarting or replaced before it gets 503. */
 export const DEFAULT_WORKER_WAIT_MS = 5_000;
+export const DEFAULT_AGGREGATE_LIST_TIMEOUT_MS = 5_000;
 /** Calls that wait for one server's worker at once; more get 503 at once. */
 export const DEFAULT_WORKER_WAITERS_MAX = 1_000;
 export const DEFAULT_CACHE_MAX_AGE_MS = 30_000;
@@ -75,6 +76,7 @@ export const HubEnvSchema = z
     HUB_WAKE_TIMEOUT: duration('ms').default(DEFAULT_WAKE_TIMEOUT_MS),
     HUB_WORKER_WAIT: duration('ms').default(DEFAULT_WORKER_WAIT_MS),
     HUB_WORKER_WAITERS_MAX: positiveInt.default(DEFAULT_WORKER_WAITERS_MAX),
+    HUB_AGGREGATE_LIST_TIMEOUT: duration('ms').default(DEFAULT_AGGREGATE_LIST_TIMEOUT_MS),
     HUB_CACHE_MAX_AGE: duration('ms').default(DEFAULT_CACHE_MAX_AGE_MS),
     HUB_TOOL_VALIDATORS_MAX: positiveInt.default(DEFAULT_TOOL_VALIDATORS_MAX),
     HUB_PUBLIC_URL: z.url({ error: 'must be an http(s) URL' }).optional(),
@@ -141,6 +143,8 @@ export interface HubConfig {
   workerWaitMs: number;
   /** Calls that wait for one server's worker at once; more get 503 `worker_unavailable` at once. */
   workerWaitersMax: number;
+  /** How long one worker may take to answer its part of an aggregated list (resources, prompts) before it is left out. */
+  aggregateListTimeoutMs: number;
   /** Registry data cached in the hub is re-read at least this often, even if an event was missed. */
   cacheMaxAgeMs: number;
   /** Compiled tool argument validators kept (one per tool at most, least recently used dropped first). */
@@ -193,6 +197,7 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     wakeTimeoutMs: e.HUB_WAKE_TIMEOUT,
     workerWaitMs: e.HUB_WORKER_WAIT,
     workerWaitersMax: e.HUB_WORKER_WAITERS_MAX,
+    aggregateListTimeoutMs: e.HUB_AGGREGATE_LIST_TIMEOUT,
     cacheMaxAgeMs: e.HUB_CACHE_MAX_AGE,
     toolValidatorsMax: e.HUB_TOOL_VALIDATORS_MAX,
     publicUrl: e.HUB_PUBLIC_URL?.replace(/\/+$/, ''),
