@@ -17,6 +17,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Redis } from 'ioredis';
 import { CallGuard } from './access/call-guard.js';
 import { KeyCache } from './access/key-cache.js';
+import { requirePolicyRows } from './access/policy.js';
 import { canSee, type Principal, principalProject } from './access/principal.js';
 import { ServerWriteGuard } from './access/server-writes.js';
 import { SessionReaper } from './access/session-reaper.js';
@@ -167,6 +168,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     },
   });
 
+  requirePolicyRows(app);
   // Only JSON bodies: text/plain would otherwise reach handlers as a string.
   app.removeContentTypeParser('text/plain');
   registerZodValidation(app);

@@ -6,24 +6,19 @@
 import { createHash } from 'node:crypto';
 import { loadHubConfig, Registry } from '@mcp-hub/shared';
 import type { FastifyInstance, InjectOptions, LightMyRequestResponse } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
-import { type Policy, policyOf, ROUTE_POLICIES, type Role, roleAtLeast, type Scope } from '../src/access/policy.js';
+import {
+  type Policy,
+  policyOf,
+  ROUTE_POLICIES,
+  type Role,
+  registeredRoutes,
+  requirePolicyRows,
+  roleAtLeast,
+  type Scope,
+} from '../src/access/policy.js';
 import { buildHub } from '../src/index.js';
-
-/** Every route the app registers, seen by an `onRoute` hook put on the instance as buildHub creates it. */
-const registered = vi.hoisted(() => [] as { method: string; url: string }[]);
-vi.mock('fastify', async (importOriginal) => {
-  const actual = await importOriginal<typeof import('fastify')>();
-  const create = ((opts: Parameters<typeof actual.default>[0]) => {
-    const instance = actual.default(opts);
-    instance.addHook('onRoute', (route) => {
-      for (const method of [route.method].flat()) registered.push({ method, url: route.url });
-    });
-    return instance;
-  }) as typeof actual.default;
-  return { ...actual, default: create };
-});
 
 /** Routes whose allowed answer is an event stream that stays open: read up to the headers, then hang up. */
 const STREAMING_ROUTES = new Set(['GET /sse']);
@@ -156,11 +151,24 @@ afterAll(async () => {
 
 describe('ROUTE_POLICIES covers the app', () => {
   it('has a row for every route the app registers (HEAD follows GET)', () => {
+    const registered = registeredRoutes(app);
     expect(registered.length).toBeGreaterThan(20);
-    const missing = registered
-      .filter((r) => policyOf(r.method, r.url) === undefined)
-      .map((r) => `${r.method} ${r.url}`);
+    expect(registered).toContain('HEAD /healthz');
+    const missing = registered.filter((row) => {
+      const [method, url] = row.split(' ') as [string, string];
+      return policyOf(method, url) === undefined;
+    });
     expect(missing).toEqual([]);
+  });
+
+  it('refuses to register a route without a row: building the app fails instead of serving it', async () => {
+    const { default: Fastify } = await import('fastify');
+    const scratch = Fastify();
+    requirePolicyRows(scratch);
+    scratch.get('/healthz', async () => ({ ok: true }));
+    expect(() => scratch.get('/not-in-the-table', async () => ({ leaked: true }))).toThrow(/no row in ROUTE_POLICIES/);
+    expect(registeredRoutes(scratch)).toEqual(['GET /healthz', 'HEAD /healthz']);
+    await scratch.close();
   });
 
   it('has no row for a route the app does not register', () => {

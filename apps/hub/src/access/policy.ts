@@ -1,9 +1,10 @@
 /**
- * The one table of what each route of the hub needs. The auth plugin reads it for every request, and a test
- * walks every route the app registers and fails when one is missing here, so a new route cannot be
- * reachable without a decision about who may use it.
+ * The one table of what each route of the hub needs. The auth plugin reads it for every request, and the hub
+ * refuses to register a route that is missing here (`requirePolicyRows`), so a new route cannot be reachable
+ * without a decision about who may use it.
  */
 
+import type { FastifyInstance } from 'fastify';
 import type { Role, Scope } from './roles.js';
 
 export { ROLE_SCOPES, ROLES, type Role, roleAtLeast, SCOPES, type Scope } from './roles.js';
@@ -83,4 +84,30 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
 export function policyOf(method: string, url: string | undefined): Policy | undefined {
   if (url === undefined) return undefined;
   return ROUTE_POLICIES[`${method === 'HEAD' ? 'GET' : method} ${url}`];
+}
+
+/** The routes each guarded app registered, as `METHOD /url` rows (HEAD included). */
+const registered = new WeakMap<FastifyInstance, string[]>();
+
+/**
+ * Makes `app` refuse, as it is registered, any route without a row in ROUTE_POLICIES: building the hub fails
+ * instead of serving a route nobody decided about (the auth hook's 403 stays as the second line). Call it
+ * before the first route.
+ */
+export function requirePolicyRows(app: FastifyInstance): void {
+  const rows: string[] = [];
+  registered.set(app, rows);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      if (policyOf(method, route.url) === undefined) {
+        throw new Error(`route ${method} ${route.url} has no row in ROUTE_POLICIES (apps/hub/src/access/policy.ts)`);
+      }
+      rows.push(`${method} ${route.url}`);
+    }
+  });
+}
+
+/** Every route `app` registered since `requirePolicyRows`, as `METHOD /url`. */
+export function registeredRoutes(app: FastifyInstance): readonly string[] {
+  return registered.get(app) ?? [];
 }
