@@ -52,8 +52,9 @@ export interface Supervisor {
 
 /**
  * Builds a supervisor; nothing runs until `start()`. The parts: `decide.ts` (what to do, pure),
- * `reconcile.ts` (read, decide, act per server), `worker-runs.ts` (processes), `adoption.ts` (workers
- * left by another supervisor), `loops.ts` (lease, health, resync), `worker-set.ts` (state and transitions).
+ * `reconcile.ts` (read, decide, act per server), `worker-runs.ts` (processes), `worker-replacement.ts`
+ * (planned restarts, draining), `worker-spawn.ts` (start slots, spawning), `adoption.ts` (workers left by
+ * another supervisor), `loops.ts` (lease, health, resync), `worker-set.ts` (state and transitions).
  */
 export function createSupervisor(deps: SupervisorDeps): Supervisor {
   const { config } = deps;

@@ -1,59 +1,39 @@
-import { randomBytes } from 'node:crypto';
-import {
-  type ServerSpec,
-  WORKER_DRAIN_QUIET_MS,
-  WORKER_DRAIN_SIGNAL,
-  WORKER_EXIT_CODES,
-  WORKER_TOKEN_BYTES,
-  workerSpecDigest,
-} from '@mcp-hub/shared';
+import { type ServerSpec, WORKER_EXIT_CODES, workerSpecDigest } from '@mcp-hub/shared';
 import { bounded } from './bounded.js';
 import type { SupervisorContext } from './context.js';
-import { afterFailedReplacement, afterFailedRun, afterHealthCheck } from './decide.js';
+import { afterFailedRun, afterHealthCheck } from './decide.js';
 import { hasProcess } from './lifecycle.js';
 import { NoFreePortError } from './port-allocator.js';
-import { type ExitInfo, isAlive, isWorkerInstance, spawnWorker, stopProcessGroup } from './process-manager.js';
-import { Semaphore } from './semaphore.js';
-import { logFields, type ManagedWorker, type NextRun } from './worker-set.js';
-
-const STARTUP_POLL_MS = 25;
-
-type SpawnedRun = ReturnType<typeof spawnWorker> & { instance: string; token: string; port: number };
-
-/** A worker replaced by its successor, draining. */
-interface Retiree {
-  id: string;
-  pid?: number;
-  port?: number;
-  instance: string;
-  own: boolean;
-  exited?: Promise<ExitInfo>;
-}
+import { type ExitInfo, isAlive, isWorkerInstance, stopProcessGroup } from './process-manager.js';
+import { WorkerReplacement } from './worker-replacement.js';
+import { logFields, type ManagedWorker } from './worker-set.js';
+import { startupPause, WorkerSpawner, watchFailed } from './worker-spawn.js';
 
 /**
  * The runs of workers: launching a process, watching it start, noticing its exit, stopping it, and its
  * health checks. Every notice carries the run generation it was made for (`ManagedWorker.run`) and is
- * dropped once the worker moved on to another run.
+ * dropped once the worker moved on to another run. Planned restarts (a successor taking over, the replaced
+ * worker draining) are `WorkerReplacement`'s; this class is what the reconciler calls for both.
  */
 export class WorkerRuns {
-  private readonly startSlots: Semaphore;
-  /** Replaced workers draining, until they are gone. */
-  private readonly retiring = new Map<Promise<void>, Retiree>();
+  private readonly spawner: WorkerSpawner;
+  private readonly replacement: WorkerReplacement;
 
   constructor(
     private readonly ctx: SupervisorContext,
     /** The worker's entry script (its dist/main.js). */
-    private readonly entry: string,
+    entry: string,
   ) {
-    this.startSlots = new Semaphore(ctx.config.startConcurrency);
+    this.spawner = new WorkerSpawner(ctx, entry);
+    this.replacement = new WorkerReplacement(ctx, this.spawner, this);
   }
 
   /** Starts a process for `w` and watches it become healthy. */
   async launch(w: ManagedWorker, spec: ServerSpec, restartRequests: number, reason: string): Promise<void> {
     const { config, ports, workers, log } = this.ctx;
-    const release = await this.startSlots.acquire();
+    const release = await this.spawner.acquireSlot();
     if (this.ctx.isClosed() || !workers.isCurrent(w)) return release();
-    const spawned = await this.claimAndSpawn(w.id, release);
+    const spawned = await this.spawner.claimAndSpawn(w.id, release);
     if (spawned instanceof NoFreePortError) {
       w.lastError = spawned.message;
       w.nextAttemptAt = Date.now() + config.backoffMaxMs;
@@ -80,9 +60,7 @@ export class WorkerRuns {
       nextAttemptAt: undefined,
     });
     // Watchers first: whatever happens to the record, the process is followed and the slot is freed.
-    const report = (what: string) => (err: unknown) =>
-      log.error({ event: 'supervisor.watch_failed', server: w.id, what, err }, 'watching a worker failed');
-    void spawned.exited.then((info) => this.onExit(w, run, info)).catch(report('exit'));
+    void spawned.exited.then((info) => this.onExit(w, run, info)).catch(watchFailed(this.ctx, w.id, 'exit'));
     log.info({ event: 'worker.spawned', ...logFields(w), reason }, 'worker spawned');
     try {
       await workers.transition(w, 'spawn', reason);
@@ -99,265 +77,9 @@ export class WorkerRuns {
       await ports.release(port).catch(() => {});
       return;
     }
-    void this.watchStartup(w, run).catch(report('startup')).finally(release);
-  }
-
-  /**
-   * Claims a port and spawns a worker process for server `id` there, with a fresh instance id and credential.
-   * When it fails the start slot is released (`release`); a full port range is returned, not thrown.
-   */
-  private async claimAndSpawn(id: string, release: () => void): Promise<SpawnedRun | NoFreePortError> {
-    const { ports } = this.ctx;
-    let port: number;
-    try {
-      port = await ports.claim();
-    } catch (err) {
-      release();
-      if (err instanceof NoFreePortError) return err;
-      throw err;
-    }
-    try {
-      return { ...this.spawnRun(id, port), port };
-    } catch (err) {
-      release();
-      await ports.release(port);
-      throw err;
-    }
-  }
-
-  private spawnRun(id: string, port: number): Omit<SpawnedRun, 'port'> {
-    const { config } = this.ctx;
-    const instance = randomBytes(8).toString('hex');
-    const token = randomBytes(WORKER_TOKEN_BYTES).toString('base64url');
-    const spawned = spawnWorker(this.entry, {
-      ...config.workerInheritedEnv,
-      ...(config.secretKey === undefined ? {} : { HUB_SECRET_KEY: config.secretKey }),
-      MCP_WORKER_TOKEN: token,
-      MCP_SERVER_ID: id,
-      MCP_WORKER_HOST: config.workerHost,
-      MCP_WORKER_PORT: String(port),
-      MCP_WORKER_INSTANCE: instance,
-      REDIS_URL: config.redisUrl,
-      KEY_PREFIX: config.keyPrefix,
-      LOG_LEVEL: config.logLevel,
-      MCP_UPSTREAM_MAX_MESSAGE_BYTES: String(config.upstreamMaxMessageBytes),
-    });
-    return { ...spawned, instance, token };
-  }
-
-  /**
-   * A planned restart of a running worker (spec change, restart request) without a gap: the successor starts
-   * on another port while the worker goes on serving; once the successor is healthy the record switches to it
-   * (`runtime.update`: hubs send new calls there) and the old worker drains (WORKER_DRAIN_SIGNAL: its calls in
-   * flight finish). If the successor fails, the old worker keeps serving, `last_error` says why, and the
-   * attempt is retried after a backoff.
-   */
-  async replace(w: ManagedWorker, spec: ServerSpec, restartRequests: number, reason: string): Promise<void> {
-    const { workers, log } = this.ctx;
-    const release = await this.startSlots.acquire();
-    if (this.ctx.isClosed() || !workers.isCurrent(w) || w.status !== 'running' || w.next !== undefined) {
-      return release();
-    }
-    log.info({ event: 'worker.restart', ...logFields(w), reason, planned: true }, 'starting a successor worker');
-    const spawned = await this.claimAndSpawn(w.id, release);
-    // No port for a successor: restart in place (a short gap) rather than not at all.
-    if (spawned instanceof NoFreePortError) return this.restart(w, spec, restartRequests, reason);
-    const { port } = spawned;
-    const next: NextRun = {
-      pid: spawned.pid,
-      port,
-      instance: spawned.instance,
-      token: spawned.token,
-      exited: spawned.exited,
-      specRev: spec.rev,
-      specDigest: workerSpecDigest(spec),
-      timeoutMs: spec.timeoutMs,
-      restartRequests,
-      reason,
-      startedAtMs: Date.now(),
-    };
-    w.next = next;
-    log.info(
-      { event: 'worker.spawned', server: w.id, pid: next.pid, port, reason, replacing: w.pid },
-      'successor worker spawned',
-    );
-    void this.watchSuccessor(w, next)
-      .catch((err: unknown) =>
-        log.error(
-          { event: 'supervisor.watch_failed', server: w.id, what: 'successor', err },
-          'watching a worker failed',
-        ),
-      )
+    void this.watchStartup(w, run)
+      .catch(watchFailed(this.ctx, w.id, 'startup'))
       .finally(release);
-  }
-
-  /** Polls the successor's /healthz until it answers as itself (then switches to it), exits, or times out. */
-  private async watchSuccessor(w: ManagedWorker, next: NextRun): Promise<void> {
-    const { config, health, store, workers } = this.ctx;
-    const deadline = next.startedAtMs + config.startTimeoutMs;
-    let exit: ExitInfo | undefined;
-    void next.exited.then((info) => {
-      exit = info;
-    });
-    const current = () => !this.ctx.isClosed() && workers.isCurrent(w) && w.next === next;
-    while (current() && exit === undefined && Date.now() < deadline) {
-      const result = await health.check(w.host, next.port, next.token);
-      if (!current()) break;
-      if (result.ok && result.health?.instance === next.instance) return this.switchTo(w, next);
-      const elapsed = Date.now() - next.startedAtMs;
-      await new Promise((r) => setTimeout(r, elapsed < 2_000 ? STARTUP_POLL_MS : STARTUP_POLL_MS * 8));
-    }
-    // Aborted (a stop, a crash of the running worker, another restart): whoever aborted stopped it.
-    if (w.next !== next) return;
-    w.next = undefined;
-    await this.stopSuccessor(w.id, next, 'replace_failed');
-    if (this.ctx.isClosed() || !workers.isCurrent(w)) return;
-    const note = exit === undefined ? null : await store.readLastError(w.id).catch(() => null);
-    const why =
-      note ??
-      (exit === undefined
-        ? `the new worker was not healthy within ${config.startTimeoutMs} ms`
-        : `the new worker exited with ${exit.signal ?? `code ${exit.code}`}`);
-    await this.replaceFailed(w, next, why, exit?.code === WORKER_EXIT_CODES.specUnavailable);
-  }
-
-  /** The successor failed: the running worker stays, the record says why, and the attempt waits a backoff. */
-  private async replaceFailed(w: ManagedWorker, next: NextRun, why: string, specRefused: boolean): Promise<void> {
-    const { config, store, workers, log } = this.ctx;
-    const outcome = afterFailedReplacement({
-      failures: w.replaceFailures,
-      nowMs: Date.now(),
-      backoffBaseMs: config.backoffBaseMs,
-      backoffMaxMs: config.backoffMaxMs,
-      specRefused,
-    });
-    w.replaceFailures = outcome.failures;
-    w.replaceRetryAt = outcome.retryAt;
-    w.lastError = why;
-    await store.mergeFields(w.id, { lastError: why });
-    log.warn(
-      {
-        event: 'worker.replace_failed',
-        ...logFields(w),
-        reason: next.reason,
-        error: why,
-        failures: w.replaceFailures,
-        delay_ms: outcome.retryAt - Date.now(),
-      },
-      'the new worker did not start; the running one goes on serving',
-    );
-    workers.schedule(w, outcome.retryAt);
-  }
-
-  /** The successor is healthy: the record names it from now on, and the old worker drains and stops. */
-  private async switchTo(w: ManagedWorker, next: NextRun): Promise<void> {
-    const { workers, log } = this.ctx;
-    const old: Retiree = { id: w.id, pid: w.pid, port: w.port, instance: w.instance, own: w.own, exited: w.exited };
-    w.next = undefined;
-    const run = w.run + 1;
-    const now = new Date().toISOString();
-    Object.assign(w, {
-      run,
-      pid: next.pid,
-      port: next.port,
-      instance: next.instance,
-      token: next.token,
-      own: true,
-      exited: next.exited,
-      specRev: next.specRev,
-      specDigest: next.specDigest,
-      restartRequests: next.restartRequests,
-      startedAt: new Date(next.startedAtMs).toISOString(),
-      startedAtMs: next.startedAtMs,
-      lastHeartbeat: now,
-      lastError: undefined,
-      healthFailures: 0,
-      crashes: 0,
-      replaceFailures: 0,
-      replaceRetryAt: undefined,
-    });
-    void next.exited
-      .then((info) => this.onExit(w, run, info))
-      .catch((err: unknown) =>
-        log.error({ event: 'supervisor.watch_failed', server: w.id, what: 'exit', err }, 'watching a worker failed'),
-      );
-    // One write switches every hub: the record names the successor and `runtime.update` drops their cached copy.
-    if (w.status === 'unhealthy') await workers.transition(w, 'healthy', next.reason);
-    else {
-      w.reason = next.reason;
-      await workers.persist(w);
-    }
-    if (!workers.isCurrent(w)) {
-      // The lease was lost: the record still names the old worker, which its new owner adopts.
-      await this.stopSuccessor(w.id, next, 'lease_lost');
-      return;
-    }
-    log.info(
-      {
-        event: 'worker.replaced',
-        ...logFields(w),
-        reason: next.reason,
-        previous_pid: old.pid,
-        previous_port: old.port,
-        startup_ms: Date.now() - next.startedAtMs,
-      },
-      'worker replaced; the previous one drains',
-    );
-    this.retire(old, next.timeoutMs);
-    // A change made while the successor started is looked at now.
-    void this.ctx.enqueue(w.id);
-  }
-
-  /** Stops a successor that never took over and frees its port. */
-  private async stopSuccessor(id: string, next: NextRun, reason: string): Promise<void> {
-    const { config, ports, log } = this.ctx;
-    const how = await stopProcessGroup(next.pid, config.stopGraceMs, next.exited);
-    await ports.release(next.port).catch(() => {});
-    log.info({ event: 'worker.terminated', server: id, pid: next.pid, port: next.port, reason, how }, 'worker stopped');
-  }
-
-  /** Ends a planned restart under way (the running worker stops or is restarted another way). */
-  async abortSuccessor(w: ManagedWorker, reason: string): Promise<void> {
-    const next = w.next;
-    if (next === undefined) return;
-    w.next = undefined;
-    await this.stopSuccessor(w.id, next, reason);
-  }
-
-  /**
-   * Drains a replaced worker: WORKER_DRAIN_SIGNAL lets its calls in flight (and calls still sent to its
-   * address by hubs that had not heard of the switch) finish; SIGKILL to its group once they could not run any
-   * longer. Its port is freed when it is gone.
-   */
-  private retire(old: Retiree, timeoutMs: number): void {
-    const { config, ports, log } = this.ctx;
-    const done = (async () => {
-      const { pid, port } = old;
-      // An adopted worker is not our child: make sure the pid is still that worker before signalling it.
-      if (pid !== undefined && (old.own || isWorkerInstance(pid, old.instance) !== false)) {
-        const graceMs = timeoutMs + WORKER_DRAIN_QUIET_MS + config.stopGraceMs;
-        const how = await stopProcessGroup(pid, graceMs, old.own ? old.exited : undefined, WORKER_DRAIN_SIGNAL);
-        log.info({ event: 'worker.terminated', server: old.id, pid, port, reason: 'replaced', how }, 'worker drained');
-      }
-      if (port !== undefined) await ports.release(port).catch(() => {});
-    })().catch((err: unknown) =>
-      log.error({ event: 'supervisor.watch_failed', server: old.id, what: 'retire', err }, 'retiring a worker failed'),
-    );
-    this.retiring.set(done, old);
-    void done.finally(() => this.retiring.delete(done));
-  }
-
-  /** Resolves when every replaced worker has drained and stopped. */
-  async retired(): Promise<void> {
-    await Promise.all([...this.retiring.keys()]);
-  }
-
-  /** Ports of processes that no record names: successors starting and replaced workers draining. */
-  portsInUse(): number[] {
-    const ports: number[] = [];
-    for (const old of this.retiring.values()) if (old.port !== undefined) ports.push(old.port);
-    for (const w of this.ctx.workers.all()) if (w.next !== undefined) ports.push(w.next.port);
-    return ports;
   }
 
   /** Polls a starting worker's /healthz until it answers as itself, it goes away, or the start times out. */
@@ -376,9 +98,7 @@ export class WorkerRuns {
         log.info({ event: 'worker.ready', ...logFields(w), startup_ms: Date.now() - w.startedAtMs }, 'worker healthy');
         return;
       }
-      // Poll fast at first (a healthy start takes a few hundred ms), then back off to spare a busy host.
-      const elapsed = Date.now() - w.startedAtMs;
-      await new Promise((r) => setTimeout(r, elapsed < 2_000 ? STARTUP_POLL_MS : STARTUP_POLL_MS * 8));
+      await startupPause(w.startedAtMs);
     }
     if (!current()) return;
     w.lastError = `not healthy within ${config.startTimeoutMs} ms`;
@@ -397,7 +117,7 @@ export class WorkerRuns {
       'worker exited',
     );
     // A successor still starting is dropped: the crash path starts a fresh run at once.
-    await this.abortSuccessor(w, 'exited');
+    await this.replacement.abortSuccessor(w, 'exited');
     // The worker is gone, but its stdio server may linger in its process group: end it.
     if (w.pid !== undefined) await stopProcessGroup(w.pid, 0);
     if (w.port !== undefined) await ports.release(w.port).catch(() => {});
@@ -445,6 +165,21 @@ export class WorkerRuns {
     else void this.ctx.enqueue(w.id);
   }
 
+  /** A planned restart of a running worker without a gap (`WorkerReplacement`). */
+  replace(w: ManagedWorker, spec: ServerSpec, restartRequests: number, reason: string): Promise<void> {
+    return this.replacement.replace(w, spec, restartRequests, reason);
+  }
+
+  /** Resolves when every replaced worker has drained and stopped. */
+  retired(): Promise<void> {
+    return this.replacement.retired();
+  }
+
+  /** Ports of processes that no record names: successors starting and replaced workers draining. */
+  portsInUse(): number[] {
+    return this.replacement.portsInUse();
+  }
+
   /** Keeps the process through a change of fields the worker does not read: only the rev it serves moves on. */
   async noteSpec(w: ManagedWorker, specRev: number): Promise<void> {
     w.specRev = specRev;
@@ -458,7 +193,7 @@ export class WorkerRuns {
   /** Ends the current run (if any) and launches a new one at once, with a fresh crash count. */
   async restart(w: ManagedWorker, spec: ServerSpec, restartRequests: number, reason: string): Promise<void> {
     this.ctx.log.info({ event: 'worker.restart', ...logFields(w), reason }, 'restarting worker');
-    await this.abortSuccessor(w, reason);
+    await this.replacement.abortSuccessor(w, reason);
     if (hasProcess(w.status)) {
       await this.ctx.workers.transition(w, 'restart', reason);
       await this.stopProcess(w, reason);
@@ -499,7 +234,7 @@ export class WorkerRuns {
     const { store, workers } = this.ctx;
     const redisStep = <T>(p: Promise<T>) => (redisDeadlineMs === undefined ? p : bounded(p, redisDeadlineMs));
     clearTimeout(w.timer);
-    await this.abortSuccessor(w, reason);
+    await this.replacement.abortSuccessor(w, reason);
     const port = w.port;
     if (hasProcess(w.status)) {
       await redisStep(workers.transition(w, 'stop', reason));

@@ -1,19 +1,10 @@
 import { AppError, type Logger, type ToolInput } from '@mcp-hub/shared';
-import { OrderedClient } from '@mcp-hub/shared/mcp-front';
-import {
-  type Client,
-  ProtocolError,
-  ProtocolErrorCode,
-  SdkError,
-  SdkErrorCode,
-  type Tool,
-  type Transport,
-} from '@modelcontextprotocol/client';
+import { type Client, SdkError, SdkErrorCode, type Transport } from '@modelcontextprotocol/client';
+import { forwardCall, forwardRequest, toToolInput } from './mcp-calls.js';
+import { createUpstreamClient } from './mcp-client.js';
 import {
   type CallToolOptions,
-  CLIENT_REQUEST_METHODS,
   type ClientRequestHandler,
-  FORWARDED_NOTIFICATIONS,
   NO_FEATURES,
   type NotificationListener,
   type PassthroughMethod,
@@ -24,34 +15,6 @@ import {
   type UpstreamState,
   UpstreamStateMachine,
 } from './upstream.js';
-
-/**
- * The worker is a proxy: it hands the server's result on as the server sent it, for the client at the end
- * to judge. Skipping the SDK's result parsing (a zod union that fails a branch on every call, building an
- * error each time) halves the worker's CPU per call.
- */
-const PASS_THROUGH_RESULT = {
-  '~standard': {
-    version: 1 as const,
-    vendor: 'mcp-hub',
-    validate: (value: unknown) =>
-      value !== null && typeof value === 'object'
-        ? { value: value as ToolResult }
-        : { issues: [{ message: 'a tools/call result must be an object' }] },
-  },
-};
-
-/** The same for forwarded requests (resources, prompts, completion): the downstream client judges them. */
-const PASS_THROUGH_OBJECT = {
-  '~standard': {
-    version: 1 as const,
-    vendor: 'mcp-hub',
-    validate: (value: unknown) =>
-      value !== null && typeof value === 'object'
-        ? { value: value as Record<string, unknown> }
-        : { issues: [{ message: 'a result must be an object' }] },
-  },
-};
 
 /** What every MCP upstream (stdio or remote) is given. */
 export interface McpSessionOptions {
@@ -68,24 +31,6 @@ export interface McpSession {
   transport: Transport;
 }
 
-const CLIENT_INFO = { name: 'mcp-hub-worker', version: '0.1.0' };
-/**
- * What the worker tells its upstream it can do: everything a downstream client may answer. Each request is
- * passed on to the client whose call caused it, which may lack the capability: the upstream then gets an MCP
- * error (see client-requests.ts).
- */
-const CLIENT_CAPABILITIES = {
-  sampling: { context: {}, tools: {} },
-  elicitation: { form: {}, url: {} },
-  roots: { listChanged: true },
-};
-/** Coalesces bursts of `tools/list_changed` (a server registering tools one by one). */
-const TOOLS_CHANGED_DEBOUNCE_MS = 100;
-/**
- * The SDK's own per-request timeout must never win over the call runner's deadline (which knows the
- * request and answers `tool_timeout`), so it is set this much later.
- */
-const SDK_TIMEOUT_SLACK_MS = 5_000;
 /** Routine after a cancelled or timed-out call: the server's late progress or answer for a request nobody awaits. */
 const LATE_PROGRESS_RE = /progress notification for an unknown token|response for an unknown message ID/i;
 
@@ -93,6 +38,8 @@ const LATE_PROGRESS_RE = /progress notification for an unknown token|response fo
  * The transport-independent part of an MCP upstream: the state machine, tools/list, the call and request
  * passthrough, the session's close and error handling, and close(). A subclass per transport opens the
  * session (`openTransport`), decides how to connect (once, or with reconnection) and what a lost session means.
+ * The session's SDK client is built in `mcp-client.ts`; how a call crosses it (results passed on unparsed,
+ * failures as `AppError`s) is `mcp-calls.ts`.
  */
 export abstract class McpSessionUpstream<S extends McpSession> implements Upstream {
   protected readonly log: Logger;
@@ -167,18 +114,7 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
     params: Record<string, unknown> | undefined,
     options: UpstreamRequestOptions,
   ): Promise<Record<string, unknown>> {
-    const client = this.requireClient();
-    const onProgress = options.onProgress;
-    try {
-      return (await client.request({ method, ...(params ? { params } : {}) }, PASS_THROUGH_OBJECT, {
-        signal: options.signal,
-        timeout: options.timeoutMs,
-        ...(onProgress ? { onprogress: (p) => onProgress(boundedProgress(p)) } : {}),
-      })) as Record<string, unknown>;
-    } catch (error) {
-      if (options.signal.aborted) throw error;
-      throw this.toCallError(error);
-    }
+    return forwardRequest(this.requireClient(), method, params, options, () => this.callFailed());
   }
 
   connect(): Promise<void> {
@@ -196,19 +132,7 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
   }
 
   async callTool(name: string, args: Record<string, unknown>, options: CallToolOptions): Promise<ToolResult> {
-    const client = this.requireClient();
-    const onProgress = options.onProgress;
-    try {
-      return (await client.request({ method: 'tools/call', params: { name, arguments: args } }, PASS_THROUGH_RESULT, {
-        signal: options.signal,
-        timeout: options.timeoutMs + SDK_TIMEOUT_SLACK_MS,
-        ...(onProgress ? { onprogress: (p) => onProgress(boundedProgress(p)) } : {}),
-      })) as ToolResult;
-    } catch (error) {
-      // An aborted call is the caller's doing: it knows why (timeout, client gone, shutdown).
-      if (options.signal.aborted) throw error;
-      throw this.toCallError(error);
-    }
+    return forwardCall(this.requireClient(), name, args, options, () => this.callFailed());
   }
 
   close(): Promise<void> {
@@ -266,7 +190,17 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
 
   /** Opens one session; on failure releases it (no child left behind) and throws why. */
   protected async openSession(): Promise<void> {
-    const session = await this.openTransport(this.createClient());
+    const session = await this.openTransport(
+      // Each listener checks that its client is still the live session's: a late notification of a session
+      // being replaced must not trigger a sync.
+      createUpstreamClient({
+        isLive: (client) => this.session?.client === client,
+        toolsChanged: () => this.toolsListener?.(),
+        listChanged: (list) => this.listListener?.(list),
+        clientRequestHandler: () => this.clientRequestHandler,
+        notificationListener: () => this.notificationListener,
+      }),
+    );
     session.client.onclose = () => this.handleSessionClosed(session);
     session.client.onerror = (error) => this.handleSessionError(session, error);
     this.session = session;
@@ -296,55 +230,6 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
 
   /** The spec's transport, for logs. */
   protected abstract get transportName(): string;
-
-  private createClient(): Client {
-    // Each listener checks that its client is still the live session's: a late notification of a session
-    // being replaced must not trigger a sync.
-    const client: Client = new OrderedClient(CLIENT_INFO, {
-      listChanged: {
-        tools: {
-          autoRefresh: false,
-          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
-          onChanged: () => {
-            if (this.session?.client === client) this.toolsListener?.();
-          },
-        },
-        resources: {
-          autoRefresh: false,
-          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
-          onChanged: () => {
-            if (this.session?.client === client) this.listListener?.('resources');
-          },
-        },
-        prompts: {
-          autoRefresh: false,
-          debounceMs: TOOLS_CHANGED_DEBOUNCE_MS,
-          onChanged: () => {
-            if (this.session?.client === client) this.listListener?.('prompts');
-          },
-        },
-      },
-      capabilities: CLIENT_CAPABILITIES,
-    });
-    for (const method of CLIENT_REQUEST_METHODS) {
-      client.setRequestHandler(method, async (request, ctx) => {
-        const handler = this.session?.client === client ? this.clientRequestHandler : undefined;
-        if (!handler) throw new ProtocolError(ProtocolErrorCode.InvalidRequest, 'no client can answer this request');
-        return (await handler(
-          method,
-          request.params as Record<string, unknown> | undefined,
-          ctx.mcpReq.signal,
-        )) as never;
-      });
-    }
-    for (const method of FORWARDED_NOTIFICATIONS) {
-      client.setNotificationHandler(method, (notification) => {
-        if (this.session?.client !== client) return;
-        this.notificationListener?.(method, (notification.params ?? {}) as Record<string, unknown>);
-      });
-    }
-    return client;
-  }
 
   private handleSessionClosed(session: S): void {
     if (this.session !== session || this.closing) return;
@@ -386,44 +271,4 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
     }
     return this.describeFailure(session, error instanceof Error ? error.message : String(error));
   }
-
-  private toCallError(error: unknown): AppError {
-    if (ProtocolError.isInstance(error)) {
-      // The upstream's JSON-RPC error reaches the client whole: its code, message and data (e.g. a missing URI).
-      return new AppError(
-        'upstream_error',
-        error.message,
-        { rpcCode: error.code, ...(error.data === undefined ? {} : { rpcData: error.data }) },
-        { cause: error },
-      );
-    }
-    if (SdkError.isInstance(error) && error.code === SdkErrorCode.RequestTimeout) {
-      return new AppError('tool_timeout', 'the upstream did not answer in time', undefined, { cause: error });
-    }
-    this.callFailed();
-    const message = error instanceof Error ? error.message : String(error);
-    return new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
-  }
-}
-
-/** Longest progress `message` passed on: a status line, not a channel for bulk data from the upstream. */
-export const MAX_PROGRESS_MESSAGE_CHARS = 4_096;
-
-/** An upstream progress notification as the worker passes it on, its message cut to MAX_PROGRESS_MESSAGE_CHARS. */
-function boundedProgress(p: { progress: number; total?: number; message?: string }) {
-  const message =
-    typeof p.message === 'string' && p.message.length > MAX_PROGRESS_MESSAGE_CHARS
-      ? `${p.message.slice(0, MAX_PROGRESS_MESSAGE_CHARS)}…`
-      : p.message;
-  return { progress: p.progress, total: p.total, message };
-}
-
-/** The fields of an MCP tool that the registry keeps (no `_meta`, icons or execution hints). */
-function toToolInput(tool: Tool): ToolInput {
-  const input: ToolInput = { name: tool.name, inputSchema: tool.inputSchema as ToolInput['inputSchema'] };
-  if (tool.title !== undefined) input.title = tool.title;
-  if (tool.description !== undefined) input.description = tool.description;
-  if (tool.outputSchema !== undefined) input.outputSchema = tool.outputSchema as Record<string, unknown>;
-  if (tool.annotations !== undefined) input.annotations = tool.annotations as Record<string, unknown>;
-  return input;
 }
