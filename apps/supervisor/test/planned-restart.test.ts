@@ -47,7 +47,11 @@ async function harness(extra: Env = {}): Promise<Harness> {
   return h;
 }
 
+/** Loads still running: a test that fails mid-way leaves its load to afterEach, never to the next file. */
+const loads = new Set<{ stop(): Promise<unknown> }>();
+
 afterEach(async () => {
+  await Promise.all([...loads].map((load) => load.stop()));
   for (const h of harnesses.splice(0)) {
     await h.supervisor.close();
     for (const pid of h.pids) killGroup(pid);
@@ -91,16 +95,19 @@ function steadyCalls(h: Harness, id: string, lanes = 4) {
     }
   };
   const done = Promise.all(Array.from({ length: lanes }, (_, n) => lane(n)));
-  return {
+  const load = {
     get ok() {
       return ok;
     },
     async stop() {
       stopped = true;
+      loads.delete(load);
       await done;
       return { ok, failures, ports };
     },
   };
+  loads.add(load);
+  return load;
 }
 
 describe('planned restarts', () => {
