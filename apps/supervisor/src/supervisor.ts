@@ -13,7 +13,7 @@ import {
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { Adoption } from './adoption.js';
-import { bounded } from './bounded.js';
+import { bounded, ShutdownWrites } from './bounded.js';
 import type { SupervisorContext } from './context.js';
 import { HealthChecker } from './health-checker.js';
 import { KeyedSerialQueue } from './keyed-queue.js';
@@ -113,6 +113,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     log.info({ event: 'supervisor.stopping', keep_workers: config.keepWorkersOnExit }, 'supervisor stopping');
     // Leases are renewed until the workers are stopped: stopping them may outlast a lease.
     loops.stopWatching();
+    const writes = new ShutdownWrites(SHUTDOWN_REDIS_MS);
     const steps: [string, () => Promise<unknown>][] = [
       ['unsubscribe', async () => subscriber && (await closeRedis(subscriber))],
       // A reconcile stuck on an unreachable Redis must not keep the workers running.
@@ -123,8 +124,8 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
           Promise.all(
             ctx.workers.all().map(async (w) => {
               clearTimeout(w.timer);
-              if (config.keepWorkersOnExit) return bounded(store.releaseLease(w.id), SHUTDOWN_REDIS_MS);
-              return runs.stopWorker(w, 'shutdown', false, SHUTDOWN_REDIS_MS);
+              if (config.keepWorkersOnExit) return writes.wait(store.releaseLease(w.id));
+              return runs.stopWorker(w, 'shutdown', false, writes);
             }),
           ),
       ],
@@ -133,7 +134,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
       ['leases', async () => loops.stopLeases()],
       // Gone from the heartbeats only now: until the workers were stopped (or their leases released), the
       // others must not take its servers over.
-      ['heartbeat', () => bounded(store.leaveHeartbeat(), SHUTDOWN_REDIS_MS)],
+      ['heartbeat', () => writes.wait(store.leaveHeartbeat())],
       ['health', () => ctx.health.close()],
       ['redis', async () => ownsRedis && (await closeRedis(redis))],
     ];

@@ -1,5 +1,5 @@
 import { type ServerSpec, WORKER_EXIT_CODES, workerSpecDigest } from '@mcp-hub/shared';
-import { bounded } from './bounded.js';
+import type { ShutdownWrites } from './bounded.js';
 import type { SupervisorContext } from './context.js';
 import { afterFailedRun, afterHealthCheck } from './decide.js';
 import { hasProcess } from './lifecycle.js';
@@ -208,7 +208,7 @@ export class WorkerRuns {
    * Ends the current process of `w` (group SIGTERM, then SIGKILL) and frees its port. Returns the run
    * generation it moved `w` to; pending exit and startup notices of the stopped run are stale from then on.
    */
-  async stopProcess(w: ManagedWorker, reason: string, redisDeadlineMs?: number): Promise<number> {
+  async stopProcess(w: ManagedWorker, reason: string, writes?: ShutdownWrites): Promise<number> {
     const { config, ports, log } = this.ctx;
     const { pid, port, instance } = w;
     w.run += 1;
@@ -221,24 +221,24 @@ export class WorkerRuns {
     }
     if (port !== undefined) {
       const released = ports.release(port).catch(() => {});
-      await (redisDeadlineMs === undefined ? released : bounded(released, redisDeadlineMs));
+      await (writes === undefined ? released : writes.wait(released));
     }
     return stoppedRun;
   }
 
   /**
-   * Stops a worker for good (deleted, disabled, idle, shutdown). With `redisDeadlineMs` (shutdown), each
-   * Redis write waits at most that long, so the process is stopped even while Redis is unreachable.
+   * Stops a worker for good (deleted, disabled, idle, shutdown). With `writes` (shutdown), each Redis write
+   * waits a bounded time, so the process is stopped even while Redis is unreachable.
    */
-  async stopWorker(w: ManagedWorker, reason: string, keepRecord: boolean, redisDeadlineMs?: number): Promise<void> {
+  async stopWorker(w: ManagedWorker, reason: string, keepRecord: boolean, writes?: ShutdownWrites): Promise<void> {
     const { store, workers } = this.ctx;
-    const redisStep = <T>(p: Promise<T>) => (redisDeadlineMs === undefined ? p : bounded(p, redisDeadlineMs));
+    const redisStep = <T>(p: Promise<T>) => (writes === undefined ? p : writes.wait(p));
     clearTimeout(w.timer);
     await this.replacement.abortSuccessor(w, reason);
     const port = w.port;
     if (hasProcess(w.status)) {
       await redisStep(workers.transition(w, 'stop', reason));
-      await this.stopProcess(w, reason, redisDeadlineMs);
+      await this.stopProcess(w, reason, writes);
       await redisStep(workers.transition(w, 'stopped', reason));
     } else if (w.status !== 'stopped') {
       await redisStep(workers.transition(w, 'stop', reason));
