@@ -406,7 +406,10 @@ describe('supervisor', () => {
     expect(after.map((r) => r?.status)).toEqual(ids.map(() => 'running'));
     expect(after.map((r) => r?.supervisor)).toEqual(ids.map(() => one.id));
     expect(after.map((r) => r?.pid)).toEqual(settled.map((r) => r?.pid));
-    expect([...adoptedByOne()].sort()).toEqual([...ownedByTwo].sort());
+    // The survivor adopts the dead one's workers, and its own only where it lost a lease meanwhile (renewals
+    // late on a loaded machine: it forgets the worker, then adopts it back, same pid).
+    const lostByOne = h.logs[0]?.lines.filter((l) => l.event === 'lease.lost').map((l) => String(l.server)) ?? [];
+    expect([...adoptedByOne()].sort()).toEqual([...new Set([...ownedByTwo, ...lostByOne])].sort());
     expect(new Set(after.map((r) => r?.port)).size).toBe(ids.length);
   }, 90_000);
 });

@@ -25,6 +25,8 @@ export interface CallRunnerDeps {
   log: Logger;
   /** The server's per-call deadline, in milliseconds. */
   timeoutMs: number;
+  /** The idle clock (milliseconds, monotonic); `performance.now` unless a test gives its own. */
+  now?: () => number;
 }
 
 /** How often a draining runner looks whether its calls have ended, in milliseconds. */
@@ -44,17 +46,30 @@ class ClientGoneError extends Error {
  */
 export class CallRunner {
   private readonly inflight = new Map<AbortController, Promise<CallOutcome>>();
-  private lastCallEndedAt = performance.now();
+  private readonly now: () => number;
+  private lastCallEndedAt: number;
 
-  constructor(private readonly deps: CallRunnerDeps) {}
+  constructor(private readonly deps: CallRunnerDeps) {
+    this.now = deps.now ?? (() => performance.now());
+    this.lastCallEndedAt = this.now();
+  }
 
   get activeCalls(): number {
     return this.inflight.size;
   }
 
-  /** Milliseconds since the last call ended (or since the runner was made, when none has). */
+  /**
+   * Starts the idle clock over, as a call ending does. The worker calls it when it becomes ready: a worker
+   * woken for a call must not count its own start as idle time (it could be stopped for idleness again before
+   * the call that woke it arrives, whenever the start took longer than the idle TTL).
+   */
+  touch(): void {
+    this.lastCallEndedAt = this.now();
+  }
+
+  /** Milliseconds since the last call ended (or since the worker became ready, when none has). */
   idleMs(): number {
-    return Math.max(0, Math.round(performance.now() - this.lastCallEndedAt));
+    return Math.max(0, Math.round(this.now() - this.lastCallEndedAt));
   }
 
   /** Runs one call; never rejects: the outcome says how it ended. */
@@ -125,7 +140,7 @@ export class CallRunner {
     } finally {
       clearTimeout(timer);
       clientSignal?.removeEventListener('abort', onClientGone);
-      this.lastCallEndedAt = performance.now();
+      this.lastCallEndedAt = this.now();
     }
 
     const latency = Math.round((performance.now() - started) * 100) / 100;

@@ -240,6 +240,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     stopping: () => stopping,
     onToolsChanged: () => front.toolsChanged(),
     onFirstSync: (count) => {
+      runner.touch();
       log.info({ event: 'worker.ready', tools: count, pid: upstream.pid }, 'worker ready');
       resolveReady();
     },
