@@ -2,13 +2,21 @@ import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import { createKeys, createLogger, type Logger, type RedisKeys } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
-import { inject } from 'vitest';
+import { expect, inject } from 'vitest';
 
 export const redisUrl = (): string => inject('redisUrl');
 
-/** A key prefix of its own for each test file (or test), so tests never see each other's keys. */
+/**
+ * A key prefix of its own for each test file (or test), so tests never see each other's keys. It names the test
+ * file: a key, a worker or a process left behind (their KEY_PREFIX) says which file started it.
+ */
 export function testPrefix(): string {
-  return `test:${randomBytes(6).toString('hex')}:`;
+  const file =
+    (expect.getState().testPath ?? 'x')
+      .split('/')
+      .pop()
+      ?.replace(/\.test\.ts$/, '') ?? 'x';
+  return `test:${file}:${randomBytes(6).toString('hex')}:`;
 }
 
 /** A plain client on the test Redis; `cleanup()` deletes every key of the prefix and disconnects. */
