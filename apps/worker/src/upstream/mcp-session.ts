@@ -14,6 +14,7 @@ import {
   CLIENT_REQUEST_METHODS,
   type ClientRequestHandler,
   FORWARDED_NOTIFICATIONS,
+  markLost,
   NO_FEATURES,
   type NotificationListener,
   type PassthroughMethod,
@@ -198,6 +199,7 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
   async callTool(name: string, args: Record<string, unknown>, options: CallToolOptions): Promise<ToolResult> {
     const client = this.requireClient();
     const onProgress = options.onProgress;
+    options.onDispatch?.();
     try {
       return (await client.request({ method: 'tools/call', params: { name, arguments: args } }, PASS_THROUGH_RESULT, {
         signal: options.signal,
@@ -402,7 +404,9 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
     }
     this.callFailed();
     const message = error instanceof Error ? error.message : String(error);
-    return new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
+    const failure = new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
+    // The session ended under the call (a stdio child that died): the server may have run it or not.
+    return SdkError.isInstance(error) && error.code === SdkErrorCode.ConnectionClosed ? markLost(failure) : failure;
   }
 }
 

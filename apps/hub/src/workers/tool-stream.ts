@@ -1,0 +1,71 @@
+import { AppError, parseToolCallFrame, type ToolProgressEvent, type ToolResultEvent } from '@mcp-hub/shared';
+import type { WorkerTarget } from './worker-client.js';
+import { isErrorCode, lostInFlight, staleAddress } from './worker-http.js';
+
+// Reading a worker's tool-call stream (`POST /tools/:tool` as SSE, with `dispatched` events asked for): what the
+// hub can tell from it about where the call got to when something failed.
+
+export type ToolCallResult = Omit<ToolResultEvent, 'request_id'>;
+
+/** Characters of a stream kept unparsed at most: a frame larger than this is a broken worker. */
+const MAX_FRAME_CHARS = 64 * 1024 * 1024;
+
+/**
+ * Reads a tool-call stream to its end: progress goes to `onProgress`, the result is returned, an error event is
+ * thrown as AppError of its code. What a failure tells about the call:
+ * - before the `dispatched` event, the upstream never saw the call: a stream that breaks, or an error
+ *   `worker_unavailable` (the upstream went down before the call was handed to it), is a stale address
+ *   (`wasNeverDelivered`), sent again to the worker that replaces this one;
+ * - after it, a stream that breaks, or an error event the worker marks `lost`, is a call lost in flight
+ *   (`wasLostInFlight`): it may have run, and is run again only for a tool that says it is safe.
+ * `aborted` says whether the caller cancelled: its abort ends the body, which is then thrown as it came.
+ */
+export async function readToolStream(
+  body: AsyncIterable<unknown> & { destroy(): unknown },
+  target: WorkerTarget,
+  onProgress: ((progress: Omit<ToolProgressEvent, 'request_id'>) => void) | undefined,
+  aborted: () => boolean,
+): Promise<ToolCallResult> {
+  let buffer = '';
+  let dispatched = false;
+  const gone = (cause?: unknown) => {
+    const message = `the worker of "${target.serverId}" went away during the call`;
+    return dispatched
+      ? lostInFlight(new AppError('worker_unavailable', message, undefined, { cause }))
+      : staleAddress(target, cause);
+  };
+  try {
+    for await (const chunk of body) {
+      buffer += (chunk as Buffer).toString('utf8');
+      if (buffer.length > MAX_FRAME_CHARS)
+        throw new AppError('worker_unavailable', 'the worker sent an oversized event');
+      let end = buffer.indexOf('\n\n');
+      while (end !== -1) {
+        const frame = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        end = buffer.indexOf('\n\n');
+        const parsed = parseToolCallFrame(frame);
+        if (parsed?.event === 'dispatched') dispatched = true;
+        else if (parsed?.event === 'progress') {
+          const { request_id: _id, ...progress } = parsed.data;
+          onProgress?.(progress);
+        } else if (parsed?.event === 'result') {
+          body.destroy();
+          const { request_id: _id, ...result } = parsed.data;
+          return result;
+        } else if (parsed?.event === 'error') {
+          body.destroy();
+          const { code, message, details, lost } = parsed.data;
+          if (!dispatched && code === 'worker_unavailable') throw gone();
+          const error = new AppError(isErrorCode(code) ? code : 'upstream_error', message, details);
+          throw lost && dispatched ? lostInFlight(error) : error;
+        }
+      }
+    }
+  } catch (err) {
+    if (err instanceof AppError) throw err;
+    if (aborted()) throw err;
+    throw gone(err);
+  }
+  throw gone();
+}
