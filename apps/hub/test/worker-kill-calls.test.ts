@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
-import { request } from 'undici';
+import { Pool, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   childPids,
@@ -21,9 +21,9 @@ import { buildHub } from '../src/index.js';
 
 // Issue 13, item 3: a call never fails for a worker that is coming back. A call the upstream never saw goes to the
 // worker that replaces a killed one; a call the upstream had fails cleanly, unless its tool says a second run is
-// safe (idempotentHint, readOnlyHint): then it runs once more, with a warn line. Real supervisor, real workers,
-// real kill -9; the stdio server (test/fixtures/chaos-server.mjs) logs each call's start, so the test knows which
-// calls reached it.
+// safe (idempotentHint, readOnlyHint): then it runs once more, with a warn line. And a closing hub answers in the
+// one error shape. Real supervisor, real workers, real kill -9; the stdio server (test/fixtures/chaos-server.mjs)
+// logs each call's start, so the test knows which calls reached it.
 const t = testRedis();
 const registry = new Registry(t.redis, t.keys);
 const hubLogs = captureLogger('hub');
@@ -174,5 +174,37 @@ describe('calls when a worker or its stdio server is killed -9', () => {
     expect(logsOf('req-reread', 'tool.call.retried')).toEqual([
       expect.objectContaining({ level: 'warn', server: 'safe-stdio', tool: 'slow-read' }),
     ]);
+  });
+});
+
+describe('a closing hub', () => {
+  it('answers new requests 503 hub_closing in the one error shape, with Retry-After and Connection: close', async () => {
+    await serving('closing');
+    const config = loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_AUTH: 'none' });
+    // Drains longer than the long call takes: it must complete, not be cut at the drain deadline.
+    const closing = await buildHub({ config, log: hubLogs.log, shutdownDrainMs: 30_000 });
+    const origin = await closing.listen({ host: '127.0.0.1', port: 0 });
+    const pool = new Pool(origin, { connections: 2, keepAliveTimeout: 60_000 });
+    try {
+      const long = request(`${origin}/mcp/closing/slow`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ message: 'long', ms: 3_000 }),
+      }).then(async (res) => ({ status: res.statusCode, body: (await res.body.json()) as { content: unknown[] } }));
+      await waitFor('the long call to reach the stdio server', () => starts('closing', 'long') === 1);
+      const closed = closing.close();
+      const refused = await waitFor('the hub to answer as closing', async () => {
+        const res = await pool.request({ path: '/healthz', method: 'GET' });
+        const body = (await res.body.json()) as Record<string, unknown>;
+        return res.statusCode === 503 ? { headers: res.headers, body } : null;
+      });
+      expect(refused.body).toMatchObject({ error: { code: 'hub_closing' }, request_id: expect.any(String) });
+      expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
+      expect(refused.headers.connection).toBe('close');
+      expect(await long).toMatchObject({ status: 200, body: { content: [{ text: 'closing|long' }] } });
+      await closed;
+    } finally {
+      await pool.destroy();
+    }
   });
 });
