@@ -21,13 +21,14 @@ const MAX_FRAME_CHARS = 64 * 1024 * 1024;
  * `aborted` says whether the caller cancelled: its abort ends the body, which is then thrown as it came.
  */
 export async function readToolStream(
-  body: AsyncIterable<unknown> & { destroy(): unknown },
+  body: AsyncIterable<unknown>,
   target: WorkerTarget,
   onProgress: ((progress: Omit<ToolProgressEvent, 'request_id'>) => void) | undefined,
   aborted: () => boolean,
 ): Promise<ToolCallResult> {
   let buffer = '';
   let dispatched = false;
+  let outcome: { result: ToolCallResult } | { error: AppError } | undefined;
   const gone = (cause?: unknown) => {
     const message = `the worker of "${target.serverId}" went away during the call`;
     return dispatched
@@ -35,12 +36,15 @@ export async function readToolStream(
       : staleAddress(target, cause);
   };
   try {
+    // Read to the end (the worker ends the stream right after its last event): a body left unread would cost
+    // the pooled keep-alive connection.
     for await (const chunk of body) {
+      if (outcome) continue;
       buffer += (chunk as Buffer).toString('utf8');
       if (buffer.length > MAX_FRAME_CHARS)
         throw new AppError('worker_unavailable', 'the worker sent an oversized event');
       let end = buffer.indexOf('\n\n');
-      while (end !== -1) {
+      while (end !== -1 && !outcome) {
         const frame = buffer.slice(0, end);
         buffer = buffer.slice(end + 2);
         end = buffer.indexOf('\n\n');
@@ -50,22 +54,25 @@ export async function readToolStream(
           const { request_id: _id, ...progress } = parsed.data;
           onProgress?.(progress);
         } else if (parsed?.event === 'result') {
-          body.destroy();
           const { request_id: _id, ...result } = parsed.data;
-          return result;
+          outcome = { result };
         } else if (parsed?.event === 'error') {
-          body.destroy();
           const { code, message, details, lost } = parsed.data;
-          if (!dispatched && code === 'worker_unavailable') throw gone();
-          const error = new AppError(isErrorCode(code) ? code : 'upstream_error', message, details);
-          throw lost && dispatched ? lostInFlight(error) : error;
+          if (!dispatched && code === 'worker_unavailable') outcome = { error: gone() };
+          else {
+            const error = new AppError(isErrorCode(code) ? code : 'upstream_error', message, details);
+            outcome = { error: lost && dispatched ? lostInFlight(error) : error };
+          }
         }
       }
     }
   } catch (err) {
     if (err instanceof AppError) throw err;
     if (aborted()) throw err;
-    throw gone(err);
+    // The answer was complete: a connection lost after it changes nothing.
+    if (!outcome) throw gone(err);
   }
-  throw gone();
+  if (!outcome) throw gone();
+  if ('error' in outcome) throw outcome.error;
+  return outcome.result;
 }
