@@ -186,7 +186,8 @@ export const ToolErrorEventSchema = z.object({
   details: z.unknown().optional(),
   /**
    * The call had been handed to the upstream when the upstream (or the worker) went away: whether it ran is
-   * unknown. A hub may run it again only for a tool that says it is safe (idempotent or read-only).
+   * unknown. A hub may run it again only for a tool that says it is safe (idempotent or read-only). An error
+   * `worker_unavailable` without it says the upstream never had the call: a hub may send it to another worker.
    */
   lost: z.boolean().optional(),
 });

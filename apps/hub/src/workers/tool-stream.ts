@@ -13,9 +13,9 @@ const MAX_FRAME_CHARS = 64 * 1024 * 1024;
 /**
  * Reads a tool-call stream to its end: progress goes to `onProgress`, the result is returned, an error event is
  * thrown as AppError of its code. What a failure tells about the call:
- * - before the `dispatched` event, the upstream never saw the call: a stream that breaks, or an error
- *   `worker_unavailable` (the upstream went down before the call was handed to it), is a stale address
- *   (`wasNeverDelivered`), sent again to the worker that replaces this one;
+ * - before the `dispatched` event, the upstream never saw the call: a stream that breaks is a stale address
+ *   (`wasNeverDelivered`), sent again to the worker that replaces this one; so is an error `worker_unavailable`
+ *   the worker does not mark `lost`, whenever it comes (the upstream was down, or had died before it read the call);
  * - after it, a stream that breaks, or an error event the worker marks `lost`, is a call lost in flight
  *   (`wasLostInFlight`): it may have run, and is run again only for a tool that says it is safe.
  * `aborted` says whether the caller cancelled: its abort ends the body, which is then thrown as it came.
@@ -58,7 +58,9 @@ export async function readToolStream(
           outcome = { result };
         } else if (parsed?.event === 'error') {
           const { code, message, details, lost } = parsed.data;
-          if (!dispatched && code === 'worker_unavailable') outcome = { error: gone() };
+          // worker_unavailable not `lost`: the upstream never had the call (down before the worker handed it on,
+          // or it refused the call's bytes because it had died).
+          if (code === 'worker_unavailable' && !lost) outcome = { error: staleAddress(target) };
           else {
             const error = new AppError(isErrorCode(code) ? code : 'upstream_error', message, details);
             outcome = { error: lost && dispatched ? lostInFlight(error) : error };

@@ -6,15 +6,14 @@ import {
   ProtocolErrorCode,
   SdkError,
   SdkErrorCode,
-  type Tool,
   type Transport,
 } from '@modelcontextprotocol/client';
+import { boundedProgress, PASS_THROUGH_OBJECT, PASS_THROUGH_RESULT, toCallError, toToolInput } from './mcp-wire.js';
 import {
   type CallToolOptions,
   CLIENT_REQUEST_METHODS,
   type ClientRequestHandler,
   FORWARDED_NOTIFICATIONS,
-  markLost,
   NO_FEATURES,
   type NotificationListener,
   type PassthroughMethod,
@@ -25,34 +24,6 @@ import {
   type UpstreamState,
   UpstreamStateMachine,
 } from './upstream.js';
-
-/**
- * The worker is a proxy: it hands the server's result on as the server sent it, for the client at the end
- * to judge. Skipping the SDK's result parsing (a zod union that fails a branch on every call, building an
- * error each time) halves the worker's CPU per call.
- */
-const PASS_THROUGH_RESULT = {
-  '~standard': {
-    version: 1 as const,
-    vendor: 'mcp-hub',
-    validate: (value: unknown) =>
-      value !== null && typeof value === 'object'
-        ? { value: value as ToolResult }
-        : { issues: [{ message: 'a tools/call result must be an object' }] },
-  },
-};
-
-/** The same for forwarded requests (resources, prompts, completion): the downstream client judges them. */
-const PASS_THROUGH_OBJECT = {
-  '~standard': {
-    version: 1 as const,
-    vendor: 'mcp-hub',
-    validate: (value: unknown) =>
-      value !== null && typeof value === 'object'
-        ? { value: value as Record<string, unknown> }
-        : { issues: [{ message: 'a result must be an object' }] },
-  },
-};
 
 /** What every MCP upstream (stdio or remote) is given. */
 export interface McpSessionOptions {
@@ -178,7 +149,7 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
       })) as Record<string, unknown>;
     } catch (error) {
       if (options.signal.aborted) throw error;
-      throw this.toCallError(error);
+      throw toCallError(error, () => this.callFailed());
     }
   }
 
@@ -209,7 +180,7 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
     } catch (error) {
       // An aborted call is the caller's doing: it knows why (timeout, client gone, shutdown).
       if (options.signal.aborted) throw error;
-      throw this.toCallError(error);
+      throw toCallError(error, () => this.callFailed());
     }
   }
 
@@ -388,46 +359,4 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
     }
     return this.describeFailure(session, error instanceof Error ? error.message : String(error));
   }
-
-  private toCallError(error: unknown): AppError {
-    if (ProtocolError.isInstance(error)) {
-      // The upstream's JSON-RPC error reaches the client whole: its code, message and data (e.g. a missing URI).
-      return new AppError(
-        'upstream_error',
-        error.message,
-        { rpcCode: error.code, ...(error.data === undefined ? {} : { rpcData: error.data }) },
-        { cause: error },
-      );
-    }
-    if (SdkError.isInstance(error) && error.code === SdkErrorCode.RequestTimeout) {
-      return new AppError('tool_timeout', 'the upstream did not answer in time', undefined, { cause: error });
-    }
-    this.callFailed();
-    const message = error instanceof Error ? error.message : String(error);
-    const failure = new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
-    // The session ended under the call (a stdio child that died): the server may have run it or not.
-    return SdkError.isInstance(error) && error.code === SdkErrorCode.ConnectionClosed ? markLost(failure) : failure;
-  }
-}
-
-/** Longest progress `message` passed on: a status line, not a channel for bulk data from the upstream. */
-export const MAX_PROGRESS_MESSAGE_CHARS = 4_096;
-
-/** An upstream progress notification as the worker passes it on, its message cut to MAX_PROGRESS_MESSAGE_CHARS. */
-function boundedProgress(p: { progress: number; total?: number; message?: string }) {
-  const message =
-    typeof p.message === 'string' && p.message.length > MAX_PROGRESS_MESSAGE_CHARS
-      ? `${p.message.slice(0, MAX_PROGRESS_MESSAGE_CHARS)}…`
-      : p.message;
-  return { progress: p.progress, total: p.total, message };
-}
-
-/** The fields of an MCP tool that the registry keeps (no `_meta`, icons or execution hints). */
-function toToolInput(tool: Tool): ToolInput {
-  const input: ToolInput = { name: tool.name, inputSchema: tool.inputSchema as ToolInput['inputSchema'] };
-  if (tool.title !== undefined) input.title = tool.title;
-  if (tool.description !== undefined) input.description = tool.description;
-  if (tool.outputSchema !== undefined) input.outputSchema = tool.outputSchema as Record<string, unknown>;
-  if (tool.annotations !== undefined) input.annotations = tool.annotations as Record<string, unknown>;
-  return input;
 }
