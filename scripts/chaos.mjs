@@ -192,8 +192,7 @@ function analyze(stack, scenario, load, fault, { recovered, endedAt, upstreamPid
     const key = c.st ? `${c.st} ${c.c}` : c.c;
     byCode[key] = (byCode[key] ?? 0) + 1;
   }
-  const sentBefore = new Set(calls.filter((c) => c.ts <= fault.at).map((c) => `${scenario.name}-${c.i}`));
-  const reached = reachedUpstream(stack, `${scenario.name}-`, fault.at, upstreamPid, sentBefore);
+  const { reached, startedBy } = reachedUpstream(stack, `${scenario.name}-`, fault.at, upstreamPid);
   // Before or after the fault by when a call was sent: the due time (t0) is earlier when the load fell behind.
   const lastFail = failedCalls.reduce((m, c) => Math.max(m, c.ts), Number.NEGATIVE_INFINITY);
   const afterFault = calls.filter((c) => c.c === 'ok' && c.ts >= fault.at).map((c) => c.t1 - c.t0);
@@ -211,7 +210,12 @@ function analyze(stack, scenario, load, fault, { recovered, endedAt, upstreamPid
     /** Failures not in the one error shape: a 200 without a body, an error body without a code. */
     brokenAnswers: calls.filter((c) => c.c === 'broken_answer' || c.c === 'no_error_code').length,
     reachedUpstream: reached.size,
-    failedNotReached: failedCalls.filter((c) => !reached.has(`${scenario.name}-${c.i}`)).length,
+    // A failed call the stdio server of the fault's moment started (whenever: a worker killed -9 leaves its child
+    // a moment, which still runs what the worker had written to its stdin) had reached it too.
+    failedNotReached: failedCalls.filter((c) => {
+      const id = `${scenario.name}-${c.i}`;
+      return !reached.has(id) && !startedBy.has(id);
+    }).length,
     faultDurationMs: endAt === undefined ? null : Math.round(endAt - at),
     recovered,
     backTo100PctMs: failedCalls.length === 0 ? 0 : Math.max(0, Math.round(lastFail - at)),
@@ -230,27 +234,28 @@ function analyze(stack, scenario, load, fault, { recovered, endedAt, upstreamPid
 const round = (ms) => (ms === undefined ? null : Math.round(ms));
 
 /**
- * Ids (messages) of the calls of this scenario that had reached the upstream and not answered at `at`: started
- * by then, or sent before it and started later by the target's stdio server of that moment (`upstreamPid`: a
- * worker killed -9 leaves its child a moment, which still runs the calls already in its stdin).
+ * `reached`: ids (messages) of the calls of this scenario that had started upstream and not answered at `at`;
+ * `startedBy`: those the target's stdio server of that moment (`upstreamPid`) started at any time.
  */
-function reachedUpstream(stack, idPrefix, at, upstreamPid, sentBefore) {
+function reachedUpstream(stack, idPrefix, at, upstreamPid) {
   const started = new Map();
   const finished = new Map();
+  const startedBy = new Set();
   for (const name of SERVERS) {
     const file = stack.eventsFile(name);
     if (!existsSync(file)) continue;
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       if (!line.startsWith(`{"pid":`) || !line.includes(`"id":"${idPrefix}`)) continue;
       const e = JSON.parse(line);
-      if (e.ev === 's')
-        started.set(e.id, started.get(e.id) === true || e.t <= at || (e.pid === upstreamPid && sentBefore.has(e.id)));
+      if (e.ev === 's' && e.pid === upstreamPid) startedBy.add(e.id);
+      if (e.ev === 's') started.set(e.id, Math.min(e.t, started.get(e.id) ?? Number.POSITIVE_INFINITY));
       else finished.set(e.id, e.t);
     }
   }
-  const out = new Set();
-  for (const [id, had] of started) if (had && !((finished.get(id) ?? Number.POSITIVE_INFINITY) <= at)) out.add(id);
-  return out;
+  const reached = new Set();
+  for (const [id, t] of started)
+    if (t <= at && !((finished.get(id) ?? Number.POSITIVE_INFINITY) <= at)) reached.add(id);
+  return { reached, startedBy };
 }
 
 /** The hub's warn and error lines logged between `from` and `to`, by level. */
