@@ -15,10 +15,10 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { availableParallelism, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
-import { jsonLines, percentile, ROOT, table } from '../bench/lib.mjs';
+import { jsonLines, percentile, ROOT } from '../bench/lib.mjs';
+import { missedBars, printReport } from './chaos/report.mjs';
 import { SCENARIOS, TARGET } from './chaos/scenarios.mjs';
 import { createStack, now, poll, sleep, stopStack } from './chaos/stack.mjs';
 
@@ -172,7 +172,7 @@ async function runScenario(stack, scenario, opts) {
   await load.close();
   await ensureHealthy(stack);
   const after = await stack.runtime(TARGET);
-  const result = analyze(stack, scenario, load, fault, { recovered, endedAt });
+  const result = analyze(stack, scenario, load, fault, { recovered, endedAt, upstreamPid: before.upstreamPid });
   result.pidBefore = before.pid;
   result.pidAfter = after?.pid ?? null;
   // A scenario measured with next to no calls proves nothing: at least the baseline's worth must have run.
@@ -184,7 +184,7 @@ async function runScenario(stack, scenario, opts) {
 }
 
 /** The figures of one scenario from its calls, the fixtures' event files and the hub's log. */
-function analyze(stack, scenario, load, fault, { recovered, endedAt }) {
+function analyze(stack, scenario, load, fault, { recovered, endedAt, upstreamPid }) {
   const { calls } = load;
   const failedCalls = calls.filter((c) => c.c !== 'ok');
   const byCode = {};
@@ -192,7 +192,7 @@ function analyze(stack, scenario, load, fault, { recovered, endedAt }) {
     const key = c.st ? `${c.st} ${c.c}` : c.c;
     byCode[key] = (byCode[key] ?? 0) + 1;
   }
-  const reached = reachedUpstream(stack, `${scenario.name}-`, fault.at);
+  const { reached, startedBy } = reachedUpstream(stack, `${scenario.name}-`, fault.at, upstreamPid);
   // Before or after the fault by when a call was sent: the due time (t0) is earlier when the load fell behind.
   const lastFail = failedCalls.reduce((m, c) => Math.max(m, c.ts), Number.NEGATIVE_INFINITY);
   const afterFault = calls.filter((c) => c.c === 'ok' && c.ts >= fault.at).map((c) => c.t1 - c.t0);
@@ -210,7 +210,12 @@ function analyze(stack, scenario, load, fault, { recovered, endedAt }) {
     /** Failures not in the one error shape: a 200 without a body, an error body without a code. */
     brokenAnswers: calls.filter((c) => c.c === 'broken_answer' || c.c === 'no_error_code').length,
     reachedUpstream: reached.size,
-    failedNotReached: failedCalls.filter((c) => !reached.has(`${scenario.name}-${c.i}`)).length,
+    // A failed call the stdio server of the fault's moment started (whenever: a worker killed -9 leaves its child
+    // a moment, which still runs what the worker had written to its stdin) had reached it too.
+    failedNotReached: failedCalls.filter((c) => {
+      const id = `${scenario.name}-${c.i}`;
+      return !reached.has(id) && !startedBy.has(id);
+    }).length,
     faultDurationMs: endAt === undefined ? null : Math.round(endAt - at),
     recovered,
     backTo100PctMs: failedCalls.length === 0 ? 0 : Math.max(0, Math.round(lastFail - at)),
@@ -228,22 +233,29 @@ function analyze(stack, scenario, load, fault, { recovered, endedAt }) {
 
 const round = (ms) => (ms === undefined ? null : Math.round(ms));
 
-/** Ids (messages) of the calls of this scenario that had started upstream and not answered at `at`. */
-function reachedUpstream(stack, idPrefix, at) {
+/**
+ * `reached`: ids (messages) of the calls of this scenario that had started upstream and not answered at `at`;
+ * `startedBy`: those the target's stdio server of that moment (`upstreamPid`) started at any time.
+ */
+function reachedUpstream(stack, idPrefix, at, upstreamPid) {
   const started = new Map();
   const finished = new Map();
+  const startedBy = new Set();
   for (const name of SERVERS) {
     const file = stack.eventsFile(name);
     if (!existsSync(file)) continue;
     for (const line of readFileSync(file, 'utf8').split('\n')) {
       if (!line.startsWith(`{"pid":`) || !line.includes(`"id":"${idPrefix}`)) continue;
       const e = JSON.parse(line);
-      (e.ev === 's' ? started : finished).set(e.id, e.t);
+      if (e.ev === 's' && e.pid === upstreamPid) startedBy.add(e.id);
+      if (e.ev === 's') started.set(e.id, Math.min(e.t, started.get(e.id) ?? Number.POSITIVE_INFINITY));
+      else finished.set(e.id, e.t);
     }
   }
-  const out = new Set();
-  for (const [id, t] of started) if (t <= at && !((finished.get(id) ?? Number.POSITIVE_INFINITY) <= at)) out.add(id);
-  return out;
+  const reached = new Set();
+  for (const [id, t] of started)
+    if (t <= at && !((finished.get(id) ?? Number.POSITIVE_INFINITY) <= at)) reached.add(id);
+  return { reached, startedBy };
 }
 
 /** The hub's warn and error lines logged between `from` and `to`, by level. */
@@ -311,94 +323,6 @@ async function findLeaks(stack) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// The report.
-
-/** Every bar missed, as "scenario: bar (detail)"; empty when the run meets the issue's bar. */
-function missedBars(results, leaks) {
-  const missed = results.flatMap((r) =>
-    r.bars.filter((b) => !b.met).map((b) => `${r.scenario}: ${b.bar} (${b.detail})`),
-  );
-  if (!leaks.clean) missed.push('leak check: something of the run was left behind');
-  return missed;
-}
-
-function printReport(results, leaks, opts) {
-  const rows = [
-    [
-      'scenario',
-      'sent',
-      'failed',
-      'failed by code',
-      'reached upstream',
-      'failed, not reached',
-      '100 % again after',
-      'max latency',
-      'worker pid',
-      'hub warn/error lines',
-      'bar',
-    ],
-  ];
-  for (const r of results) {
-    const codes = Object.entries(r.failedByCode)
-      .map(([code, n]) => `${n} × ${code}`)
-      .join(', ');
-    rows.push([
-      r.scenario,
-      r.sent,
-      r.failed,
-      codes || '—',
-      r.reachedUpstream,
-      r.failedNotReached,
-      r.recovered ? `${(r.backTo100PctMs / 1_000).toFixed(1)} s` : 'not recovered',
-      `${r.latencyMs.maxAfter} ms`,
-      r.pidBefore === r.pidAfter ? `${r.pidBefore} (kept)` : `${r.pidBefore} → ${r.pidAfter}`,
-      `${r.hubLog.warn}/${r.hubLog.error}`,
-      r.met ? 'met' : 'MISSED',
-    ]);
-  }
-  const load = loadavg()[0].toFixed(1);
-  console.log(
-    `\nFault injection, ${opts.rate} calls/s open loop over ${SERVERS.join(', ')} (faults hit ${TARGET}; ${availableParallelism()} cores, load average ${load} at the end)\n`,
-  );
-  console.log(table(rows));
-  const extras = results.flatMap((r) => {
-    const lines = [];
-    if (r.runningAgainMs !== undefined) {
-      lines.push(
-        `${r.scenario}: running again ${r.runningAgainMs === null ? 'never' : `${r.runningAgainMs.toFixed(0)} ms`} after the crash (taken over by ${r.newOwner})`,
-      );
-    }
-    if (r.hubExitCode !== undefined) {
-      lines.push(
-        `${r.scenario}: hub exit ${r.hubExitCode} after ${r.hubExitMs?.toFixed(0)} ms; long calls ${r.longCallsOk}/${r.longCalls} answered${r.longCallFailures.length > 0 ? `; the others: ${r.longCallFailures.join(' | ')}` : ''}`,
-      );
-    }
-    if (r.faultDurationMs !== null)
-      lines.push(`${r.scenario}: fault lasted ${(r.faultDurationMs / 1_000).toFixed(1)} s`);
-    if (r.failedBeforeFault > 0) lines.push(`${r.scenario}: ${r.failedBeforeFault} calls sent before the fault failed`);
-    if (r.loadLagMs.p99 > LAG_WARN_MS) {
-      lines.push(
-        `${r.scenario}: the load process fell behind (p99 ${r.loadLagMs.p99} ms, max ${r.loadLagMs.max} ms late): a busy machine`,
-      );
-    }
-    return lines;
-  });
-  if (extras.length > 0) console.log(`\n${extras.join('\n')}`);
-  console.log(
-    `\nLeak check: ${leaks.clean ? 'clean' : 'LEFT BEHIND'} (processes ${leaks.processes.length}, runtime/lease/port-lock keys ${leaks.keys.length}, claimed ports ${leaks.ports.length}; exit codes ${Object.entries(
-      leaks.exits,
-    )
-      .map(([k, v]) => `${k} ${v}`)
-      .join(', ')})`,
-  );
-  for (const item of [...leaks.processes, ...leaks.keys, ...leaks.ports.map((p) => `port ${p}`)])
-    console.log(`  ${item}`);
-  const missed = missedBars(results, leaks);
-  console.log(missed.length === 0 ? '\nEvery bar met.' : `\nBars missed:\n${missed.map((m) => `  ${m}`).join('\n')}`);
-  return missed;
-}
-
-// ---------------------------------------------------------------------------------------------------------------
 
 const opts = parseArgs(process.argv.slice(2));
 const chosen = opts.scenarios.length > 0 ? SCENARIOS.filter((s) => opts.scenarios.includes(s.name)) : SCENARIOS;
@@ -429,7 +353,7 @@ try {
     );
     exitCode = ok ? 0 : 1;
   } else {
-    const missed = printReport(results, leaks, opts);
+    const missed = printReport(results, leaks, opts, { servers: SERVERS, target: TARGET, lagWarnMs: LAG_WARN_MS });
     console.log(`(${durationS} s; logs in ${RUN_DIR})`);
     exitCode = missed.length === 0 ? 0 : 1;
   }

@@ -2,7 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { ServerSpecBody } from '@mcp-hub/shared';
+import type { Registry, RuntimeRecord, ServerSpecBody } from '@mcp-hub/shared';
 
 export const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
@@ -207,4 +207,21 @@ export function collectJsonLines(child: ChildProcess, into: Record<string, unkno
       // not a log line
     }
   });
+}
+
+/** Waits until server `id` runs (as another instance than `notInstance`, when given) and answers its record. */
+export function runningRecord(
+  registry: Registry,
+  id: string,
+  notInstance?: string,
+  timeoutMs = 20_000,
+): Promise<RuntimeRecord> {
+  return waitFor(
+    `${id} running${notInstance ? ' as a new instance' : ''}`,
+    async () => {
+      const r = await registry.getRuntime(id);
+      return r?.status === 'running' && r.instance !== notInstance ? r : null;
+    },
+    timeoutMs,
+  );
 }

@@ -179,13 +179,24 @@ export async function createStack({ runDir, servers, say }) {
       return registry.getRuntime(id);
     },
 
-    /** Waits until `id` runs (optionally: as another pid than `notPid`) and answers a call through the hub. */
+    /**
+     * Waits until `id` runs (optionally: as another pid than `notPid`) and is settled: its worker has taken in
+     * every restart request and the spec's current rev (a planned restart's successor switched in, a metadata
+     * change noted), so that the pid read next is not replaced by a change still under way; then until it
+     * answers a call through the hub.
+     */
     async waitServing(id, { notPid, timeoutMs } = {}) {
       const runtime = await poll(
-        `${id} running`,
+        `${id} running and settled`,
         async () => {
-          const rt = await registry.getRuntime(id);
-          return rt?.status === 'running' && rt.pid !== notPid ? rt : null;
+          const [rt, spec, requested] = await Promise.all([
+            registry.getRuntime(id),
+            registry.getServer(id),
+            client.hget(keys.restarts, id),
+          ]);
+          const settled =
+            (rt?.restartRequests ?? 0) >= Number(requested ?? 0) && (spec === null || rt?.specRev === spec.rev);
+          return rt?.status === 'running' && rt.pid !== notPid && settled ? rt : null;
         },
         timeoutMs,
       );

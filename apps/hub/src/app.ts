@@ -1,5 +1,6 @@
 import { serializerCompiler } from '@fastify/type-provider-zod';
 import {
+  AppError,
   closeRedis,
   createKeys,
   createRedis,
@@ -154,7 +155,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     genReqId: requestIdFrom,
     bodyLimit: config.bodyLimitBytes,
-    return503OnClosing: true,
+    return503OnClosing: false,
     // The whole request must arrive in time (a trickled body holds a socket otherwise); responses, SSE
     // streams included, are not limited by these.
     requestTimeout: config.requestTimeoutMs,
@@ -175,8 +176,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   app.setSerializerCompiler(serializerCompiler);
   registerErrorHandling(app, log);
 
+  // Set when closing starts (preClose, below): a request that comes meanwhile on a kept-alive connection gets
+  // the one error shape (Fastify's return503OnClosing answers a bare body of its own), and its connection ends.
+  let closing = false;
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    if (closing) throw new AppError('hub_closing', 'the hub is shutting down; retry');
   });
   app.addHook('onResponse', async (req, reply) => {
     // Routes that log their own lines (the tool-call path) opt out of this one.
@@ -341,11 +346,12 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       (await registry.listServers()).filter((s) => s.enabled && canSee(req.principal, s.project)),
   });
 
-  // Shutdown, in order (new requests already get 503 here): streams that last until someone ends them are
+  // Shutdown, in order (new requests get 503 `hub_closing` from here on): streams that last until someone ends them are
   // ended (the aggregated sessions, the relayed worker streams); the calls in flight may finish, up to the
   // drain deadline, and are cut after it; then Fastify closes the server, which ends the connections now
   // idle (keep-alive ones included), and the onClose hooks release the rest.
   app.addHook('preClose', async () => {
+    closing = true;
     clearTimeout(listChanged);
     reaper.close();
     client.endStreams();

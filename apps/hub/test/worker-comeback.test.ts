@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   echoServer,
   killByKeyPrefix,
+  runningRecord as runningAs,
   startWatchedSupervisor,
   stopProcess,
   waitFor,
@@ -59,16 +60,7 @@ async function callEchoStream(at: string, id: string, message: string, requestId
   };
 }
 
-async function runningRecord(id: string, notInstance?: string) {
-  return waitFor(
-    `${id} running${notInstance ? ' as a new instance' : ''}`,
-    async () => {
-      const r = await registry.getRuntime(id);
-      return r?.status === 'running' && r.instance !== notInstance ? r : null;
-    },
-    20_000,
-  );
-}
+const runningRecord = (id: string, notInstance?: string) => runningAs(registry, id, notInstance);
 
 /** Every line at error level or worse, of the hub and of the supervisor and its workers. */
 function errorLines(): Record<string, unknown>[] {

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { AppError, type Logger } from '@mcp-hub/shared';
-import type { ToolProgress, ToolResult, Upstream } from './upstream/upstream.js';
+import { isLost, type ToolProgress, type ToolResult, type Upstream } from './upstream/upstream.js';
 
 export interface CallRequest {
   tool: string;
@@ -10,13 +10,16 @@ export interface CallRequest {
   /** Aborted when the client goes away: the upstream call is cancelled. */
   clientSignal?: AbortSignal;
   onProgress?: (progress: ToolProgress) => void;
+  /** Called once when the call is handed to the upstream (not for a call that fails before). */
+  onDispatch?: () => void;
   /** The upstream session to call (a client's own, in `per-client` mode); the runner's by default. */
   upstream?: Upstream;
 }
 
 export type CallOutcome =
   | { kind: 'result'; result: ToolResult }
-  | { kind: 'error'; error: AppError }
+  /** `lost`: the upstream (or the worker) went away while it had the call; whether it ran is unknown. */
+  | { kind: 'error'; error: AppError; lost: boolean }
   /** The client went away; there is nobody to answer. */
   | { kind: 'cancelled' };
 
@@ -121,11 +124,16 @@ export class CallRunner {
 
     let outcome: CallOutcome;
     let failure: unknown;
+    let dispatched = false;
     try {
       if (controller.signal.aborted) throw controller.signal.reason;
       const result = await upstream.callTool(tool, request.args, {
         signal: controller.signal,
         onProgress: request.onProgress,
+        onDispatch: () => {
+          dispatched = true;
+          request.onDispatch?.();
+        },
         timeoutMs,
         requestId,
       });
@@ -135,8 +143,10 @@ export class CallRunner {
       // Once aborted, the reason is the truth, whatever the upstream threw while unwinding.
       const reason: unknown = controller.signal.aborted ? controller.signal.reason : error;
       if (reason instanceof ClientGoneError) outcome = { kind: 'cancelled' };
-      else if (reason instanceof AppError) outcome = { kind: 'error', error: reason };
-      else outcome = { kind: 'error', error: new AppError('internal_error', 'the call failed unexpectedly') };
+      else if (reason instanceof AppError)
+        outcome = { kind: 'error', error: reason, lost: dispatched && isLost(reason) };
+      else
+        outcome = { kind: 'error', error: new AppError('internal_error', 'the call failed unexpectedly'), lost: false };
     } finally {
       clearTimeout(timer);
       clientSignal?.removeEventListener('abort', onClientGone);
@@ -165,6 +175,7 @@ export class CallRunner {
           tool,
           error: error.message,
           code: error.code,
+          ...(outcome.lost ? { lost: true } : {}),
           ...(bug ? { traceback: cause instanceof Error ? cause.stack : String(cause) } : {}),
         },
         'tool call failed',

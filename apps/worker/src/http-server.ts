@@ -12,6 +12,7 @@ import {
   type ToolInput,
   type ToolResultEvent,
   WORKER_CALLER_HEADER,
+  WORKER_DISPATCH_HEADER,
   WORKER_ROUTES,
   WORKER_TOKEN_HEADER,
   type WorkerHealth,
@@ -122,10 +123,20 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
       ...call,
       onProgress: (p) =>
         stream.send('progress', { request_id: requestId, progress: p.progress, total: p.total, message: p.message }),
+      ...(req.headers[WORKER_DISPATCH_HEADER] === '1'
+        ? { onDispatch: () => stream.send('dispatched', { request_id: requestId }) }
+        : {}),
     });
     if (outcome.kind === 'result') stream.send('result', resultBody(requestId, outcome.result));
     else if (outcome.kind === 'error') {
-      stream.send('error', { request_id: requestId, code: outcome.error.code, message: outcome.error.message });
+      const { code, message, details } = outcome.error;
+      stream.send('error', {
+        request_id: requestId,
+        code,
+        message,
+        ...(details === undefined ? {} : { details }),
+        ...(outcome.lost ? { lost: true } : {}),
+      });
     }
     stream.end();
     if (stream.droppedProgress > 0) {

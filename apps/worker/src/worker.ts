@@ -23,6 +23,7 @@ import { ToolSync } from './tool-sync.js';
 import { createUpstream } from './upstream/create-upstream.js';
 import { createModernPassthrough } from './upstream/modern-passthrough.js';
 import { createBwrapLauncher, type StdioLauncher, UNCONFINED } from './upstream/stdio-sandbox.js';
+import { markLost } from './upstream/upstream.js';
 import { UpstreamLinks } from './upstream-links.js';
 import { loadServerSpec, recordLastError, WorkerExitError } from './worker-spec.js';
 
@@ -316,8 +317,9 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         }
       };
       sync.stop();
+      // A call the upstream had when the worker stops may have run: `lost`, never resent blindly.
       await step('calls', () =>
-        runner.abortAll(new AppError('worker_unavailable', 'the worker is shutting down; retry')),
+        runner.abortAll(markLost(new AppError('worker_unavailable', 'the worker is shutting down; retry'))),
       );
       flows.closeAll(new Error('the worker is shutting down'));
       await step('mcp', () => front.close());

@@ -87,8 +87,12 @@ describe('the built worker process', () => {
     await waitFor('the call in flight', async () => (await getHealth(port)).body.activeCalls === 1);
     child.child.kill('SIGTERM');
     const text = await stream.body.text();
+    // The upstream had the call: it is lost (the hub must not resend it unless the tool is safe to repeat).
     expect(parseSse(text).events).toEqual([
-      { event: 'error', data: { request_id: 'req-proc', code: 'worker_unavailable', message: expect.any(String) } },
+      {
+        event: 'error',
+        data: { request_id: 'req-proc', code: 'worker_unavailable', message: expect.any(String), lost: true },
+      },
     ]);
     expect(await child.exited).toEqual({ code: 0, signal: null });
     expect(isAlive(upstreamPid)).toBe(false);

@@ -1,6 +1,7 @@
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { WORKER_DISPATCH_HEADER } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -282,10 +283,20 @@ describe('stdio worker: echo fixture', () => {
     expect(fixtureEvents().filter((e) => e.event === 'finished')).toHaveLength(0);
   });
 
+  it('sends a dispatched event before the result when the hub asks for it, and none otherwise', async () => {
+    const asked = await callSse(port, 'echo', { message: 'marked' }, { [WORKER_DISPATCH_HEADER]: '1' });
+    expect(asked.events.map((e) => e.event)).toEqual(['dispatched', 'result']);
+    const plain = await callSse(port, 'echo', { message: 'plain' });
+    expect(plain.events.map((e) => e.event)).toEqual(['result']);
+  });
+
   it('answers a JSON-RPC error as an error event upstream_error (502 in JSON mode)', async () => {
     const sse = await callSse(port, 'rpc-error', { message: 'boom' }, { 'x-request-id': 'req-rpc' });
     expect(sse.events).toEqual([
-      { event: 'error', data: { request_id: 'req-rpc', code: 'upstream_error', message: 'boom' } },
+      {
+        event: 'error',
+        data: { request_id: 'req-rpc', code: 'upstream_error', message: 'boom', details: { rpcCode: -32_603 } },
+      },
     ]);
     const json = await callJson(port, 'rpc-error', { message: 'boom' });
     expect(json.status).toBe(502);
@@ -336,7 +347,11 @@ describe('stdio worker: echo fixture', () => {
     const text = await res.body.text();
     await closed;
     expect(parseSse(text).events).toEqual([
-      { event: 'error', data: { request_id: 'req-shutdown', code: 'worker_unavailable', message: expect.any(String) } },
+      {
+        event: 'error',
+        // The upstream had the call: whether it ran is unknown, which the hub must know before it sends it again.
+        data: { request_id: 'req-shutdown', code: 'worker_unavailable', message: expect.any(String), lost: true },
+      },
     ]);
     expect(isAlive(pid)).toBe(false);
     await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();

@@ -29,6 +29,7 @@ export const ERROR_STATUS = {
   upstream_error: 502,
   redis_unavailable: 503,
   worker_unavailable: 503,
+  hub_closing: 503,
   tool_timeout: 504,
 } as const satisfies Record<string, number>;
 
@@ -40,7 +41,7 @@ export const UNAVAILABLE_RETRY_AFTER_S = 1;
 /**
  * The headers an error answer carries besides its body, declared with the code they belong to (and set only
  * by the error handler, never by a route): `Retry-After` on the retryable 503s and on 429 (the limiter's
- * own figure, from `details.retryAfterS`), `WWW-Authenticate` on 401.
+ * own figure, from `details.retryAfterS`), `WWW-Authenticate` on 401, `Connection: close` from a closing hub.
  */
 export const ERROR_HEADERS: { readonly [C in ErrorCode]?: (err: AppError) => Record<string, string> } = {
   unauthorized: () => ({ 'www-authenticate': 'Bearer realm="mcp-hub"' }),
@@ -50,6 +51,8 @@ export const ERROR_HEADERS: { readonly [C in ErrorCode]?: (err: AppError) => Rec
   },
   redis_unavailable: () => ({ 'retry-after': String(UNAVAILABLE_RETRY_AFTER_S) }),
   worker_unavailable: () => ({ 'retry-after': String(UNAVAILABLE_RETRY_AFTER_S) }),
+  // The connection ends with this answer: the client's next request opens one to a hub that is not closing.
+  hub_closing: () => ({ 'retry-after': String(UNAVAILABLE_RETRY_AFTER_S), connection: 'close' }),
 };
 
 /** The headers of an error answer (ERROR_HEADERS of its code; none for most codes). */

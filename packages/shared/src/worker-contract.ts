@@ -137,6 +137,12 @@ export type WorkerHealth = z.output<typeof WorkerHealthSchema>;
  */
 export const WORKER_CALLER_HEADER = 'x-mcp-hub-caller';
 
+/**
+ * Set by the hub on `POST /tools/:tool` (SSE) to ask for a `dispatched` event the moment the call is handed to
+ * the upstream: a stream lost before it carried a call the upstream never saw, which may be sent again.
+ */
+export const WORKER_DISPATCH_HEADER = 'x-mcp-hub-dispatch-events';
+
 /** A caller as the hub names it: an API key (`key:<id>`) or `admin`. */
 export const WORKER_CALLER_RE = /^(?:admin|key:[a-z0-9]{1,64})$/;
 
@@ -176,10 +182,28 @@ export const ToolErrorEventSchema = z.object({
   request_id: z.string().regex(REQUEST_ID_RE),
   code: z.string(),
   message: z.string(),
+  /** The error's details (an upstream's JSON-RPC `rpcCode`, `rpcData`), as a JSON-mode answer carries them. */
+  details: z.unknown().optional(),
+  /**
+   * The call had been handed to the upstream when the upstream (or the worker) went away: whether it ran is
+   * unknown. A hub may run it again only for a tool that says it is safe (idempotent or read-only). An error
+   * `worker_unavailable` without it says the upstream never had the call: a hub may send it to another worker.
+   */
+  lost: z.boolean().optional(),
 });
 
-/** The events of a worker's tool-call stream (`POST /tools/:tool`, SSE), by name; the hub relays them as is. */
+/**
+ * The call was handed to the upstream (sent only when the hub asked, WORKER_DISPATCH_HEADER): before it, a
+ * lost stream or a `worker_unavailable` error means the upstream never saw the call.
+ */
+export const ToolDispatchedEventSchema = z.object({ request_id: z.string().regex(REQUEST_ID_RE) });
+
+/**
+ * The events of a worker's tool-call stream (`POST /tools/:tool`, SSE), by name; the hub relays them as is
+ * (`dispatched` only comes when the hub asked for it, and the hub keeps it to itself).
+ */
 export const TOOL_CALL_EVENTS = Object.freeze({
+  dispatched: ToolDispatchedEventSchema,
   progress: ToolProgressEventSchema,
   result: ToolResultEventSchema,
   error: ToolErrorEventSchema,

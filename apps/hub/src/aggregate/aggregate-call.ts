@@ -14,7 +14,7 @@ import type { Principal } from '../access/principal.js';
 import { canSee } from '../access/principal.js';
 import type { RegistryCache } from '../registry-cache.js';
 import { REQUEST_ID_META, type WorkerClient } from '../workers/worker-client.js';
-import type { WorkerLocator } from '../workers/worker-locator.js';
+import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
 import { asAppError, type Downstream, envelopeField, type LinkOperation, ms } from './aggregate-support.js';
 import type { Catalog } from './catalog.js';
 import { PASS_THROUGH } from './worker-links.js';
@@ -105,7 +105,7 @@ export class AggregateCalls {
               timeoutMs: spec.timeoutMs,
               onProgress,
             }),
-          { timeoutMs: spec.timeoutMs, requestId },
+          { timeoutMs: spec.timeoutMs, requestId, ...(safeToRepeat(cached.tool) ? { repeatableTool: tool } : {}) },
         );
         done(!result.isError);
         log.info({ event: 'tool.call.done', ...fields, latency: ms(started) }, 'tool call done');

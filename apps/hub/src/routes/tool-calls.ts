@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../access/call-guard.js';
 import type { RegistryCache } from '../registry-cache.js';
 import { TOOL_HEADERS_GRACE_MS, type WorkerClient, workerOrigin } from '../workers/worker-client.js';
-import type { WorkerLocator } from '../workers/worker-locator.js';
+import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
 
 export interface ToolCallRoutesOptions {
   cache: RegistryCache;
@@ -12,6 +12,16 @@ export interface ToolCallRoutesOptions {
   guard: CallGuard;
   log: Logger;
 }
+
+type ToolCallRequest = FastifyRequest<{ Params: { id: string; tool: string } }>;
+/** Sends one call to a worker and answers the client; resolves the worker's status (0 when there was none). */
+type CallSender = (
+  req: ToolCallRequest,
+  reply: FastifyReply,
+  runtime: RuntimeRecord,
+  timeoutMs: number,
+  args: unknown,
+) => Promise<number>;
 
 /** Client request headers passed on to the worker (distributed tracing). */
 const TRACE_HEADERS = ['traceparent'] as const;
@@ -23,7 +33,7 @@ function wantsJson(req: FastifyRequest): boolean {
 
 /**
  * `POST /mcp/:id/:tool`: validate the arguments against the tool's schema, find the server's worker, and
- * pass its SSE (or JSON) answer through unbuffered. Registry data comes from the in-process cache; the
+ * pass its SSE answer through unbuffered (or read it and answer one JSON body). Registry data comes from the in-process cache; the
  * hop to the worker is the hub's WorkerClient (docs/adr/0002-hub-to-worker-hop.md).
  */
 export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesOptions): Promise<void> {
@@ -80,12 +90,14 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           );
         }
         const done = await guard.admit(req.principal, id, tool, reply);
+        const send = wantsJson(req) ? answerJson : proxy;
         let status = 0;
         try {
-          status = await workers.withWorker(id, (worker) => proxy(req, reply, worker, spec.timeoutMs, args), {
+          status = await workers.withWorker(id, (worker) => send(req, reply, worker, spec.timeoutMs, args), {
             known: runtime,
             timeoutMs: spec.timeoutMs,
             requestId,
+            ...(safeToRepeat(cached.tool) ? { repeatableTool: tool } : {}),
           });
         } finally {
           done(status >= 200 && status < 400);
@@ -106,38 +118,67 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     },
   );
 
-  async function proxy(
-    req: FastifyRequest<{ Params: { id: string; tool: string } }>,
-    reply: FastifyReply,
-    runtime: RuntimeRecord,
-    timeoutMs: number,
-    args: unknown,
-  ): Promise<number> {
+  /**
+   * A client that asked for one JSON body: the hub reads the worker's event stream itself (with `dispatched`
+   * events, so a call lost before its upstream had it can be sent again) and answers the result, or throws the
+   * error for the error handler to answer in the one error shape.
+   */
+  const answerJson: CallSender = async (req, reply, runtime, timeoutMs, args) => {
+    const { id, tool } = req.params;
+    const requestId = req.id;
+    const proxied = proxyLines(req, runtime);
+    const clientGone = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableEnded) clientGone.abort();
+    };
+    reply.raw.once('close', onClose);
+    if (reply.raw.destroyed || req.raw.socket.destroyed) clientGone.abort();
+    let status = 0;
+    try {
+      const result = await client.callTool({
+        target: { serverId: id, runtime },
+        tool,
+        args,
+        body: rawBodies.get(req),
+        headers: req.headers,
+        forwardHeaders: TRACE_HEADERS,
+        requestId,
+        signal: clientGone.signal,
+        timeoutMs,
+      });
+      status = 200;
+      reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
+      await reply.code(status).send({ request_id: requestId, ...result });
+    } catch (err) {
+      if (!clientGone.signal.aborted) throw err;
+      // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
+      reply.hijack();
+      if (!reply.raw.writableEnded) reply.raw.end();
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+    proxied(status, clientGone.signal.aborted);
+    return status;
+  };
+
+  const proxy: CallSender = async (req, reply, runtime, timeoutMs, args) => {
     const { id, tool } = req.params;
     const requestId = req.id;
     const path = workerToolPath(tool);
-    const targetUrl = `${workerOrigin(runtime)}${path}`;
-    const started = performance.now();
-    log.info(
-      { event: 'tool.call.proxy.start', request_id: requestId, server: id, tool, target_url: targetUrl },
-      'proxying',
-    );
+    const proxied = proxyLines(req, runtime);
     // A JSON answer is not cached or buffered by proxies either (an SSE answer sets these itself).
     reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
     const outcome = await client.relay(req, reply, {
       target: { serverId: id, runtime },
       path,
       body: rawBodies.get(req) ?? JSON.stringify(args),
-      headers: {
-        'content-type': 'application/json',
-        accept: wantsJson(req) ? 'application/json' : 'text/event-stream',
-      },
+      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
       forwardHeaders: TRACE_HEADERS,
       headersTimeoutMs: timeoutMs + TOOL_HEADERS_GRACE_MS,
       timeoutError: () => new AppError('tool_timeout', `${id}/${tool} did not answer within ${timeoutMs} ms`),
       onBrokenAnswer: 'error-event',
-      // An event stream's headers leave the worker before it calls the upstream (a JSON answer's, after).
-      headersBeforeWork: !wantsJson(req),
+      // An event stream's headers leave the worker before it calls the upstream.
+      headersBeforeWork: true,
     });
     if (outcome.error) {
       log.warn(
@@ -153,19 +194,31 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       );
     }
     const status = outcome.error ? 0 : outcome.status;
-    log.info(
-      {
-        event: 'tool.call.proxy.done',
-        request_id: requestId,
-        server: id,
-        tool,
-        target_url: targetUrl,
-        status,
-        latency: Math.round((performance.now() - started) * 100) / 100,
-        cancelled: outcome.cancelled || undefined,
-      },
-      'proxied',
-    );
+    proxied(status, outcome.cancelled);
     return status;
+  };
+
+  /** Logs `tool.call.proxy.start` now; the function it returns logs `tool.call.proxy.done` with the outcome. */
+  function proxyLines(req: ToolCallRequest, runtime: RuntimeRecord) {
+    const { id, tool } = req.params;
+    const fields = {
+      request_id: req.id,
+      server: id,
+      tool,
+      target_url: `${workerOrigin(runtime)}${workerToolPath(tool)}`,
+    };
+    const started = performance.now();
+    log.info({ event: 'tool.call.proxy.start', ...fields }, 'proxying');
+    return (status: number, cancelled: boolean) =>
+      log.info(
+        {
+          event: 'tool.call.proxy.done',
+          ...fields,
+          status,
+          latency: Math.round((performance.now() - started) * 100) / 100,
+          cancelled: cancelled || undefined,
+        },
+        'proxied',
+      );
   }
 }

@@ -1,11 +1,11 @@
+import type { IncomingHttpHeaders } from 'node:http';
 import {
   AppError,
-  parseToolCallFrame,
   REQUEST_ID_HEADER,
   type RuntimeRecord,
   type ToolProgressEvent,
-  type ToolResultEvent,
   WORKER_CALLER_HEADER,
+  WORKER_DISPATCH_HEADER,
   WORKER_ROUTES,
   WORKER_TOKEN_HEADER,
   type WorkerSessionsCloseBody,
@@ -14,10 +14,10 @@ import {
 } from '@mcp-hub/shared';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Agent, fetch as undiciFetch } from 'undici';
+import { readToolStream, type ToolCallResult } from './tool-stream.js';
 import {
   answerError,
   forwarded,
-  isErrorCode,
   REQUEST_ID_META,
   refusedUnserved,
   relayBody,
@@ -25,11 +25,12 @@ import {
   requestIdOfMessage,
   staleAddress,
   tellBroken,
+  wasLostInFlight,
   wasNeverDelivered,
   workerOrigin,
 } from './worker-http.js';
 
-export { REQUEST_ID_META, wasNeverDelivered, workerOrigin };
+export { REQUEST_ID_META, type ToolCallResult, wasLostInFlight, wasNeverDelivered, workerOrigin };
 
 /** A server's running worker, as the hub reaches it. */
 export interface WorkerTarget {
@@ -106,9 +107,12 @@ export interface ToolCall {
   /** The tool's timeout (the worker enforces it; the hub waits this plus TOOL_HEADERS_GRACE_MS for headers). */
   timeoutMs: number;
   onProgress?: (progress: Omit<ToolProgressEvent, 'request_id'>) => void;
+  /** The arguments as the client sent them (sent on untouched); `args` serialized when left out. */
+  body?: string;
+  /** The client's request headers, of which `forwardHeaders` are passed on as they are. */
+  headers?: IncomingHttpHeaders;
+  forwardHeaders?: readonly string[];
 }
-
-export type ToolCallResult = Omit<ToolResultEvent, 'request_id'>;
 
 /** An answer being relayed or a call being made, so that close() can end it. */
 interface OpenExchange {
@@ -213,10 +217,11 @@ export class WorkerClient {
   }
 
   /**
-   * Calls one tool on a worker (`POST /tools/:tool`, SSE) and reads its events: progress goes to
-   * `onProgress`, the result is returned, an error event is thrown as AppError of its code. Throws
-   * `worker_unavailable` when the worker cannot be reached or leaves, `tool_timeout` when its headers do
-   * not come in time, `invalid_request` when `signal` aborted the call.
+   * Calls one tool on a worker (`POST /tools/:tool`, SSE with `dispatched` events) and reads its events
+   * (`readToolStream`): progress goes to `onProgress`, the result is returned, an error event is thrown as
+   * AppError of its code. Throws `worker_unavailable` when the worker cannot be reached or leaves (marked
+   * never delivered or lost in flight, by where the call was), `tool_timeout` when its headers do not come in
+   * time, `invalid_request` when `signal` aborted the call.
    */
   async callTool(call: ToolCall): Promise<ToolCallResult> {
     const exchange: OpenExchange = { abort: new AbortController(), stream: false };
@@ -233,9 +238,11 @@ export class WorkerClient {
           headers: {
             'content-type': 'application/json',
             accept: 'text/event-stream',
+            [WORKER_DISPATCH_HEADER]: '1',
+            ...forwarded(call.headers ?? {}, call.forwardHeaders),
             ...this.hopHeaders(call.target, call.requestId),
           },
-          body: JSON.stringify(call.args ?? {}),
+          body: call.body ?? JSON.stringify(call.args ?? {}),
           signal,
           headersTimeout: call.timeoutMs + TOOL_HEADERS_GRACE_MS,
           bodyTimeout: 0,
@@ -253,46 +260,12 @@ export class WorkerClient {
       if (!String(response.headers['content-type'] ?? '').startsWith('text/event-stream')) {
         throw await answerError(response.statusCode, response.body);
       }
-      let buffer = '';
       try {
-        for await (const chunk of response.body) {
-          buffer += (chunk as Buffer).toString('utf8');
-          let end = buffer.indexOf('\n\n');
-          while (end !== -1) {
-            const frame = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            end = buffer.indexOf('\n\n');
-            const parsed = parseToolCallFrame(frame);
-            if (parsed?.event === 'progress') {
-              const { request_id: _id, ...progress } = parsed.data;
-              call.onProgress?.(progress);
-            } else if (parsed?.event === 'result') {
-              response.body.destroy();
-              const { request_id: _id, ...result } = parsed.data;
-              return result;
-            } else if (parsed?.event === 'error') {
-              response.body.destroy();
-              const { code, message } = parsed.data;
-              throw new AppError(isErrorCode(code) ? code : 'upstream_error', message);
-            }
-          }
-        }
+        return await readToolStream(response.body, call.target, call.onProgress, () => signal.aborted);
       } catch (err) {
-        if (err instanceof AppError) throw err;
-        if (signal.aborted) throw cancelled();
-        throw new AppError(
-          'worker_unavailable',
-          `the worker of "${call.target.serverId}" went away during the call`,
-          undefined,
-          {
-            cause: err,
-          },
-        );
+        if (signal.aborted && !(err instanceof AppError)) throw cancelled();
+        throw err;
       }
-      throw new AppError(
-        'worker_unavailable',
-        `the worker of "${call.target.serverId}" ended the call without a result`,
-      );
     } finally {
       this.open.delete(exchange);
     }

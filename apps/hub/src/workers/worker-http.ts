@@ -59,6 +59,22 @@ export function wasNeverDelivered(err: unknown): boolean {
   return err instanceof AppError && neverDelivered.has(err);
 }
 
+/** Errors of calls a worker had handed to its upstream when it (or the upstream) went away. */
+const lostCalls = new WeakSet<AppError>();
+
+/**
+ * Whether a call failed after its worker had handed it to the upstream, because the worker or the upstream went
+ * away: it may have run. Sent again only for a tool that says that is safe (`idempotentHint`, `readOnlyHint`).
+ */
+export function wasLostInFlight(err: unknown): boolean {
+  return err instanceof AppError && lostCalls.has(err);
+}
+
+export function lostInFlight(error: AppError): AppError {
+  lostCalls.add(error);
+  return error;
+}
+
 export function staleAddress(target: WorkerTarget, cause?: unknown): AppError {
   const error = new AppError(
     'worker_unavailable',

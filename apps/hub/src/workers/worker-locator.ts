@@ -1,6 +1,6 @@
 import { AppError, type Logger, type Registry, type RuntimeRecord, type RuntimeStatus } from '@mcp-hub/shared';
 import type { RegistryCache } from '../registry-cache.js';
-import { wasNeverDelivered } from './worker-client.js';
+import { wasLostInFlight, wasNeverDelivered } from './worker-client.js';
 
 /** The error of a server without a running worker (its Retry-After is declared with the code). */
 export function workerUnavailable(id: string, runtime: RuntimeRecord | null): AppError {
@@ -50,6 +50,19 @@ export interface LocateOptions {
   timeoutMs?: number;
   /** For the log line of a retry. */
   requestId?: string;
+  /**
+   * The tool, when it says running it twice is safe (`safeToRepeat`): a call lost in flight (its worker or
+   * upstream went away while it had it) runs once more, with a warn line. Left out, such a call fails.
+   */
+  repeatableTool?: string;
+}
+
+/** Resends of a call no worker received (each to the worker that replaced the one that refused it). */
+const MAX_RESENDS = 2;
+
+/** Whether a tool says a second run does no harm: MCP's `idempotentHint` or `readOnlyHint`. */
+export function safeToRepeat(tool: { annotations?: Record<string, unknown> } | undefined): boolean {
+  return tool?.annotations?.idempotentHint === true || tool?.annotations?.readOnlyHint === true;
 }
 
 /**
@@ -95,37 +108,52 @@ export class WorkerLocator {
   }
 
   /**
-   * Runs `attempt` on the server's running worker. A request the worker never received (its address was
-   * stale: connection refused, or another run's worker on that port) runs once more on the worker that
-   * replaced it, waited for like any worker on its way. Anything else `attempt` throws is thrown as it is.
+   * Runs `attempt` on the server's running worker. A request no worker received (its address was stale:
+   * connection refused, another run's worker on that port, a stream lost before the worker handed the call to
+   * its upstream) runs again on the worker that replaced it, waited for like any worker on its way (at most
+   * MAX_RESENDS times). A call lost in flight runs once more only for `repeatableTool`. Anything else
+   * `attempt` throws is thrown as it is.
    */
   async withWorker<T>(
     id: string,
     attempt: (runtime: RuntimeRecord) => Promise<T>,
     opts: LocateOptions = {},
   ): Promise<T> {
-    const runtime = await this.running(id, opts);
-    try {
-      return await attempt(runtime);
-    } catch (err) {
-      if (!wasNeverDelivered(err)) throw err;
-      this.log.info(
-        { event: 'worker.stale_address', request_id: opts.requestId, server: id, port: runtime.port },
-        'the worker was gone before the request reached it; waiting for the one that replaces it',
-      );
-      const replaced = (r: RuntimeRecord | null) => isRunning(r) && r?.instance !== runtime.instance;
-      const next = this.orUnavailable(id, await this.untilRunning(id, this.waitMs(opts), replaced));
-      this.log.info(
-        {
-          event: 'tool.call.redirected',
-          request_id: opts.requestId,
-          server: id,
-          stale_port: runtime.port,
-          port: next.port,
-        },
-        'the worker had been replaced before the request reached it; sent to the current one',
-      );
-      return attempt(next);
+    let runtime = await this.running(id, opts);
+    let resends = 0;
+    let repeated = false;
+    for (;;) {
+      try {
+        return await attempt(runtime);
+      } catch (err) {
+        const undelivered = wasNeverDelivered(err);
+        const fields = { request_id: opts.requestId, server: id, port: runtime.port };
+        if (undelivered && resends < MAX_RESENDS) {
+          resends++;
+          this.log.info(
+            { event: 'worker.stale_address', ...fields },
+            'the worker was gone before the call reached its upstream; waiting for the one that replaces it',
+          );
+        } else if (!undelivered && wasLostInFlight(err) && opts.repeatableTool !== undefined && !repeated) {
+          repeated = true;
+          this.log.warn(
+            { event: 'tool.call.retried', ...fields, tool: opts.repeatableTool, error: (err as Error).message },
+            'the worker or its upstream went away during a call of an idempotent or read-only tool; running it once more',
+          );
+        } else {
+          throw err;
+        }
+        const failed = runtime.instance;
+        const replaced = (r: RuntimeRecord | null) => isRunning(r) && r?.instance !== failed;
+        const next = this.orUnavailable(id, await this.untilRunning(id, this.waitMs(opts), replaced));
+        if (undelivered) {
+          this.log.info(
+            { event: 'tool.call.redirected', ...fields, stale_port: runtime.port, port: next.port },
+            'the call had not reached the upstream; sent to the current worker',
+          );
+        }
+        runtime = next;
+      }
     }
   }
 

@@ -8,12 +8,13 @@ import {
   SdkErrorCode,
   type Tool,
 } from '@modelcontextprotocol/client';
-import type {
-  CallToolOptions,
-  PassthroughMethod,
-  ToolProgress,
-  ToolResult,
-  UpstreamRequestOptions,
+import {
+  type CallToolOptions,
+  markLost,
+  type PassthroughMethod,
+  type ToolProgress,
+  type ToolResult,
+  type UpstreamRequestOptions,
 } from './upstream.js';
 
 /**
@@ -54,6 +55,7 @@ export function forwardCall(
   failed: () => void,
 ): Promise<ToolResult> {
   const request = { method: 'tools/call', params: { name, arguments: args } };
+  options.onDispatch?.();
   return send(client, request, PASS_THROUGH_RESULT, options.timeoutMs + SDK_TIMEOUT_SLACK_MS, options, failed);
 }
 
@@ -97,7 +99,22 @@ async function send<T>(
   }
 }
 
+/**
+ * The JSON-RPC error code (implementation-defined range) a transport answers for a request it could not hand to
+ * the server (a stdio child that had died): the server never saw the call.
+ */
+export const NOT_DELIVERED_RPC_CODE = -32_099;
+
+/**
+ * An upstream call's failure as the worker answers it: the server's JSON-RPC error whole (its code, message and
+ * data), its timeout `tool_timeout`, a request the transport could not hand to the server `worker_unavailable`
+ * (never read: not lost), a session that ended under the call `upstream_error` marked lost, anything else
+ * `upstream_error`. `failed` runs for failures that are neither the server's answer nor a timeout.
+ */
 function toCallError(error: unknown, failed: () => void): AppError {
+  if (ProtocolError.isInstance(error) && error.code === NOT_DELIVERED_RPC_CODE) {
+    return new AppError('worker_unavailable', error.message, undefined, { cause: error });
+  }
   if (ProtocolError.isInstance(error)) {
     // The upstream's JSON-RPC error reaches the client whole: its code, message and data (e.g. a missing URI).
     return new AppError(
@@ -112,7 +129,9 @@ function toCallError(error: unknown, failed: () => void): AppError {
   }
   failed();
   const message = error instanceof Error ? error.message : String(error);
-  return new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
+  const failure = new AppError('upstream_error', `the upstream failed: ${message}`, undefined, { cause: error });
+  // The session ended under the call (a stdio child that died): the server may have run it or not.
+  return SdkError.isInstance(error) && error.code === SdkErrorCode.ConnectionClosed ? markLost(failure) : failure;
 }
 
 /** An upstream progress notification as the worker passes it on, its message cut to MAX_PROGRESS_MESSAGE_CHARS. */

@@ -174,6 +174,7 @@ class RestUpstream implements Upstream {
     const fields = { request_id: options.requestId, method, url, tool: name };
     this.log.info({ event: 'tool.http.request', ...fields }, 'REST request');
     const started = performance.now();
+    options.onDispatch?.();
     try {
       const response = await this.pool.request({ path, method, headers, body, signal: options.signal });
       const text = await readText(response.body);

@@ -1,8 +1,10 @@
+import type { ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { setTimeout as delay } from 'node:timers/promises';
 import type { ServerSpec } from '@mcp-hub/shared';
-import type { Client } from '@modelcontextprotocol/client';
+import { type Client, type JSONRPCMessage, serializeMessage } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
+import { NOT_DELIVERED_RPC_CODE } from './mcp-calls.js';
 import { type McpSession, type McpSessionOptions, McpSessionUpstream } from './mcp-session.js';
 import { terminateProcess } from './process-exit.js';
 import { type StdioLauncher, UNCONFINED } from './stdio-sandbox.js';
@@ -31,6 +33,27 @@ class PidTrackingStdioTransport extends StdioClientTransport {
   override async start(): Promise<void> {
     await super.start();
     this.spawnedPid = this.pid ?? undefined;
+  }
+
+  /**
+   * The SDK's send, but a request whose line the child's stdin refused (EPIPE: the child had died) is answered
+   * at once with NOT_DELIVERED_RPC_CODE: the server never read it, so the call may run elsewhere. Without this
+   * it would end with the session's "Connection closed", which cannot be told from a call the server had.
+   */
+  override send(message: JSONRPCMessage): Promise<void> {
+    // The child's stdin is the SDK's own (a private field of its transport; absent: the SDK's send, as it is).
+    const stdin = (this as unknown as { _process?: ChildProcess })._process?.stdin;
+    if (!stdin || !('method' in message) || !('id' in message)) return super.send(message);
+    const { id } = message;
+    return new Promise((resolve) => {
+      const written = stdin.write(serializeMessage(message), (error) => {
+        if (!error) return;
+        const refusal = { code: NOT_DELIVERED_RPC_CODE, message: `the stdio server had exited: ${error.message}` };
+        this.onmessage?.({ jsonrpc: '2.0', id, error: refusal });
+      });
+      if (written) resolve();
+      else stdin.once('drain', resolve);
+    });
   }
 }
 

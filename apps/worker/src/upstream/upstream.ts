@@ -21,6 +21,21 @@ export interface CallToolOptions {
   /** The call's deadline in milliseconds; the caller enforces it, adapters only use it to size their own timers. */
   timeoutMs: number;
   requestId: string;
+  /** Called once, right before the call is handed to the upstream (nothing it can fail on comes after). */
+  onDispatch?: () => void;
+}
+
+/** Errors of calls whose upstream (or worker) went away while it had them: whether they ran is unknown. */
+const lostCalls = new WeakSet<Error>();
+
+/** Marks `error` as the end of a call its upstream had and lost (a stdio child that died, the worker closing). */
+export function markLost<E extends Error>(error: E): E {
+  lostCalls.add(error);
+  return error;
+}
+
+export function isLost(error: unknown): boolean {
+  return error instanceof Error && lostCalls.has(error);
 }
 
 export interface UpstreamRequestOptions {
