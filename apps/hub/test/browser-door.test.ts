@@ -95,9 +95,13 @@ async function startStandInWorker(): Promise<StandInWorker> {
     req.resume();
     req.on('end', () => {
       worker.calls.push(req.url ?? '');
-      res
-        .writeHead(200, { 'content-type': 'application/json' })
-        .end(json({ request_id: 'x', content: [{ type: 'text', text: 'ran' }], isError: false }));
+      const result = { request_id: 'x', content: [{ type: 'text', text: 'ran' }], isError: false };
+      // The worker contract: an event stream when the hub asks for one (it always does for tool calls).
+      if (String(req.headers.accept).includes('text/event-stream')) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' }).end(`event: result\ndata: ${json(result)}\n\n`);
+      } else {
+        res.writeHead(200, { 'content-type': 'application/json' }).end(json(result));
+      }
     });
   });
   await new Promise<void>((r) => worker.server.listen(0, '127.0.0.1', r));
