@@ -68,12 +68,22 @@ async function call(id: string, tool: string, message: string, ms = 0) {
 
 const running = (id: string, notInstance?: string) => runningRecord(registry, id, notInstance);
 
-/** Registers a server and waits until a call reaches it through the hub (its tools are in the hub's cache). */
+/**
+ * The one server every test kills (each test meets the worker the previous one's kill left): its running record
+ * once a call reaches it through the hub. One server, not one per test: a worker and a stdio server less to start
+ * per test.
+ */
+const SERVER = 'victim';
+let warmups = 0;
 async function serving(id: string) {
-  await registry.upsertServer(chaosServer(id), 'create');
-  const runtime = await running(id);
-  expect(await call(id, 'echo', 'warm')).toMatchObject({ status: 200, body: { content: [{ text: `${id}|warm` }] } });
-  return runtime;
+  await running(id);
+  const message = `warm-${++warmups}`;
+  expect(await call(id, 'echo', message)).toMatchObject({
+    status: 200,
+    body: { content: [{ text: `${id}|${message}` }] },
+  });
+  // Read after the call: the record the hub found the live worker by (not one a kill left behind).
+  return running(id);
 }
 
 function killWorker(id: string): void {
@@ -93,6 +103,7 @@ beforeAll(async () => {
   });
   hub = await buildHub({ config, log: hubLogs.log });
   base = await hub.listen({ host: '127.0.0.1', port: 0 });
+  await registry.upsertServer(chaosServer(SERVER), 'create');
 }, 30_000);
 
 afterAll(async () => {
@@ -105,93 +116,93 @@ afterAll(async () => {
 
 describe('calls when a worker or its stdio server is killed -9', () => {
   it('sends a call its worker received but never handed to the upstream to the replacement, which answers it', async () => {
-    const before = await serving('frozen-kill');
-    const [pid] = workerPids(t.prefix, 'frozen-kill');
+    const before = await serving(SERVER);
+    const [pid] = workerPids(t.prefix, SERVER);
     // A stopped worker takes the request into its socket and does nothing with it: then it is killed.
     process.kill(pid as number, 'SIGSTOP');
-    const pending = call('frozen-kill', 'slow', 'undispatched', 10);
+    const pending = call(SERVER, 'slow', 'undispatched', 10);
     await waitFor('the hub to send the call', () => logsOf('req-undispatched', 'tool.call.proxy.start').length > 0);
-    killWorker('frozen-kill');
+    killWorker(SERVER);
     const res = await pending;
-    expect(res).toMatchObject({ status: 200, body: { content: [{ text: 'frozen-kill|undispatched' }] } });
-    expect(starts('frozen-kill', 'undispatched')).toBe(1);
-    const after = await registry.getRuntime('frozen-kill');
+    expect(res).toMatchObject({ status: 200, body: { content: [{ text: 'victim|undispatched' }] } });
+    expect(starts(SERVER, 'undispatched')).toBe(1);
+    const after = await registry.getRuntime(SERVER);
     expect(after?.instance).not.toBe(before.instance);
     expect(logsOf('req-undispatched', 'tool.call.redirected')).toEqual([
-      expect.objectContaining({ server: 'frozen-kill', stale_port: before.port, port: after?.port }),
+      expect.objectContaining({ server: SERVER, stale_port: before.port, port: after?.port }),
     ]);
     expect(logsOf('req-undispatched', 'tool.call.retried')).toEqual([]);
   });
 
   it('fails a call the upstream had when its worker died with a clean 503, and does not run it again', async () => {
-    const before = await serving('plain-kill');
-    const pending = call('plain-kill', 'slow', 'reached', 15_000);
-    await waitFor('the call to reach the stdio server', () => starts('plain-kill', 'reached') === 1);
-    killWorker('plain-kill');
+    const before = await serving(SERVER);
+    const pending = call(SERVER, 'slow', 'reached', 15_000);
+    await waitFor('the call to reach the stdio server', () => starts(SERVER, 'reached') === 1);
+    killWorker(SERVER);
     const res = await pending;
     expect(res).toMatchObject({ status: 503, body: { error: { code: 'worker_unavailable' } } });
-    await running('plain-kill', before.instance);
-    expect(starts('plain-kill', 'reached')).toBe(1);
+    await running(SERVER, before.instance);
+    expect(starts(SERVER, 'reached')).toBe(1);
     expect(logsOf('req-reached', 'tool.call.retried')).toEqual([]);
     expect(logsOf('req-reached', 'tool.call.redirected')).toEqual([]);
   });
 
   it('fails a call the stdio server had when it died with a clean 502, and does not run it again', async () => {
-    const before = await serving('plain-stdio');
-    const pending = call('plain-stdio', 'slow', 'in-child', 15_000);
-    await waitFor('the call to reach the stdio server', () => starts('plain-stdio', 'in-child') === 1);
-    const [worker] = workerPids(t.prefix, 'plain-stdio');
+    const before = await serving(SERVER);
+    const pending = call(SERVER, 'slow', 'in-child', 15_000);
+    await waitFor('the call to reach the stdio server', () => starts(SERVER, 'in-child') === 1);
+    const [worker] = workerPids(t.prefix, SERVER);
     for (const child of childPids(worker as number)) process.kill(child, 'SIGKILL');
     const res = await pending;
     expect(res).toMatchObject({ status: 502, body: { error: { code: 'upstream_error' } } });
-    await running('plain-stdio', before.instance);
-    expect(starts('plain-stdio', 'in-child')).toBe(1);
+    await running(SERVER, before.instance);
+    expect(starts(SERVER, 'in-child')).toBe(1);
     expect(logsOf('req-in-child', 'tool.call.retried')).toEqual([]);
   });
 
   it('runs a call of an idempotent tool once more when its worker died under it, and says so', async () => {
-    await serving('safe-kill');
-    const pending = call('safe-kill', 'slow-idempotent', 'again', 3_000);
-    await waitFor('the call to reach the stdio server', () => starts('safe-kill', 'again') === 1);
-    killWorker('safe-kill');
+    await serving(SERVER);
+    const pending = call(SERVER, 'slow-idempotent', 'again', 3_000);
+    await waitFor('the call to reach the stdio server', () => starts(SERVER, 'again') === 1);
+    killWorker(SERVER);
     const res = await pending;
-    expect(res).toMatchObject({ status: 200, body: { content: [{ text: 'safe-kill|again' }] } });
-    expect(starts('safe-kill', 'again')).toBe(2);
+    expect(res).toMatchObject({ status: 200, body: { content: [{ text: 'victim|again' }] } });
+    expect(starts(SERVER, 'again')).toBe(2);
     expect(logsOf('req-again', 'tool.call.retried')).toEqual([
-      expect.objectContaining({ level: 'warn', server: 'safe-kill', tool: 'slow-idempotent' }),
+      expect.objectContaining({ level: 'warn', server: SERVER, tool: 'slow-idempotent' }),
     ]);
   });
 
   it('runs a call of a read-only tool once more when its stdio server died under it, and says so', async () => {
-    await serving('safe-stdio');
-    const pending = call('safe-stdio', 'slow-read', 'reread', 3_000);
-    await waitFor('the call to reach the stdio server', () => starts('safe-stdio', 'reread') === 1);
-    const [worker] = workerPids(t.prefix, 'safe-stdio');
+    await serving(SERVER);
+    const pending = call(SERVER, 'slow-read', 'reread', 3_000);
+    await waitFor('the call to reach the stdio server', () => starts(SERVER, 'reread') === 1);
+    const [worker] = workerPids(t.prefix, SERVER);
     for (const child of childPids(worker as number)) process.kill(child, 'SIGKILL');
     const res = await pending;
-    expect(res).toMatchObject({ status: 200, body: { content: [{ text: 'safe-stdio|reread' }] } });
-    expect(starts('safe-stdio', 'reread')).toBe(2);
+    expect(res).toMatchObject({ status: 200, body: { content: [{ text: 'victim|reread' }] } });
+    expect(starts(SERVER, 'reread')).toBe(2);
     expect(logsOf('req-reread', 'tool.call.retried')).toEqual([
-      expect.objectContaining({ level: 'warn', server: 'safe-stdio', tool: 'slow-read' }),
+      expect.objectContaining({ level: 'warn', server: SERVER, tool: 'slow-read' }),
     ]);
   });
 });
 
 describe('a closing hub', () => {
   it('answers new requests 503 hub_closing in the one error shape, with Retry-After and Connection: close', async () => {
-    await serving('closing');
+    await serving(SERVER);
     const config = loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_AUTH: 'none' });
     // Drains longer than the long call takes: it must complete, not be cut at the drain deadline.
     const closing = await buildHub({ config, log: hubLogs.log, shutdownDrainMs: 30_000 });
     const origin = await closing.listen({ host: '127.0.0.1', port: 0 });
     const pool = new Pool(origin, { connections: 2, keepAliveTimeout: 60_000 });
     try {
-      const long = request(`${origin}/mcp/closing/slow`, {
+      const long = request(`${origin}/mcp/${SERVER}/slow`, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/json' },
         body: JSON.stringify({ message: 'long', ms: 3_000 }),
       }).then(async (res) => ({ status: res.statusCode, body: (await res.body.json()) as { content: unknown[] } }));
-      await waitFor('the long call to reach the stdio server', () => starts('closing', 'long') === 1);
+      await waitFor('the long call to reach the stdio server', () => starts(SERVER, 'long') === 1);
       const closed = closing.close();
       const refused = await waitFor('the hub to answer as closing', async () => {
         const res = await pool.request({ path: '/healthz', method: 'GET' });
@@ -201,7 +212,7 @@ describe('a closing hub', () => {
       expect(refused.body).toMatchObject({ error: { code: 'hub_closing' }, request_id: expect.any(String) });
       expect(Number(refused.headers['retry-after'])).toBeGreaterThan(0);
       expect(refused.headers.connection).toBe('close');
-      expect(await long).toMatchObject({ status: 200, body: { content: [{ text: 'closing|long' }] } });
+      expect(await long).toMatchObject({ status: 200, body: { content: [{ text: 'victim|long' }] } });
       await closed;
     } finally {
       await pool.destroy();
