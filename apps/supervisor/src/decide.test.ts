@@ -1,4 +1,11 @@
-import { type RuntimeRecord, type RuntimeStatus, type ServerSpec, workerSpecDigest } from '@mcp-hub/shared';
+import {
+  PORT_TAKEN_RETRIES,
+  type RuntimeRecord,
+  type RuntimeStatus,
+  type ServerSpec,
+  WORKER_EXIT_CODES,
+  workerSpecDigest,
+} from '@mcp-hub/shared';
 import { describe, expect, it } from 'vitest';
 import {
   type Action,
@@ -12,6 +19,7 @@ import {
   placeNewWorker,
 } from './decide.js';
 import { nextStatus } from './lifecycle.js';
+import { type ManagedWorker, portTakenAgain } from './worker-set.js';
 
 /**
  * The supervisor's decisions as tables: each row is what the reconciler read and what it must do. These
@@ -349,6 +357,12 @@ describe('afterFailedRun', () => {
       expect(outcome.steps.at(-1)).toMatchObject({ nextAttemptAt: NOW + 5_000 });
     }
   });
+
+  it('starts again at once, counting no crash, a start whose port was taken (exit 4)', () => {
+    const outcome = afterFailedRun({ ...base, status: 'starting', crashes: 2, portTaken: true });
+    expect(outcome).toEqual({ crashes: 2, reason: 'exited', steps: [{ event: 'exited', nextAttemptAt: NOW }] });
+    expect(nextStatus('starting', 'exited')).toBe('backoff');
+  });
 });
 
 describe('afterFailedReplacement', () => {
@@ -368,6 +382,25 @@ describe('afterFailedReplacement', () => {
 
   it('waits the longest backoff for a spec the successor refused (exit 3)', () => {
     expect(afterFailedReplacement({ ...base, specRefused: true })).toEqual({ failures: 1, retryAt: NOW + 5_000 });
+  });
+
+  it('tries a successor whose port was taken (exit 4) again at once, counting no failure', () => {
+    expect(afterFailedReplacement({ ...base, failures: 2, portTaken: true })).toEqual({ failures: 2, retryAt: NOW });
+  });
+});
+
+describe('portTakenAgain', () => {
+  it('allows PORT_TAKEN_RETRIES immediate starts in a row for exit 4, then counts them as crashes', () => {
+    const w = { portsTaken: 0 } as ManagedWorker;
+    const answers = Array.from({ length: PORT_TAKEN_RETRIES + 1 }, () =>
+      portTakenAgain(w, WORKER_EXIT_CODES.portTaken),
+    );
+    expect(answers).toEqual([...Array.from({ length: PORT_TAKEN_RETRIES }, () => true), false]);
+    expect(w.portsTaken).toBe(0);
+    expect(portTakenAgain(w, WORKER_EXIT_CODES.portTaken)).toBe(true);
+    // Any other exit starts the count over.
+    expect(portTakenAgain(w, WORKER_EXIT_CODES.upstreamFailed)).toBe(false);
+    expect(w.portsTaken).toBe(0);
   });
 });
 

@@ -168,6 +168,11 @@ export interface FailedRunInput {
   backoffMaxMs: number;
   /** The worker refused its spec (exit code 3): retrying soon cannot help, so it waits the longest backoff. */
   specRefused?: boolean;
+  /**
+   * The worker found its port taken (exit code 4) and fewer than PORT_TAKEN_RETRIES starts in a row did: not
+   * the server's fault, so it starts again at once (on another port) and counts no crash.
+   */
+  portTaken?: boolean;
 }
 
 export interface FailedRunOutcome {
@@ -184,6 +189,13 @@ export interface FailedRunOutcome {
  */
 export function afterFailedRun(input: FailedRunInput): FailedRunOutcome {
   const { status, event, nowMs } = input;
+  if (input.portTaken && status === 'starting') {
+    return {
+      crashes: input.crashes,
+      reason: event === 'start_failed' ? 'start_failed' : 'exited',
+      steps: [{ event, nextAttemptAt: nowMs }],
+    };
+  }
   const crashes = status === 'starting' || input.ranMs < input.stableAfterMs ? input.crashes + 1 : 1;
   const delay = input.specRefused
     ? input.backoffMaxMs
@@ -207,6 +219,8 @@ export interface FailedReplacementInput {
   backoffMaxMs: number;
   /** The successor refused its spec (exit code 3): only a new spec or restart request can help soon. */
   specRefused?: boolean;
+  /** The successor found its port taken (exit code 4), within PORT_TAKEN_RETRIES: try again at once. */
+  portTaken?: boolean;
 }
 
 /**
@@ -215,6 +229,7 @@ export interface FailedReplacementInput {
  * change neither takes the server down nor spawns processes in a tight loop.
  */
 export function afterFailedReplacement(input: FailedReplacementInput): { failures: number; retryAt: number } {
+  if (input.portTaken) return { failures: input.failures, retryAt: input.nowMs };
   const failures = input.failures + 1;
   const delay = input.specRefused
     ? input.backoffMaxMs

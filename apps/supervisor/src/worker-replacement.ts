@@ -9,7 +9,7 @@ import type { SupervisorContext } from './context.js';
 import { afterFailedReplacement } from './decide.js';
 import { NoFreePortError } from './port-allocator.js';
 import { type ExitInfo, isWorkerInstance, stopProcessGroup } from './process-manager.js';
-import { logFields, type ManagedWorker, type NextRun } from './worker-set.js';
+import { logFields, type ManagedWorker, type NextRun, portTakenAgain } from './worker-set.js';
 import { startupPause, type WorkerSpawner, watchFailed } from './worker-spawn.js';
 
 /** A worker replaced by its successor, draining. */
@@ -108,11 +108,18 @@ export class WorkerReplacement {
       (exit === undefined
         ? `the new worker was not healthy within ${config.startTimeoutMs} ms`
         : `the new worker exited with ${exit.signal ?? `code ${exit.code}`}`);
-    await this.replaceFailed(w, next, why, exit?.code === WORKER_EXIT_CODES.specUnavailable);
+    const portTaken = exit !== undefined && portTakenAgain(w, exit.code);
+    await this.replaceFailed(w, next, why, exit?.code === WORKER_EXIT_CODES.specUnavailable, portTaken);
   }
 
   /** The successor failed: the running worker stays, the record says why, and the attempt waits a backoff. */
-  private async replaceFailed(w: ManagedWorker, next: NextRun, why: string, specRefused: boolean): Promise<void> {
+  private async replaceFailed(
+    w: ManagedWorker,
+    next: NextRun,
+    why: string,
+    specRefused: boolean,
+    portTaken: boolean,
+  ): Promise<void> {
     const { config, store, workers, log } = this.ctx;
     const outcome = afterFailedReplacement({
       failures: w.replaceFailures,
@@ -120,6 +127,7 @@ export class WorkerReplacement {
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
       specRefused,
+      portTaken,
     });
     w.replaceFailures = outcome.failures;
     w.replaceRetryAt = outcome.retryAt;

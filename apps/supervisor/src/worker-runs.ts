@@ -6,7 +6,7 @@ import { hasProcess } from './lifecycle.js';
 import { NoFreePortError } from './port-allocator.js';
 import { type ExitInfo, isAlive, isWorkerInstance, stopProcessGroup } from './process-manager.js';
 import { WorkerReplacement } from './worker-replacement.js';
-import { logFields, type ManagedWorker } from './worker-set.js';
+import { logFields, type ManagedWorker, portTakenAgain } from './worker-set.js';
 import { startupPause, WorkerSpawner, watchFailed } from './worker-spawn.js';
 
 /**
@@ -94,6 +94,7 @@ export class WorkerRuns {
       if (result.ok && result.health?.instance === w.instance) {
         w.lastHeartbeat = new Date().toISOString();
         w.lastError = undefined;
+        w.portsTaken = 0;
         await workers.transition(w, 'healthy', w.reason);
         log.info({ event: 'worker.ready', ...logFields(w), startup_ms: Date.now() - w.startedAtMs }, 'worker healthy');
         return;
@@ -126,11 +127,16 @@ export class WorkerRuns {
     if (!workers.isCurrent(w) || w.run !== run) return; // stopped or replaced meanwhile
     // Exit code 3: the spec itself is refused (missing, disabled, or against the stdio policy). Starting it
     // again cannot help, so it waits the longest backoff; a spec change or restart request starts it at once.
-    await this.failedRun(w, 'exited', info.code === WORKER_EXIT_CODES.specUnavailable);
+    await this.failedRun(w, 'exited', info.code === WORKER_EXIT_CODES.specUnavailable, portTakenAgain(w, info.code));
   }
 
   /** Counts a failed run and restarts at once (first failure) or after an exponential backoff; a refused spec waits the longest. */
-  private async failedRun(w: ManagedWorker, event: 'exited' | 'start_failed', specRefused = false): Promise<void> {
+  private async failedRun(
+    w: ManagedWorker,
+    event: 'exited' | 'start_failed',
+    specRefused = false,
+    portTaken = false,
+  ): Promise<void> {
     const { config, workers, log } = this.ctx;
     // Only a live run can fail; a stop that raced with the exit has already settled the state.
     if (w.status !== 'starting' && w.status !== 'running' && w.status !== 'unhealthy') return;
@@ -144,6 +150,7 @@ export class WorkerRuns {
       backoffBaseMs: config.backoffBaseMs,
       backoffMaxMs: config.backoffMaxMs,
       specRefused,
+      portTaken,
     });
     w.crashes = outcome.crashes;
     w.restarts += 1;

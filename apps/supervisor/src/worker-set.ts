@@ -1,4 +1,10 @@
-import type { Logger, RuntimeRecord, RuntimeStatus } from '@mcp-hub/shared';
+import {
+  type Logger,
+  PORT_TAKEN_RETRIES,
+  type RuntimeRecord,
+  type RuntimeStatus,
+  WORKER_EXIT_CODES,
+} from '@mcp-hub/shared';
 import type { ProjectKey } from './admission.js';
 import { hasProcess, type LifecycleEvent, nextStatus } from './lifecycle.js';
 import type { ExitInfo } from './process-manager.js';
@@ -35,6 +41,8 @@ export interface ManagedWorker {
   restarts: number;
   /** Consecutive failed runs (exits before stableAfterMs, or failed starts). */
   crashes: number;
+  /** Starts in a row (runs or successors) that ended with the port taken (exit code 4); 0 once one is healthy. */
+  portsTaken?: number;
   healthFailures: number;
   lastError?: string;
   nextAttemptAt?: number;
@@ -210,4 +218,14 @@ export class WorkerSet {
   private slotFreed(): void {
     for (const id of this.waiting.keys()) void this.deps.enqueue(id);
   }
+}
+
+/**
+ * Whether a run or successor that exited with `code` found its port taken and may start again at once: counted
+ * on `w`, at most PORT_TAKEN_RETRIES in a row (a host where every listen fails must not spin).
+ */
+export function portTakenAgain(w: ManagedWorker, code: number | null): boolean {
+  const again = code === WORKER_EXIT_CODES.portTaken && (w.portsTaken ?? 0) < PORT_TAKEN_RETRIES;
+  w.portsTaken = again ? (w.portsTaken ?? 0) + 1 : 0;
+  return again;
 }

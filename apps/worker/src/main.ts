@@ -84,6 +84,10 @@ try {
   if (error instanceof WorkerExitError) {
     log.error({ event: 'worker.not_started', reason: error.message, exit_code: error.exitCode }, 'worker not started');
     exit(error.exitCode);
+  } else if ((error as NodeJS.ErrnoException | undefined)?.code === 'EADDRINUSE') {
+    // Another process bound the port after the supervisor claimed it: it starts this server again elsewhere.
+    log.warn({ event: 'worker.port_taken', port: config.port, err: error }, 'worker port already in use');
+    exit(WORKER_EXIT_CODES.portTaken);
   } else {
     log.fatal({ event: 'worker.start_failed', err: error }, 'worker could not start');
     exit(WORKER_EXIT_CODES.upstreamFailed);

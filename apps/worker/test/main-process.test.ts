@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
-import { WORKER_DRAIN_SIGNAL } from '@mcp-hub/shared';
+import { type AddressInfo, createServer } from 'node:net';
+import { WORKER_DRAIN_SIGNAL, WORKER_EXIT_CODES } from '@mcp-hub/shared';
 import getPort from 'get-port';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -133,6 +134,24 @@ describe('the built worker process', () => {
   it('exits 3 when its spec is missing', async () => {
     const { child } = await spawnWorker('proc-missing');
     expect((await child.exited).code).toBe(3);
+  });
+
+  it('exits 4 when something else took its port, so the supervisor starts it again elsewhere at once', async () => {
+    await registerServer(t.redis, t.keys, {
+      id: 'proc-port',
+      transport: 'stdio',
+      config: { command: process.execPath, args: [FIXTURES.echo] },
+    });
+    const squatter = createServer();
+    await new Promise<void>((resolve) => squatter.listen(0, '127.0.0.1', resolve));
+    try {
+      const taken = (squatter.address() as AddressInfo).port;
+      const { child } = await spawnWorker('proc-port', { MCP_WORKER_PORT: String(taken) });
+      expect((await child.exited).code).toBe(WORKER_EXIT_CODES.portTaken);
+      expect(logLines(child)).toContainEqual(expect.objectContaining({ event: 'worker.port_taken', port: taken }));
+    } finally {
+      squatter.close();
+    }
   });
 
   it('exits 1 and records last_error when its stdio server cannot start', async () => {

@@ -148,6 +148,7 @@ export {
   MESSAGES_PATH_HEADER,
   MESSAGES_PATH_RE,
   type ParsedToolCallEvent,
+  PORT_TAKEN_RETRIES,
   parseToolCallFrame,
   TOOL_CALL_EVENTS,
   type ToolCallEventName,

@@ -70,7 +70,15 @@ export const WORKER_EXIT_CODES = Object.freeze({
   badConfig: CONFIG_EXIT_CODE,
   /** The server's spec is missing or disabled: restarting will not help. */
   specUnavailable: 3,
+  /**
+   * Its port was taken between the supervisor's claim and the worker's listen (another process bound it):
+   * nothing is wrong with the server, so it is started again at once on another port, not counted as a crash.
+   */
+  portTaken: 4,
 });
+
+/** Starts in a row that may end in `portTaken` and be retried at once; past this they count as crashes. */
+export const PORT_TAKEN_RETRIES = 3;
 export type WorkerExitCode = (typeof WORKER_EXIT_CODES)[keyof typeof WORKER_EXIT_CODES];
 
 /**
