@@ -49,7 +49,8 @@ export function runMain(
       return stderr;
     },
     exited,
-    waitForEvent(event, timeoutMs = 10_000) {
+    // A deadline for a line that may never come, not a speed bar: a loaded machine takes seconds to start Node.
+    waitForEvent(event, timeoutMs = 30_000) {
       const found = lines.find((l) => l.event === event);
       if (found) return Promise.resolve(found);
       return new Promise((resolve, reject) => {

@@ -231,8 +231,14 @@ describe('planned restarts', () => {
 
     // Fixing the spec replaces the worker.
     await h.registry.upsertServer(echoServer('alpha', { timeoutMs: 9_000 }), 'replace');
-    const after = await running(h, 'alpha', before.pid);
-    expect(after.specRev).toBe((await h.registry.getServer('alpha'))?.rev);
+    const rev = (await h.registry.getServer('alpha'))?.rev;
+    // A retry of the bad change that was already under way may start first and be replaced in turn: wait for the
+    // worker of the fixed spec.
+    const after = await waitFor('the fixed spec running', async () => {
+      const r = await h.registry.getRuntime('alpha');
+      return r?.status === 'running' && r.pid !== before.pid && r.specRev === rev ? r : null;
+    });
+    if (after.pid !== undefined) h.pids.add(after.pid);
     expect(after.lastError).toBeUndefined();
   });
 });

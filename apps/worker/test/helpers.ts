@@ -29,9 +29,10 @@ export const FIXTURES = {
 export const EVERYTHING = root('node_modules/@modelcontextprotocol/server-everything/dist/index.js');
 export const WORKER_MAIN = root('apps/worker/dist/main.js');
 
-/** Timings small enough for tests. */
+/** Timings small enough for tests (a test of a hanging upstream passes its own short connect timeout). */
 export const FAST_OPTIONS: Partial<WorkerOptions> = {
-  connectTimeoutMs: 5_000,
+  // Room for server-everything to start on a loaded machine: 5 s ran out with four test files at a time.
+  connectTimeoutMs: 15_000,
   pingIntervalMs: 200,
   reconnectBaseDelayMs: 100,
   reconnectMaxDelayMs: 500,
