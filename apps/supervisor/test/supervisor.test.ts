@@ -359,7 +359,10 @@ describe('supervisor', () => {
   }, 60_000);
 
   it('with two supervisors, runs each server exactly once on distinct ports; when one dies, the other adopts its workers', async () => {
-    const h = harness({ MCP_LEASE_TTL: '3s' });
+    // Heartbeats of 1 s (gone after 3 s): this test is about leases and adoption, not failover speed, and with
+    // 500 ms beats a supervisor stalled 1.5 s on a loaded machine was taken over while alive (CI saw a server
+    // never settle).
+    const h = harness({ MCP_LEASE_TTL: '3s', MCP_SUPERVISOR_HEARTBEAT: '1s' });
     const ids = Array.from({ length: 6 }, (_, i) => `s${i}`);
     const [early, late] = [ids.slice(0, 3), ids.slice(3)];
     // The process supervisor alone sees the first servers, so it certainly owns some when it is killed.
