@@ -86,14 +86,19 @@ export class WorkerLocator {
     const runtime = opts.known === undefined ? await this.cache.runtime(id) : opts.known;
     if (runtime && isRunning(runtime)) return runtime;
     if (isIdle(runtime)) {
-      const woken = this.untilRunning(id, Math.min(this.options.wakeTimeoutMs, opts.timeoutMs ?? Infinity), isRunning);
+      const woken = this.untilRunning(
+        id,
+        Math.min(this.options.wakeTimeoutMs, opts.timeoutMs ?? Infinity),
+        isRunning,
+        opts.requestId,
+      );
       await this.registry.requestWake(id);
       this.log.info({ event: 'worker.wake', server: id }, 'starting an idle worker for a call');
       return this.orUnavailable(id, await woken);
     }
     if (!COMING_BACK.has(runtime?.status)) throw workerUnavailable(id, runtime);
     const started = performance.now();
-    const found = this.orUnavailable(id, await this.untilRunning(id, this.waitMs(opts), isRunning));
+    const found = this.orUnavailable(id, await this.untilRunning(id, this.waitMs(opts), isRunning, opts.requestId));
     this.log.info(
       {
         event: 'worker.waited',
@@ -145,7 +150,7 @@ export class WorkerLocator {
         }
         const failed = runtime.instance;
         const replaced = (r: RuntimeRecord | null) => isRunning(r) && r?.instance !== failed;
-        const next = this.orUnavailable(id, await this.untilRunning(id, this.waitMs(opts), replaced));
+        const next = this.orUnavailable(id, await this.untilRunning(id, this.waitMs(opts), replaced, opts.requestId));
         if (undelivered) {
           this.log.info(
             { event: 'tool.call.redirected', ...fields, stale_port: runtime.port, port: next.port },
@@ -175,10 +180,12 @@ export class WorkerLocator {
     id: string,
     waitMs: number,
     accept: (runtime: RuntimeRecord | null) => boolean,
+    requestId?: string,
   ): Promise<RuntimeRecord | null> {
     const count = this.waiting.get(id) ?? 0;
     if (count >= this.options.maxWaitersPerServer) return this.cache.runtime(id);
     this.waiting.set(id, count + 1);
+    this.log.debug({ event: 'worker.wait', request_id: requestId, server: id, waiting: count + 1 }, 'a call waits');
     const until = performance.now() + waitMs;
     try {
       for (;;) {
