@@ -148,6 +148,24 @@ export async function stopProcess(child: ChildProcess | undefined, graceMs = 10_
   killGroup(child.pid);
 }
 
+/** How long a whole-stack test waits for its hub to close before going on with the teardown. */
+const HUB_CLOSE_WAIT_MS = 5_000;
+
+/**
+ * Tears a whole-stack test down in the order that leaves nothing behind: the supervisor process first (it stops
+ * its workers), then the hub (a close that hangs is not waited out), then whatever a hung shutdown left under
+ * `prefix`.
+ */
+export async function stopStack(
+  supervisor: ChildProcess | undefined,
+  hub: { close(): Promise<unknown> } | undefined,
+  prefix: string,
+): Promise<void> {
+  await stopProcess(supervisor);
+  await Promise.race([hub?.close(), new Promise((resolve) => setTimeout(resolve, HUB_CLOSE_WAIT_MS))]);
+  killByKeyPrefix(prefix);
+}
+
 /**
  * Runs the built supervisor as its own process (detached, so a test can kill it like a crash) against the
  * test Redis under `prefix`, on a random worker port range. `env` adds to or overrides the defaults.

@@ -17,14 +17,7 @@ import {
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { callTool, textOf, toolNames } from '../../../test/mcp-clients.js';
-import {
-  EVERYTHING_ENTRY,
-  fixture,
-  killByKeyPrefix,
-  startWatchedSupervisor,
-  stopProcess,
-  waitFor,
-} from '../../../test/processes.js';
+import { EVERYTHING_ENTRY, fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -167,9 +160,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await Promise.allSettled(opened.splice(0).map((c) => c.close()));
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   await t.cleanup();
 });
 

@@ -3,7 +3,7 @@ import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, killByKeyPrefix, startSupervisorProcess, stopProcess, waitFor } from '../../../test/processes.js';
+import { fixture, startSupervisorProcess, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -40,10 +40,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  // The supervisor first (it stops its workers), then the hub, then whatever a hung shutdown left.
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   await t.cleanup();
 });
 

@@ -20,13 +20,7 @@ import {
   textOf,
   toolNames,
 } from '../../../test/mcp-clients.js';
-import {
-  EVERYTHING_ENTRY,
-  killByKeyPrefix,
-  startWatchedSupervisor,
-  stopProcess,
-  waitFor,
-} from '../../../test/processes.js';
+import { EVERYTHING_ENTRY, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -202,10 +196,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await clients.closeAll();
-  // The supervisor first (it stops its workers), then the hub, then whatever a hung shutdown left.
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   rmSync(memoryFile, { force: true });
   await t.cleanup();
 });

@@ -7,7 +7,7 @@ import type { ChildProcess } from 'node:child_process';
 import { keyCaller, loadHubConfig, Registry, WORKER_CALLER_HEADER, WORKER_TOKEN_HEADER } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, killByKeyPrefix, startWatchedSupervisor, stopProcess, waitFor } from '../../../test/processes.js';
+import { fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
 import { type OpenStream, openSession, openStream, pingSession } from '../../../test/raw-mcp.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
@@ -105,9 +105,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   await t.cleanup();
 });
 

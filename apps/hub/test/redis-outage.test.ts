@@ -5,14 +5,7 @@ import getPort from 'get-port';
 import { Redis } from 'ioredis';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  fixture,
-  killByKeyPrefix,
-  startWatchedSupervisor,
-  stopProcess,
-  waitFor,
-  workerPids,
-} from '../../../test/processes.js';
+import { fixture, startWatchedSupervisor, stopStack, waitFor, workerPids } from '../../../test/processes.js';
 import { DurableRedis } from '../../../test/redis-server.js';
 import { captureLogger, testPrefix } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
@@ -113,9 +106,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(prefix);
+  await stopStack(supervisor, hub, prefix);
   client?.disconnect();
   await redis?.destroy();
 });

@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import { loadHubConfig, Registry } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixture, killByKeyPrefix, startSupervisorProcess, stopProcess, waitFor } from '../../../test/processes.js';
+import { fixture, startSupervisorProcess, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -61,9 +61,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   await t.cleanup();
   rmSync(work, { recursive: true, force: true });
 });

@@ -9,14 +9,7 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixtureEventCounter } from '../../../test/echo-fixture.js';
-import {
-  EVERYTHING_ENTRY,
-  fixture,
-  killByKeyPrefix,
-  startWatchedSupervisor,
-  stopProcess,
-  waitFor,
-} from '../../../test/processes.js';
+import { EVERYTHING_ENTRY, fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -163,10 +156,7 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  // The supervisor first (it stops its workers), then the hub, then whatever a hung shutdown left.
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   restApi?.close();
   rmSync(eventsFile, { force: true });
   await t.cleanup();

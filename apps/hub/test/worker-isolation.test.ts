@@ -8,7 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { callTool, mcpClients, textOf } from '../../../test/mcp-clients.js';
-import { fixture, killByKeyPrefix, startWatchedSupervisor, stopProcess, waitFor } from '../../../test/processes.js';
+import { fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
 
@@ -115,9 +115,7 @@ beforeAll(async () => {
 afterEach(() => clients.closeAll());
 
 afterAll(async () => {
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   await t.cleanup();
 });
 

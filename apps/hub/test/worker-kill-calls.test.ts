@@ -9,10 +9,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   childPids,
   fixture,
-  killByKeyPrefix,
   runningRecord,
   startWatchedSupervisor,
-  stopProcess,
+  stopStack,
   waitFor,
   workerPids,
 } from '../../../test/processes.js';
@@ -107,9 +106,7 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(async () => {
-  await stopProcess(supervisor);
-  await Promise.race([hub?.close(), new Promise((r) => setTimeout(r, 5_000))]);
-  killByKeyPrefix(t.prefix);
+  await stopStack(supervisor, hub, t.prefix);
   await t.cleanup();
   rmSync(eventsDir, { recursive: true, force: true });
 });

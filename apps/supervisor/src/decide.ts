@@ -189,18 +189,14 @@ export interface FailedRunOutcome {
  */
 export function afterFailedRun(input: FailedRunInput): FailedRunOutcome {
   const { status, event, nowMs } = input;
+  const reason = event === 'start_failed' ? 'start_failed' : 'exited';
   if (input.portTaken && status === 'starting') {
-    return {
-      crashes: input.crashes,
-      reason: event === 'start_failed' ? 'start_failed' : 'exited',
-      steps: [{ event, nextAttemptAt: nowMs }],
-    };
+    return { crashes: input.crashes, reason, steps: [{ event, nextAttemptAt: nowMs }] };
   }
   const crashes = status === 'starting' || input.ranMs < input.stableAfterMs ? input.crashes + 1 : 1;
   const delay = input.specRefused
     ? input.backoffMaxMs
     : backoffDelayMs(crashes, input.backoffBaseMs, input.backoffMaxMs);
-  const reason = event === 'start_failed' ? 'start_failed' : 'exited';
   if (status === 'starting') {
     // starting → backoff
     return { crashes, reason, steps: [{ event, nextAttemptAt: nowMs + Math.max(delay, input.backoffBaseMs) }] };

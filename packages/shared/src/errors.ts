@@ -92,3 +92,22 @@ export function errorBody(err: AppError, requestId: string): ErrorBody {
 export function isAppError(err: unknown): err is AppError {
   return err instanceof AppError;
 }
+
+/** A mark an error can carry without a field of its own (what a route or a call already knows of it). */
+export interface ErrorMark {
+  /** Marks `error`, and returns it. */
+  mark<E extends Error>(error: E): E;
+  has(error: unknown): boolean;
+}
+
+/** A new ErrorMark: kept beside the errors (a WeakSet), so a marked error is collected like any other. */
+export function errorMark(): ErrorMark {
+  const marked = new WeakSet<Error>();
+  return {
+    mark(error) {
+      marked.add(error);
+      return error;
+    },
+    has: (error) => error instanceof Error && marked.has(error),
+  };
+}

@@ -1,7 +1,7 @@
 // Only types come from fastify: the plugin runs inside each app's own fastify instance, and processes that
 // never serve HTTP (the supervisor) do not load it through the shared index.
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { AppError, type ErrorCode, errorBody, errorHeaders } from './errors.js';
+import { AppError, type ErrorCode, errorBody, errorHeaders, errorMark } from './errors.js';
 import type { Logger } from './logger.js';
 
 const FASTIFY_CODES: Record<string, { code: ErrorCode; message?: string }> = {
@@ -43,12 +43,11 @@ export function toAppError(err: unknown): AppError {
 }
 
 /** Errors a route already logged in its own line (`tool.call.failed`): the error handler does not repeat them. */
-const loggedErrors = new WeakSet<AppError>();
+const logged = errorMark();
 
 /** Marks an error as logged by the route that throws it, so that it is logged once. */
 export function markLogged(err: AppError): AppError {
-  loggedErrors.add(err);
-  return err;
+  return logged.mark(err);
 }
 
 /**
@@ -66,7 +65,7 @@ export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
         { event: 'api.error', request_id: req.id, err: appError.cause ?? err, code: appError.code, url: req.url },
         'request failed',
       );
-    } else if (appError.statusCode >= 500 && !loggedErrors.has(appError)) {
+    } else if (appError.statusCode >= 500 && !logged.has(appError)) {
       log.warn(
         { event: 'api.error', request_id: req.id, code: appError.code, error: appError.message, url: req.url },
         'request failed',

@@ -34,8 +34,10 @@ export {
   ERROR_STATUS,
   type ErrorBody,
   type ErrorCode,
+  type ErrorMark,
   errorBody,
   errorHeaders,
+  errorMark,
   isAppError,
   UNAVAILABLE_RETRY_AFTER_S,
 } from './errors.js';

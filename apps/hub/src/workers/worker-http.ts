@@ -6,6 +6,7 @@ import {
   type ErrorCode,
   errorBody,
   errorHeaders,
+  errorMark,
   isRequestId,
   type RuntimeRecord,
   toolCallFrame,
@@ -48,7 +49,7 @@ export function forwarded(req: IncomingHttpHeaders, names: readonly string[] = [
 }
 
 /** Errors of requests a worker never received: safe to send again, to the worker that replaced it. */
-const neverDelivered = new WeakSet<AppError>();
+const neverDelivered = errorMark();
 
 /**
  * Whether a request to a worker failed before the worker got it: its address was stale (connection refused:
@@ -56,23 +57,22 @@ const neverDelivered = new WeakSet<AppError>();
  * that may have reached the upstream.
  */
 export function wasNeverDelivered(err: unknown): boolean {
-  return err instanceof AppError && neverDelivered.has(err);
+  return neverDelivered.has(err);
 }
 
 /** Errors of calls a worker had handed to its upstream when it (or the upstream) went away. */
-const lostCalls = new WeakSet<AppError>();
+const lostCalls = errorMark();
 
 /**
  * Whether a call failed after its worker had handed it to the upstream, because the worker or the upstream went
  * away: it may have run. Sent again only for a tool that says that is safe (`idempotentHint`, `readOnlyHint`).
  */
 export function wasLostInFlight(err: unknown): boolean {
-  return err instanceof AppError && lostCalls.has(err);
+  return lostCalls.has(err);
 }
 
 export function lostInFlight(error: AppError): AppError {
-  lostCalls.add(error);
-  return error;
+  return lostCalls.mark(error);
 }
 
 export function staleAddress(target: WorkerTarget, cause?: unknown): AppError {
@@ -82,8 +82,7 @@ export function staleAddress(target: WorkerTarget, cause?: unknown): AppError {
     undefined,
     { cause },
   );
-  neverDelivered.add(error);
-  return error;
+  return neverDelivered.mark(error);
 }
 
 /**

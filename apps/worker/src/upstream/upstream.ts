@@ -1,4 +1,4 @@
-import type { Logger, ToolInput } from '@mcp-hub/shared';
+import { errorMark, type Logger, type ToolInput } from '@mcp-hub/shared';
 
 /** A tool call's answer, as MCP's `CallToolResult` (the fields the worker passes on). */
 export interface ToolResult {
@@ -26,16 +26,15 @@ export interface CallToolOptions {
 }
 
 /** Errors of calls whose upstream (or worker) went away while it had them: whether they ran is unknown. */
-const lostCalls = new WeakSet<Error>();
+const lostCalls = errorMark();
 
 /** Marks `error` as the end of a call its upstream had and lost (a stdio child that died, the worker closing). */
 export function markLost<E extends Error>(error: E): E {
-  lostCalls.add(error);
-  return error;
+  return lostCalls.mark(error);
 }
 
 export function isLost(error: unknown): boolean {
-  return error instanceof Error && lostCalls.has(error);
+  return lostCalls.has(error);
 }
 
 export interface UpstreamRequestOptions {
