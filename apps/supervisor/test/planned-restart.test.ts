@@ -1,7 +1,7 @@
 import { createKeys, type Env, loadSupervisorConfig, Registry, type RuntimeRecord } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
 import { Agent } from 'undici';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, onTestFailed } from 'vitest';
 import { fixture, isAlive, killByKeyPrefix, killGroup, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testPrefix } from '../../../test/support.js';
 import { createSupervisor, type Supervisor } from '../src/index.js';
@@ -43,6 +43,13 @@ async function harness(extra: Env = {}): Promise<Harness> {
     pids: new Set(),
   };
   harnesses.push(h);
+  // A failure under load says what the supervisor saw (replace_failed, health, backoff), not just "timed out".
+  onTestFailed(() => {
+    const seen = logs.lines.filter(
+      (l) => ['warn', 'error', 'fatal'].includes(String(l.level)) || String(l.event).startsWith('worker.'),
+    );
+    console.error(`supervisor log of ${prefix}:\n${seen.map((l) => JSON.stringify(l)).join('\n')}`);
+  });
   await supervisor.start();
   return h;
 }
@@ -62,8 +69,9 @@ afterEach(async () => {
   }
 });
 
+/** A successor's deadline is 30 s: on a loaded CI machine a worker start took more than the default 15 s. */
 function running(h: Harness, id: string, notPid?: number): Promise<RuntimeRecord> {
-  return runningRecord(h.registry, id, h.pids, notPid);
+  return runningRecord(h.registry, id, h.pids, notPid, 30_000);
 }
 
 function call(r: RuntimeRecord, tool: string, args: Record<string, unknown>): Promise<string> {
