@@ -29,7 +29,8 @@ const CLOSE_DEADLINE_MS = 30_000;
 /** On shutdown, how long any one Redis step may take: stopping the processes must not wait for a dead Redis. */
 const SHUTDOWN_REDIS_MS = 2_000;
 
-export const DEFAULT_WORKER_ENTRY = fileURLToPath(new URL('../../worker/dist/main.js', import.meta.url));
+/** The worker as one bundled file (apps/worker/bundle.mjs): it starts in about half the time of dist/main.js. */
+export const DEFAULT_WORKER_ENTRY = fileURLToPath(new URL('../../worker/dist/bundle/worker.mjs', import.meta.url));
 
 export interface SupervisorDeps {
   config: Readonly<SupervisorConfig>;

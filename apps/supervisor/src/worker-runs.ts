@@ -21,7 +21,7 @@ export class WorkerRuns {
 
   constructor(
     private readonly ctx: SupervisorContext,
-    /** The worker's entry script (its dist/main.js). */
+    /** The worker's entry script (its bundle, dist/bundle/worker.mjs). */
     entry: string,
   ) {
     this.spawner = new WorkerSpawner(ctx, entry);

@@ -18,7 +18,7 @@ export class WorkerSpawner {
 
   constructor(
     private readonly ctx: SupervisorContext,
-    /** The worker's entry script (its dist/main.js). */
+    /** The worker's entry script (its bundle, dist/bundle/worker.mjs). */
     private readonly entry: string,
   ) {
     this.startSlots = new Semaphore(ctx.config.startConcurrency);

@@ -20,7 +20,7 @@ import { buildHttpServer, type WorkerGate } from './http-server.js';
 import { createBridgeServerFactory } from './mcp-bridge.js';
 import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
 import { ToolSync } from './tool-sync.js';
-import { createUpstream } from './upstream/create-upstream.js';
+import { loadUpstreamFactory } from './upstream/create-upstream.js';
 import { createModernPassthrough } from './upstream/modern-passthrough.js';
 import { createBwrapLauncher, type StdioLauncher, UNCONFINED } from './upstream/stdio-sandbox.js';
 import { markLost } from './upstream/upstream.js';
@@ -128,6 +128,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
           readOnlyPaths: config.stdioSandboxReadOnlyPaths,
         })
       : UNCONFINED;
+  const createUpstream = await loadUpstreamFactory(serverSpec.transport);
   const upstream = createUpstream(
     serverSpec,
     log.child({ component: 'upstream' }),

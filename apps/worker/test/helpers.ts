@@ -27,7 +27,8 @@ export const FIXTURES = {
   confinement: root('test/fixtures/confinement-server.mjs'),
 };
 export const EVERYTHING = root('node_modules/@modelcontextprotocol/server-everything/dist/index.js');
-export const WORKER_MAIN = root('apps/worker/dist/main.js');
+/** What the supervisor spawns: the bundle of dist/main.js. */
+export const WORKER_MAIN = root('apps/worker/dist/bundle/worker.mjs');
 
 /** Timings small enough for tests (a test of a hanging upstream passes its own short connect timeout). */
 export const FAST_OPTIONS: Partial<WorkerOptions> = {

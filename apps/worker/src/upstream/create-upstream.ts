@@ -1,8 +1,5 @@
-import type { Logger, ServerSpec } from '@mcp-hub/shared';
-import { createRemoteUpstream } from './remote-upstream.js';
-import { createRestUpstream } from './rest-upstream.js';
+import type { Logger, ServerSpec, Transport } from '@mcp-hub/shared';
 import type { StdioLauncher } from './stdio-sandbox.js';
-import { createStdioUpstream } from './stdio-upstream.js';
 import type { Upstream } from './upstream.js';
 
 export interface UpstreamTimings {
@@ -17,16 +14,38 @@ export interface UpstreamTimings {
   maxMessageBytes: number;
 }
 
-/** The upstream adapter for a server's transport (not connected yet). */
-export function createUpstream(
+/** Makes the upstream adapter for a server's transport (not connected yet). */
+export type UpstreamFactory = (
   spec: ServerSpec,
   log: Logger,
   timings: UpstreamTimings,
   launcher?: StdioLauncher,
-): Upstream {
-  if (spec.transport === 'rest') return createRestUpstream({ spec, log });
-  const { connectTimeoutMs, maxMessageBytes } = timings;
-  if (spec.transport === 'stdio')
-    return createStdioUpstream({ spec, log, connectTimeoutMs, maxMessageBytes, launcher });
-  return createRemoteUpstream({ spec, log, ...timings });
+) => Upstream;
+
+/**
+ * Loads the adapter of one transport only: a worker runs one server, so a stdio or remote server never loads
+ * the REST adapter (and undici, a fifth of the worker's code) and a REST server never loads the MCP client.
+ */
+export async function loadUpstreamFactory(transport: Transport): Promise<UpstreamFactory> {
+  const mismatch = (spec: ServerSpec) =>
+    new Error(`an upstream factory for ${transport} was asked for a ${spec.transport} server`);
+  if (transport === 'rest') {
+    const { createRestUpstream } = await import('./rest-upstream.js');
+    return (spec, log) => {
+      if (spec.transport !== 'rest') throw mismatch(spec);
+      return createRestUpstream({ spec, log });
+    };
+  }
+  if (transport === 'stdio') {
+    const { createStdioUpstream } = await import('./stdio-upstream.js');
+    return (spec, log, { connectTimeoutMs, maxMessageBytes }, launcher) => {
+      if (spec.transport !== 'stdio') throw mismatch(spec);
+      return createStdioUpstream({ spec, log, connectTimeoutMs, maxMessageBytes, launcher });
+    };
+  }
+  const { createRemoteUpstream } = await import('./remote-upstream.js');
+  return (spec, log, timings) => {
+    if (spec.transport === 'rest' || spec.transport === 'stdio') throw mismatch(spec);
+    return createRemoteUpstream({ spec, log, ...timings });
+  };
 }

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { lstatSync, mkdirSync, readlinkSync, realpathSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readlinkSync, realpathSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -69,9 +69,16 @@ export const UNCONFINED: StdioLauncher = Object.freeze({
   prepare: async (launch: StdioLaunch) => launch,
 });
 
-/** The project's node_modules (servers installed with the hub, e.g. server-everything), from this file's place. */
+/**
+ * The project's node_modules (servers installed with the hub, e.g. server-everything): beside the workspace's
+ * pnpm-workspace.yaml, found upwards from this code's place (a file of dist/ or the bundle dist/worker.mjs).
+ */
 function projectNodeModules(): string {
-  return resolve(dirname(fileURLToPath(import.meta.url)), '../../../../node_modules');
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let up = 0; up < 6; up++, dir = dirname(dir)) {
+    if (existsSync(join(dir, 'pnpm-workspace.yaml'))) return join(dir, 'node_modules');
+  }
+  return resolve(dirname(fileURLToPath(import.meta.url)), '../../../node_modules');
 }
 
 /** The Node.js install holding the running binary, unless it is under /usr already. */
