@@ -45,6 +45,8 @@ async function call(i, t0) {
   const s = i % config.targets.length;
   const target = config.targets[s];
   const message = `${config.tag}-${i}`;
+  // Every other call is an event-stream client (the card's main path), the others ask for one JSON body.
+  const stream = i % 2 === 1;
   let st = 0;
   let c;
   let text = '';
@@ -53,13 +55,18 @@ async function call(i, t0) {
     const res = await pool.request({
       path: `/mcp/${target.server}/${target.tool}`,
       method: 'POST',
-      headers: { 'content-type': 'application/json', accept: 'application/json', 'x-request-id': `chaos-${message}` },
+      headers: {
+        'content-type': 'application/json',
+        accept: stream ? 'text/event-stream' : 'application/json',
+        'x-request-id': `chaos-${message}`,
+      },
       body: JSON.stringify({ ...target.args, message }),
       signal: AbortSignal.timeout(config.timeoutMs),
     });
     st = res.statusCode;
     text = await res.body.text();
-    c = classify(st, text, `${target.server}|${message}`);
+    const expected = `${target.server}|${message}`;
+    c = stream && st === 200 ? classifyStream(text, expected) : classify(st, text, expected);
   } catch (err) {
     c = err.name === 'TimeoutError' ? 'timeout' : `net:${err.code ?? err.name}`;
     text = String(err.message);
@@ -83,6 +90,21 @@ function classify(status, text, expected) {
   if (status !== 200) return typeof body?.error?.code === 'string' ? body.error.code : 'no_error_code';
   if (body?.isError) return 'tool_error';
   return body?.content?.[0]?.text === expected ? 'ok' : 'wrong_answer';
+}
+
+/** An event-stream answer: its `result` event as `classify` judges a JSON body, or its `error` event's code. */
+function classifyStream(text, expected) {
+  const events = text
+    .split('\n\n')
+    .filter((frame) => frame.startsWith('event: '))
+    .map((frame) => ({
+      name: frame.slice(7, frame.indexOf('\n')),
+      data: frame.slice(frame.indexOf('\ndata: ') + 7),
+    }));
+  const last = events.filter((e) => e.name === 'result' || e.name === 'error');
+  if (last.length !== 1) return 'broken_answer';
+  const [{ name, data }] = last;
+  return name === 'result' ? classify(200, data, expected) : classify(500, `{"error":${data}}`, expected);
 }
 
 // Every keep-alive connection is open before the clock starts: a burst of new connections to a busy hub is a

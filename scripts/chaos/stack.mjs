@@ -118,7 +118,8 @@ export async function createStack({ runDir, servers, say }) {
     HUB_AUTH: 'none',
     MCP_WORKER_BASE_PORT: String(workerBasePort),
     MCP_WORKER_PORT_RANGE: '100',
-    LOG_LEVEL: 'warn',
+    // As it runs in production: every call and every step of a restart is logged (the logs are in runDir).
+    LOG_LEVEL: 'info',
   };
   const logFd = (name) => openSync(join(runDir, `${name}.log`), 'a');
 

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadHubConfig, type RedisKeys, Registry, runtimeToHash } from '@mcp-hub/shared';
+import { loadHubConfig, type RedisKeys, Registry, runtimeToHash, toolCallFrame } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import getPort from 'get-port';
 import { Redis } from 'ioredis';
@@ -21,8 +21,8 @@ interface FakeWorker {
   server: Server;
   port: number;
   calls: string[];
-  /** Calls of the `slow` tool held until `release()`. */
-  held: ServerResponse[];
+  /** Calls of the `slow` tool held until `release()`, with their request ids. */
+  held: [ServerResponse, string][];
   release(): void;
 }
 
@@ -33,23 +33,28 @@ async function startFakeWorker(): Promise<FakeWorker> {
     calls: [],
     held: [],
     release() {
-      for (const res of worker.held.splice(0)) answer(res);
+      for (const [res, id] of worker.held.splice(0)) answer(res, id);
     },
   };
-  const answer = (res: ServerResponse) =>
+  // The tool-call contract: an event stream, `dispatched` (the hub asks for it), then the result.
+  const answer = (res: ServerResponse, id: string) =>
     res
-      .writeHead(200, { 'content-type': 'application/json' })
-      .end(JSON.stringify({ request_id: 'x', content: [], isError: false }));
+      .writeHead(200, { 'content-type': 'text/event-stream' })
+      .end(
+        toolCallFrame('dispatched', { request_id: id }) +
+          toolCallFrame('result', { request_id: id, content: [], isError: false }),
+      );
   worker.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     req.resume();
     req.on('end', () => {
       worker.calls.push(req.url ?? '');
-      if (req.url === '/tools/slow') worker.held.push(res);
+      const id = String(req.headers['x-request-id']);
+      if (req.url === '/tools/slow') worker.held.push([res, id]);
       else if (req.url === '/mcp') {
         res
           .writeHead(200, { 'content-type': 'application/json' })
           .end(JSON.stringify({ jsonrpc: '2.0', id: 1, result: { content: [], isError: false } }));
-      } else answer(res);
+      } else answer(res, id);
     });
   });
   await new Promise<void>((r) => worker.server.listen(0, '127.0.0.1', r));
@@ -105,6 +110,7 @@ async function http(
   const res = await request(`${hub.base}${path}`, {
     method,
     headers: {
+      accept: 'application/json',
       ...(key ? { authorization: `Bearer ${key}` } : {}),
       ...(body === undefined ? {} : { 'content-type': 'application/json' }),
     },

@@ -2,7 +2,7 @@ import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
+import { loadHubConfig, parseToolCallFrame, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { Pool, request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -63,6 +63,21 @@ async function call(id: string, tool: string, message: string, ms = 0) {
   });
   const body = (await res.body.json()) as { content?: { text: string }[]; error?: { code: string } };
   return { status: res.statusCode, body };
+}
+
+/** A call as an event-stream client makes it (the card's main path): the status, content type and events. */
+async function streamCall(id: string, tool: string, message: string, ms = 0) {
+  const res = await request(`${base}/mcp/${id}/${tool}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept: 'text/event-stream', 'x-request-id': `req-${message}` },
+    body: JSON.stringify({ message, ms }),
+  });
+  const text = await res.body.text();
+  const events = text
+    .split('\n\n')
+    .map((frame) => parseToolCallFrame(frame))
+    .filter((e) => e !== null && e !== undefined);
+  return { status: res.statusCode, type: String(res.headers['content-type']), events };
 }
 
 const running = (id: string, notInstance?: string) => runningRecord(registry, id, notInstance);
@@ -182,6 +197,34 @@ describe('calls when a worker or its stdio server is killed -9', () => {
     expect(logsOf('req-reread', 'tool.call.retried')).toEqual([
       expect.objectContaining({ level: 'warn', server: SERVER, tool: 'slow-read' }),
     ]);
+  });
+
+  it('gives an event-stream client one stream with the second run of an idempotent tool whose worker died', async () => {
+    await serving(SERVER);
+    const pending = streamCall(SERVER, 'slow-idempotent', 'again-sse', 3_000);
+    await waitFor('the call to reach the stdio server', () => starts(SERVER, 'again-sse') === 1);
+    killWorker(SERVER);
+    const res = await pending;
+    expect(res).toMatchObject({ status: 200, type: 'text/event-stream' });
+    // The stream the first worker opened goes on: one result, no error, nothing of the hub's own hop.
+    expect(res.events.map((e) => e?.event)).toEqual(['result']);
+    expect(res.events[0]?.data).toMatchObject({ request_id: 'req-again-sse', content: [{ text: 'victim|again-sse' }] });
+    expect(starts(SERVER, 'again-sse')).toBe(2);
+    expect(logsOf('req-again-sse', 'tool.call.retried')).toHaveLength(1);
+  });
+
+  it("ends an event-stream client's stream with the failure when the upstream had the call and its worker died", async () => {
+    const before = await serving(SERVER);
+    const pending = streamCall(SERVER, 'slow', 'reached-sse', 15_000);
+    await waitFor('the call to reach the stdio server', () => starts(SERVER, 'reached-sse') === 1);
+    killWorker(SERVER);
+    const res = await pending;
+    expect(res).toMatchObject({ status: 200, type: 'text/event-stream' });
+    expect(res.events).toEqual([
+      { event: 'error', data: expect.objectContaining({ request_id: 'req-reached-sse', code: 'worker_unavailable' }) },
+    ]);
+    await running(SERVER, before.instance);
+    expect(starts(SERVER, 'reached-sse')).toBe(1);
   });
 });
 

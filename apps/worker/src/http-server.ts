@@ -9,6 +9,7 @@ import {
   REQUEST_ID_HEADER,
   registerErrorHandling,
   requestIdFrom,
+  SseStream,
   type ToolInput,
   type ToolResultEvent,
   WORKER_CALLER_HEADER,
@@ -21,7 +22,7 @@ import {
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { CallRunner } from './call-runner.js';
-import { SseStream } from './sse.js';
+
 import type { ToolResult } from './upstream/upstream.js';
 
 /** Tool arguments can be large (documents, images as base64); the hub applies its own, smaller limit first. */

@@ -1,4 +1,4 @@
-export { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
+export { SSE_KEEP_ALIVE_INTERVAL_MS } from '@mcp-hub/shared';
 export type { ToolProgress, ToolResult, Upstream, UpstreamState } from './upstream/upstream.js';
 export {
   DEFAULT_WORKER_OPTIONS,

@@ -8,6 +8,7 @@ import {
   Registry,
   type ServerSpec,
   type SessionMode,
+  SSE_KEEP_ALIVE_INTERVAL_MS,
   type UpstreamStatus,
   WORKER_EXIT_CODES,
   type WorkerConfig,
@@ -18,7 +19,7 @@ import type { Redis } from 'ioredis';
 import { CallRunner } from './call-runner.js';
 import { buildHttpServer, type WorkerGate } from './http-server.js';
 import { createBridgeServerFactory } from './mcp-bridge.js';
-import { SSE_KEEP_ALIVE_INTERVAL_MS } from './sse.js';
+
 import { ToolSync } from './tool-sync.js';
 import { loadUpstreamFactory } from './upstream/create-upstream.js';
 import { createModernPassthrough } from './upstream/modern-passthrough.js';

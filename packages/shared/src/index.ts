@@ -117,6 +117,7 @@ export {
   SPEC_SECRET_FIELDS,
   sealSpecSecrets,
 } from './secrets.js';
+export { SSE_KEEP_ALIVE_INTERVAL_MS, SSE_MAX_UNREAD_BYTES, SseStream } from './sse-stream.js';
 export { checkStdioLaunch, type StdioLaunch, type StdioPolicy } from './stdio-policy.js';
 export { drained } from './streams.js';
 export {

@@ -118,7 +118,6 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
             // when it closes rather than waiting for it.
             // So is a 2026-07-28 `subscriptions/listen`, whatever its content type (some servers send JSON lines).
             stream: req.method === 'GET' || rpcMethod(req.body) === 'subscriptions/listen',
-            onBrokenAnswer: 'end',
           }),
         { requestId: req.id },
       );

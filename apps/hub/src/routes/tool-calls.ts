@@ -1,8 +1,9 @@
 import { AppError, type Logger, markLogged, type RuntimeRecord, SLUG_RE, workerToolPath } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../access/call-guard.js';
+import { StreamAnswer } from '../http/stream-answer.js';
 import type { RegistryCache } from '../registry-cache.js';
-import { TOOL_HEADERS_GRACE_MS, type WorkerClient, workerOrigin } from '../workers/worker-client.js';
+import { type WorkerClient, workerOrigin } from '../workers/worker-client.js';
 import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
 
 export interface ToolCallRoutesOptions {
@@ -33,7 +34,7 @@ function wantsJson(req: FastifyRequest): boolean {
 
 /**
  * `POST /mcp/:id/:tool`: validate the arguments against the tool's schema, find the server's worker, and
- * pass its SSE answer through unbuffered (or read it and answer one JSON body). Registry data comes from the in-process cache; the
+ * answer its events as an event stream (or one JSON body). Registry data comes from the in-process cache; the
  * hop to the worker is the hub's WorkerClient (docs/adr/0002-hub-to-worker-hop.md).
  */
 export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesOptions): Promise<void> {
@@ -57,6 +58,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       const { id, tool } = req.params;
       const requestId = req.id;
       const args = req.body ?? {};
+      const stream = wantsJson(req) ? undefined : new StreamAnswer(reply, log);
       log.info(
         {
           event: 'tool.call.accepted',
@@ -90,7 +92,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           );
         }
         const done = await guard.admit(req.principal, id, tool, reply);
-        const send = wantsJson(req) ? answerJson : proxy;
+        const send = answer(stream);
         let status = 0;
         try {
           status = await workers.withWorker(id, (worker) => send(req, reply, worker, spec.timeoutMs, args), {
@@ -113,89 +115,69 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           );
           markLogged(err);
         }
+        // The client already has an event stream: the failure is its last event.
+        if (stream?.started) return stream.fail(err);
         throw err;
       }
     },
   );
 
   /**
-   * A client that asked for one JSON body: the hub reads the worker's event stream itself (with `dispatched`
-   * events, so a call lost before its upstream had it can be sent again) and answers the result, or throws the
-   * error for the error handler to answer in the one error shape.
+   * Sends the call to a worker and answers the client. The hub reads the worker's event stream itself (with
+   * `dispatched` events, so a call the upstream never had can be sent again to the worker's successor) and
+   * answers one JSON body, or, for a client that takes an event stream, its own stream: opened when the first
+   * worker's stream starts and kept open across such a resend, so the client sees one stream of progress and
+   * one result whichever worker ran the call. Failures before an answer started are thrown for the error
+   * handler (the one error shape with its status); `answerFailure` ends a stream that had started.
    */
-  const answerJson: CallSender = async (req, reply, runtime, timeoutMs, args) => {
-    const { id, tool } = req.params;
-    const requestId = req.id;
-    const proxied = proxyLines(req, runtime);
-    const clientGone = new AbortController();
-    const onClose = () => {
-      if (!reply.raw.writableEnded) clientGone.abort();
-    };
-    reply.raw.once('close', onClose);
-    if (reply.raw.destroyed || req.raw.socket.destroyed) clientGone.abort();
-    let status = 0;
-    try {
-      const result = await client.callTool({
-        target: { serverId: id, runtime },
-        tool,
-        args,
-        body: rawBodies.get(req),
-        headers: req.headers,
-        forwardHeaders: TRACE_HEADERS,
-        requestId,
-        signal: clientGone.signal,
-        timeoutMs,
-      });
-      status = 200;
-      reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
-      await reply.code(status).send({ request_id: requestId, ...result });
-    } catch (err) {
-      if (!clientGone.signal.aborted) throw err;
-      // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
-      reply.hijack();
-      if (!reply.raw.writableEnded) reply.raw.end();
-    } finally {
-      reply.raw.off('close', onClose);
-    }
-    proxied(status, clientGone.signal.aborted);
-    return status;
-  };
-
-  const proxy: CallSender = async (req, reply, runtime, timeoutMs, args) => {
-    const { id, tool } = req.params;
-    const requestId = req.id;
-    const path = workerToolPath(tool);
-    const proxied = proxyLines(req, runtime);
-    // A JSON answer is not cached or buffered by proxies either (an SSE answer sets these itself).
-    reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
-    const outcome = await client.relay(req, reply, {
-      target: { serverId: id, runtime },
-      path,
-      body: rawBodies.get(req) ?? JSON.stringify(args),
-      headers: { 'content-type': 'application/json', accept: 'text/event-stream' },
-      forwardHeaders: TRACE_HEADERS,
-      headersTimeoutMs: timeoutMs + TOOL_HEADERS_GRACE_MS,
-      timeoutError: () => new AppError('tool_timeout', `${id}/${tool} did not answer within ${timeoutMs} ms`),
-      onBrokenAnswer: 'error-event',
-      // An event stream's headers leave the worker before it calls the upstream.
-      headersBeforeWork: true,
-    });
-    if (outcome.error) {
-      log.warn(
-        {
-          event: 'tool.call.failed',
-          request_id: requestId,
-          server: id,
+  const answer = (stream: StreamAnswer | undefined): CallSender => {
+    return async (req, reply, runtime, timeoutMs, args) => {
+      const { id, tool } = req.params;
+      const requestId = req.id;
+      const proxied = proxyLines(req, runtime);
+      const clientGone = new AbortController();
+      const onClose = () => {
+        if (!reply.raw.writableEnded) clientGone.abort();
+      };
+      reply.raw.once('close', onClose);
+      if (reply.raw.destroyed || req.raw.socket.destroyed) clientGone.abort();
+      let status = 0;
+      try {
+        const result = await client.callTool({
+          target: { serverId: id, runtime },
           tool,
-          error: outcome.error.message,
-          code: 'worker_unavailable',
-        },
-        'worker went away mid-call',
-      );
-    }
-    const status = outcome.error ? 0 : outcome.status;
-    proxied(status, outcome.cancelled);
-    return status;
+          args,
+          body: rawBodies.get(req),
+          headers: req.headers,
+          forwardHeaders: TRACE_HEADERS,
+          requestId,
+          signal: clientGone.signal,
+          timeoutMs,
+          ...(stream && {
+            onStream: () => stream.open(),
+            onProgress: (progress) => stream.open().send('progress', { request_id: requestId, ...progress }),
+          }),
+        });
+        status = 200;
+        if (stream) {
+          const sse = stream.open();
+          sse.send('result', { request_id: requestId, ...result });
+          sse.end();
+        } else {
+          reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
+          await reply.code(status).send({ request_id: requestId, ...result });
+        }
+      } catch (err) {
+        if (!clientGone.signal.aborted) throw err;
+        // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
+        if (!stream?.started) reply.hijack();
+        if (!reply.raw.writableEnded) reply.raw.end();
+      } finally {
+        reply.raw.off('close', onClose);
+      }
+      proxied(status, clientGone.signal.aborted);
+      return status;
+    };
   };
 
   /** Logs `tool.call.proxy.start` now; the function it returns logs `tool.call.proxy.done` with the outcome. */

@@ -24,7 +24,6 @@ import {
   requestFailed,
   requestIdOfMessage,
   staleAddress,
-  tellBroken,
   wasLostInFlight,
   wasNeverDelivered,
   workerOrigin,
@@ -75,17 +74,6 @@ export interface RelayOptions {
    * call in flight, which the hub waits for (up to its drain deadline).
    */
   stream?: boolean;
-  /**
-   * What a client hears when the worker fails after its answer started: `error-event` (the REST call route)
-   * an `error` event or, before any byte was sent, the error body; `end` (the MCP passthrough, whose clients
-   * speak JSON-RPC) only the end of the answer.
-   */
-  onBrokenAnswer: 'error-event' | 'end';
-  /**
-   * The worker sends its answer's headers before it starts the work (a tool call as an event stream): a
-   * connection lost before them means the call never ran, and may be sent again.
-   */
-  headersBeforeWork?: boolean;
 }
 
 export interface RelayOutcome {
@@ -107,6 +95,8 @@ export interface ToolCall {
   /** The tool's timeout (the worker enforces it; the hub waits this plus TOOL_HEADERS_GRACE_MS for headers). */
   timeoutMs: number;
   onProgress?: (progress: Omit<ToolProgressEvent, 'request_id'>) => void;
+  /** Called when the worker's event stream starts (it took the call; its events follow). */
+  onStream?: () => void;
   /** The arguments as the client sent them (sent on untouched); `args` serialized when left out. */
   body?: string;
   /** The client's request headers, of which `forwardHeaders` are passed on as they are. */
@@ -181,10 +171,10 @@ export class WorkerClient {
           if (!res.writableEnded) res.end();
           return { status: 0, cancelled: true };
         }
-        throw requestFailed(err, opts.target, opts.timeoutError, opts.headersBeforeWork === true);
+        throw requestFailed(err, opts.target, opts.timeoutError);
       }
       // A 503 on the MCP passthrough may be the worker's own answer to an MCP client (a session cap): relayed.
-      if (await refusedUnserved(upstream, opts.onBrokenAnswer === 'error-event')) throw staleAddress(opts.target);
+      if (await refusedUnserved(upstream, false)) throw staleAddress(opts.target);
 
       reply.hijack();
       const headers: Record<string, string | string[]> = {
@@ -205,7 +195,7 @@ export class WorkerClient {
         return { status: upstream.statusCode, cancelled: signal.aborted };
       } catch (err) {
         if (signal.aborted) return { status: upstream.statusCode, cancelled: true };
-        if (opts.onBrokenAnswer === 'error-event') tellBroken(res, req.id, opts.target, headers, streaming);
+        // A JSON-RPC client of the passthrough hears only the end of the answer.
         return { status: upstream.statusCode, cancelled: false, error: err as Error };
       }
     } finally {
@@ -260,6 +250,7 @@ export class WorkerClient {
       if (!String(response.headers['content-type'] ?? '').startsWith('text/event-stream')) {
         throw await answerError(response.statusCode, response.body);
       }
+      call.onStream?.();
       try {
         return await readToolStream(response.body, call.target, call.onProgress, () => signal.aborted);
       } catch (err) {

@@ -4,12 +4,9 @@ import {
   drained,
   ERROR_STATUS,
   type ErrorCode,
-  errorBody,
-  errorHeaders,
   errorMark,
   isRequestId,
   type RuntimeRecord,
-  toolCallFrame,
 } from '@mcp-hub/shared';
 import { errors as undiciErrors } from 'undici';
 import type { WorkerTarget } from './worker-client.js';
@@ -154,24 +151,6 @@ export async function answerError(
     return new AppError(error.code, String(error.message ?? `the worker answered ${status}`));
   }
   return new AppError(status >= 500 ? 'worker_unavailable' : 'upstream_error', `the worker answered ${status}`);
-}
-
-/** Tells a client of the REST call route that the worker went away mid-answer, in the contract's shape. */
-export function tellBroken(
-  res: ServerResponse,
-  requestId: string,
-  target: WorkerTarget,
-  headers: Record<string, string | string[]>,
-  streaming: boolean,
-): void {
-  const failure = new AppError('worker_unavailable', `the worker of "${target.serverId}" went away during the call`);
-  if (streaming) {
-    res.write(toolCallFrame('error', { request_id: requestId, code: failure.code, message: failure.message }));
-  } else if (!res.headersSent) {
-    const { 'content-length': _length, ...rest } = headers;
-    res.writeHead(failure.statusCode, { ...rest, 'content-type': 'application/json', ...errorHeaders(failure) });
-    res.write(JSON.stringify(errorBody(failure, requestId)));
-  }
 }
 
 /**

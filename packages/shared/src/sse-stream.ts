@@ -1,5 +1,5 @@
-import type { ServerResponse } from 'node:http';
-import { type ToolCallEventName, type ToolCallEvents, toolCallFrame } from '@mcp-hub/shared';
+import type { OutgoingHttpHeaders, ServerResponse } from 'node:http';
+import { type ToolCallEventName, type ToolCallEvents, toolCallFrame } from './worker-contract.js';
 
 /** How often a comment line keeps an idle stream alive through proxies, in milliseconds. */
 export const SSE_KEEP_ALIVE_INTERVAL_MS = 15_000;
@@ -23,7 +23,7 @@ export class SseStream {
 
   constructor(
     private readonly res: ServerResponse,
-    headers: Record<string, string>,
+    headers: OutgoingHttpHeaders,
     keepAliveIntervalMs: number = SSE_KEEP_ALIVE_INTERVAL_MS,
   ) {
     res.writeHead(200, {
