@@ -1,5 +1,5 @@
 import type { Logger } from '@mcp-hub/shared';
-import { type ClientChannel, type ClientRequestMethod, missingCapability } from '@mcp-hub/shared/mcp-front';
+import { type ClientChannel, type ClientRequestMethod, missingCapability } from '@mcp-hub/shared/mcp-front/client';
 import { ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/server';
 
 /** JSON-RPC "method not found": what a client without the capability answers. */

@@ -14,18 +14,15 @@ import {
   type WorkerConfig,
   type WorkerHealth,
 } from '@mcp-hub/shared';
-import { createMcpFront, InputFlows } from '@mcp-hub/shared/mcp-front';
 import type { Redis } from 'ioredis';
 import { CallRunner } from './call-runner.js';
-import { buildHttpServer, type WorkerGate } from './http-server.js';
-import { createBridgeServerFactory } from './mcp-bridge.js';
+import type { HttpServerDeps, WorkerGate } from './http-server.js';
+import { LazyFront } from './lazy-front.js';
 
 import { ToolSync } from './tool-sync.js';
 import { loadUpstreamFactory } from './upstream/create-upstream.js';
-import { createModernPassthrough } from './upstream/modern-passthrough.js';
 import { createBwrapLauncher, type StdioLauncher, UNCONFINED } from './upstream/stdio-sandbox.js';
 import { markLost } from './upstream/upstream.js';
-import { UpstreamLinks } from './upstream-links.js';
 import { loadServerSpec, recordLastError, WorkerExitError } from './worker-spec.js';
 
 export interface WorkerOptions {
@@ -57,14 +54,18 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
   perClientIdleMs: 5 * 60_000,
 });
 
+/** The worker's HTTP server, its code loaded when asked for (see `startWorker`). */
+async function buildWorkerHttp(deps: HttpServerDeps) {
+  const { buildHttpServer } = await import('./http-server.js');
+  return buildHttpServer(deps);
+}
+
 /** How the server's MCP upstream is shared among clients (a REST API has no session to share). */
 function upstreamSessionMode(spec: ServerSpec): SessionMode {
   return spec.transport === 'rest' ? 'shared' : (spec.config.sessionMode ?? 'shared');
 }
 
 const WORKER_VERSION = '0.1.0';
-/** Most requests waiting on their client at once (`input_required` rounds). */
-const MAX_FLOWS = 1_000;
 
 export interface WorkerDeps {
   config: Readonly<WorkerConfig>;
@@ -188,51 +189,30 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
   };
 
-  const links = new UpstreamLinks({
-    mode: upstreamSessionMode(serverSpec),
-    primary: upstream,
-    create: (owner) =>
-      createUpstream(
-        serverSpec,
-        log.child({ component: 'upstream', client: owner }),
-        { ...options, maxMessageBytes: config.upstreamMaxMessageBytes },
-        launcher,
-      ),
-    log: log.child({ component: 'mcp' }),
-    requestTimeoutMs: serverSpec.timeoutMs,
-    max: options.perClientMaxSessions,
-    idleMs: options.perClientIdleMs,
-    onResourceUpdated: (uri) => front.resourceUpdated(uri),
-  });
-  const flows = new InputFlows({
-    log: log.child({ component: 'mcp' }),
-    // A flow lives as long as its upstream call may: the call's deadline ends it anyway.
-    roundTimeoutMs: serverSpec.timeoutMs,
-    maxFlows: MAX_FLOWS,
-  });
-  const front = createMcpFront({
-    serverFactory: createBridgeServerFactory({
-      serverInfo: { name: serverId, version: WORKER_VERSION },
+  const front = new LazyFront(async () => {
+    const { createWorkerFront } = await import('./worker-front.js');
+    return createWorkerFront({
+      config,
+      spec: serverSpec,
+      version: WORKER_VERSION,
+      log,
       runner,
       gate,
-      log,
-      requestTimeoutMs: serverSpec.timeoutMs,
-      links,
-      flows,
-    }),
-    log: log.child({ component: 'mcp' }),
-    ...(serverSpec.transport === 'streamable-http'
-      ? {
-          modernPassthrough: createModernPassthrough({
-            spec: serverSpec,
-            log: log.child({ component: 'upstream' }),
-            maxMessageBytes: config.upstreamMaxMessageBytes,
-            probeTimeoutMs: options.connectTimeoutMs,
-          }).forward,
-        }
-      : {}),
-    keepAliveMs: options.keepAliveIntervalMs,
-    sessionIdleTtlMs: options.mcpSessionIdleTtlMs,
+      upstream,
+      mode: upstreamSessionMode(serverSpec),
+      createUpstream: (owner) =>
+        createUpstream(
+          serverSpec,
+          log.child({ component: 'upstream', client: owner }),
+          { ...options, maxMessageBytes: config.upstreamMaxMessageBytes },
+          launcher,
+        ),
+      connectTimeoutMs: options.connectTimeoutMs,
+      keepAliveMs: options.keepAliveIntervalMs,
+      sessionIdleTtlMs: options.mcpSessionIdleTtlMs,
+      perClientMaxSessions: options.perClientMaxSessions,
+      perClientIdleMs: options.perClientIdleMs,
+    });
   });
 
   const sync = new ToolSync({
@@ -266,17 +246,25 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
   upstream.onListChanged((list) => (list === 'resources' ? front.resourcesChanged() : front.promptsChanged()));
   upstream.onClose((error) => void fatal(error));
 
-  const app = buildHttpServer({
-    log,
-    token: config.token,
-    gate,
-    runner,
-    keepAliveIntervalMs: options.keepAliveIntervalMs,
-    front,
+  // Connected at once, in the background: a stdio server starts while the HTTP server loads (Fastify is loaded
+  // here, not with the worker) and starts listening, and /healthz answers `connecting` until it is ready. Only a
+  // stdio upstream rejects here (a remote one retries until closed).
+  upstream.connect().catch((error: unknown) => {
+    if (!stopping) void fatal(error instanceof Error ? error : new Error(String(error)));
   });
+  let app: Awaited<ReturnType<typeof buildWorkerHttp>>;
   try {
+    app = await buildWorkerHttp({
+      log,
+      token: config.token,
+      gate,
+      runner,
+      keepAliveIntervalMs: options.keepAliveIntervalMs,
+      front,
+    });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
+    stopping = true;
     await upstream.close().catch(() => {});
     if (ownsRedis) await closeRedis(redis);
     throw error;
@@ -293,12 +281,6 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
     'worker listening',
   );
-
-  // Connected in the background so that /healthz answers `connecting` meanwhile. Only a stdio upstream
-  // rejects here (a remote one retries until closed).
-  upstream.connect().catch((error: unknown) => {
-    if (!stopping) void fatal(error instanceof Error ? error : new Error(String(error)));
-  });
 
   let closing: Promise<void> | undefined;
   function close(options?: { drain?: { quietMs: number } }): Promise<void> {
@@ -323,9 +305,8 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await step('calls', () =>
         runner.abortAll(markLost(new AppError('worker_unavailable', 'the worker is shutting down; retry'))),
       );
-      flows.closeAll(new Error('the worker is shutting down'));
       await step('mcp', () => front.close());
-      await step('upstream', () => Promise.all([links.close(), upstream.close()]));
+      await step('upstream', () => upstream.close());
       await step('http', () => app.close());
       if (ownsRedis) await step('redis', () => closeRedis(redis));
       rejectReady(new Error('the worker was closed before it was ready'));

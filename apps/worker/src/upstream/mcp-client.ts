@@ -1,4 +1,4 @@
-import { OrderedClient } from '@mcp-hub/shared/mcp-front';
+import { OrderedClient } from '@mcp-hub/shared/mcp-front/client';
 import { type Client, ProtocolError, ProtocolErrorCode } from '@modelcontextprotocol/client';
 import {
   CLIENT_REQUEST_METHODS,

@@ -81,7 +81,7 @@ export const NO_FEATURES: Readonly<UpstreamFeatures> = Object.freeze({
   logging: false,
 });
 
-import { CLIENT_REQUEST_METHODS, type ClientRequestMethod } from '@mcp-hub/shared/mcp-front';
+import { CLIENT_REQUEST_METHODS, type ClientRequestMethod } from '@mcp-hub/shared/mcp-front/client';
 
 /** The requests an MCP server may send its client (the worker passes each on to a downstream client). */
 export { CLIENT_REQUEST_METHODS, type ClientRequestMethod };
