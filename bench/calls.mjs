@@ -1,7 +1,8 @@
 // Call-path figures: the `echo` tool of the stdio fixture server, side by side on loopback through
 //   (a) the MCP SDK client over stdio, in the load process (no hop),
 //   (b) the worker's own `POST /tools/echo`,
-//   (c) the hub's `POST /mcp/<id>/echo` (JSON; also SSE, and LOG_LEVEL=info),
+//   (c) the hub's `POST /mcp/<id>/echo` (JSON; also SSE; and a hub at LOG_LEVEL=warn against one at info in
+//       interleaved rounds),
 //   and the proxies people use for the same job: supergateway (stdio → SSE, stdio → Streamable HTTP) and
 //   mcp-proxy (Streamable HTTP and SSE endpoints), driven by the same SDK client.
 // Then calls spread over 20 registered servers through the hub. The load runs in a separate process
@@ -16,7 +17,18 @@ import { join } from 'node:path';
 import { createKeys, Registry } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
 import { createRun, ECHO, echoSpec, envNumber, waitForCall, waitForPort, waitRunning } from './harness.mjs';
-import { alive, descendantsOf, freePort, ROOT, sleep, startApp, startRedis, stopProcess, table } from './lib.mjs';
+import {
+  alive,
+  descendantsOf,
+  freePort,
+  median,
+  ROOT,
+  sleep,
+  startApp,
+  startRedis,
+  stopProcess,
+  table,
+} from './lib.mjs';
 
 const SECONDS = envNumber('BENCH_SECONDS', 3);
 const SEQUENTIAL = Math.round(envNumber('BENCH_SEQUENTIAL', 2_000));
@@ -25,6 +37,7 @@ const WARMUP_SECONDS = envNumber('BENCH_WARMUP_SECONDS', 1);
 const SPREAD_SECONDS = envNumber('BENCH_SPREAD_SECONDS', 30);
 const SPREAD_CALLERS = Math.round(envNumber('BENCH_SPREAD_CALLERS', 64));
 const SPREAD_SERVERS = 20;
+const LEVEL_ROUNDS = Math.round(envNumber('BENCH_LEVEL_ROUNDS', 3));
 const LEVELS = [1, 8, 32, 64];
 const BIN = `${ROOT}node_modules/.bin/`;
 const PREFIX = 'bench-calls:';
@@ -72,6 +85,8 @@ async function measure(label, group, target) {
 // ---- run ------------------------------------------------------------------------------------------------
 const startedAt = performance.now();
 let spread;
+/** calls/s of the info and the warn hub per interleaved round. */
+let levelRounds;
 let logSummary = [];
 const leftovers = [];
 
@@ -110,7 +125,7 @@ try {
 
   const hubPort = await freePort();
   const hubLog = logFile('hub');
-  const hub = startApp('hub', { ...common, HUB_PORT: String(hubPort), LOG_LEVEL: 'warn' }, { stdout: hubLog });
+  const hub = startApp('hub', { ...common, HUB_PORT: String(hubPort), LOG_LEVEL: 'info' }, { stdout: hubLog });
   closeSync(hubLog);
   defer('hub', () => hub.stop());
   const hubOrigin = `http://127.0.0.1:${hubPort}`;
@@ -155,29 +170,43 @@ try {
     origin: hubOrigin,
     paths: ['/mcp/echo/echo'],
     accept: 'text/event-stream',
-    levels: [1, 32],
+    levels: [1, 32, 64],
     watch: stack(hub.child.pid),
   });
 
-  // A second hub at LOG_LEVEL=info beside the first (the hub is stateless), logging to a file as a
-  // deployment would; the worker keeps the supervisor's level (warn).
+  // A second hub at LOG_LEVEL=warn beside the first (the hub is stateless), both logging to files as a
+  // deployment would; rounds at 64 callers alternate between them, so that a noisy moment of the machine hits
+  // both. The worker logs at info for both.
   {
     const port = await freePort();
-    const log = logFile('hub-info');
-    const hubInfo = startApp('hub', { ...common, HUB_PORT: String(port), LOG_LEVEL: 'info' }, { stdout: log });
+    const log = logFile('hub-warn');
+    const hubWarn = startApp('hub', { ...common, HUB_PORT: String(port), LOG_LEVEL: 'warn' }, { stdout: log });
     closeSync(log);
-    defer('hub (info)', () => hubInfo.stop());
-    await waitForPort(port, 'hub (info)');
+    defer('hub (warn)', () => hubWarn.stop());
+    await waitForPort(port, 'hub (warn)');
     await waitForCall(`http://127.0.0.1:${port}/mcp/echo/echo`);
-    await measure('c  hub, LOG_LEVEL=info', 'hub', {
-      kind: 'http',
-      origin: `http://127.0.0.1:${port}`,
-      paths: ['/mcp/echo/echo'],
-      accept: json,
-      levels: [32],
-      watch: stack(hubInfo.child.pid),
-    });
-    await hubInfo.stop();
+    const round = async (label, origin) => {
+      const { phases } = await runLoad({
+        label,
+        kind: 'http',
+        origin,
+        paths: ['/mcp/echo/echo'],
+        accept: json,
+        warmupSeconds: 0.5,
+        sequential: null,
+        levels: [64],
+        seconds: SECONDS,
+        watch: [],
+      });
+      return phases.find((x) => x.name === 'c64')?.rate ?? 0;
+    };
+    levelRounds = { info: [], warn: [] };
+    for (let i = 0; i < LEVEL_ROUNDS; i++) {
+      progress(`log level round ${i + 1} of ${LEVEL_ROUNDS}…`);
+      levelRounds.info.push(await round('hub at info', hubOrigin));
+      levelRounds.warn.push(await round('hub at warn', `http://127.0.0.1:${port}`));
+    }
+    await hubWarn.stop();
   }
 
   const echoCommand = `${process.execPath} ${ECHO}`;
@@ -276,11 +305,71 @@ try {
   spread = { phase: phases[0], allRunningMs };
 } finally {
   // Stops everything, then summarizes the logs (before they are removed).
-  logSummary = await run.finish(['hub', 'hub-info', 'supervisor']);
+  logSummary = await run.finish(['hub', 'hub-warn', 'supervisor']);
 }
 report();
 
 // ---- helpers used above ---------------------------------------------------------------------------------
+/** One line per target of issue 14 that this suite measures: met or missed, with the figures. */
+function printVerdicts(cpuOf) {
+  const at = (label, n) => results.find((r) => r.label === label)?.phases.find((x) => x.name === `c${n}`);
+  const peers = results
+    .filter((r) => r.group === 'peer')
+    .map((r) => ({ label: r.label.trim(), phase: at(r.label, 64) }))
+    .filter((x) => x.phase);
+  const peer = peers.reduce((a, x) => (a === undefined || x.phase.rate > a.phase.rate ? x : a), undefined);
+  const json = at('c  hub POST /mcp/echo/echo', 64);
+  const sse = at('c  hub, SSE answer', 64);
+  const perCall = (p) => (cpuOf(p) / Math.max(1, p.ok)) * 1e6;
+  const lines = [];
+  const verdict = (ok, target, figures) => lines.push(`${ok ? 'MET   ' : 'MISSED'} ${target}: ${figures}`);
+  if (peer && json) {
+    const r = json.rate / peer.phase.rate;
+    verdict(
+      r >= 3,
+      'hub JSON at 64 callers ≥ 3× the best peer',
+      `${json.rate.toFixed(0)} vs ${peer.phase.rate.toFixed(0)} (${peer.label}) = ${r.toFixed(2)}×`,
+    );
+  }
+  if (peer && sse) {
+    const r = sse.rate / peer.phase.rate;
+    verdict(
+      r >= 3,
+      'hub SSE at 64 callers ≥ 3× the best peer',
+      `${sse.rate.toFixed(0)} vs ${peer.phase.rate.toFixed(0)} = ${r.toFixed(2)}×`,
+    );
+  }
+  if (json && sse) {
+    const r = sse.rate / json.rate;
+    verdict(
+      r >= 0.9,
+      'SSE within 10 % of JSON at 64 callers',
+      `${sse.rate.toFixed(0)} vs ${json.rate.toFixed(0)} = ${r.toFixed(2)}`,
+    );
+  }
+  if (peer && json) {
+    const r = perCall(json) / perCall(peer.phase);
+    verdict(
+      r <= 0.35,
+      'CPU per call, hub + worker + stdio server ≤ 0.35× the best peer',
+      `${perCall(json).toFixed(0)} vs ${perCall(peer.phase).toFixed(0)} µs = ${r.toFixed(2)}×`,
+    );
+  }
+  if (levelRounds) {
+    const r = median(levelRounds.info) / median(levelRounds.warn);
+    verdict(r >= 0.9, 'LOG_LEVEL=info costs ≤ 10 % of warn (hub, interleaved medians)', `info/warn ${r.toFixed(2)}`);
+  }
+  if (spread) {
+    const p = spread.phase;
+    verdict(
+      p.rate >= 3_000 && p.errors === 0,
+      `${SPREAD_SERVERS} servers through the hub ≥ 3,000 calls/s, 0 failures`,
+      `${p.rate.toFixed(0)} calls/s, ${p.errors} failed`,
+    );
+  }
+  console.log(`\nVerdicts (issue 14's targets, this run)\n\n${lines.join('\n')}`);
+}
+
 function spreadIds() {
   return Array.from({ length: SPREAD_SERVERS }, (_, i) => `spread-${String(i + 1).padStart(2, '0')}`);
 }
@@ -300,7 +389,7 @@ function report() {
   console.log(
     `Load from a separate process (bench/load.mjs): HTTP via an undici Pool (one keep-alive connection per caller); ` +
       `MCP via the SDK v2 client, N calls in flight on one session. Per path: ${WARMUP_SECONDS} s warm-up at 8 ` +
-      `callers, ${SEQUENTIAL} sequential calls after ${WARMUP} more, ${SECONDS} s per concurrency level. Hub and worker at LOG_LEVEL=warn unless noted.\n`,
+      `callers, ${SEQUENTIAL} sequential calls after ${WARMUP} more, ${SECONDS} s per concurrency level. Hub, supervisor and worker at LOG_LEVEL=info (the default), logging to files.\n`,
   );
 
   const seqRows = [['path', 'p50 ms', 'p95 ms', 'p99 ms', 'calls/s', 'errors', 'CPU µs/call (servers)']];
@@ -428,5 +517,18 @@ function report() {
     );
   }
   console.log(`\nSummary: ${parts.join('; ')}. Whole run ${((performance.now() - startedAt) / 1000).toFixed(0)} s.`);
+
+  if (levelRounds) {
+    const info = median(levelRounds.info);
+    const warn = median(levelRounds.warn);
+    console.log(
+      `\nLog level, ${LEVEL_ROUNDS} interleaved rounds at 64 callers (calls/s): hub at info ` +
+        `${levelRounds.info.map((v) => v.toFixed(0)).join(', ')} (median ${info.toFixed(0)}); hub at warn ` +
+        `${levelRounds.warn.map((v) => v.toFixed(0)).join(', ')} (median ${warn.toFixed(0)}); info/warn ` +
+        `${(info / warn).toFixed(2)}.`,
+    );
+  }
+  printVerdicts(cpuOf);
+
   if (run.keepLogs) console.log(`Logs kept in ${logs}`);
 }

@@ -219,7 +219,7 @@ export async function startEchoStack(run, { prefix, spec = {} }) {
 export async function startHub(run, stack, { name = 'hub', env = {} } = {}) {
   const port = await freePort();
   const log = run.logFile(name);
-  const hub = startApp('hub', { ...stack.common, HUB_PORT: String(port), LOG_LEVEL: 'warn', ...env }, { stdout: log });
+  const hub = startApp('hub', { ...stack.common, HUB_PORT: String(port), ...env }, { stdout: log });
   closeSync(log);
   run.defer(name, () => hub.stop());
   await waitForPort(port, name);

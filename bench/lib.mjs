@@ -62,7 +62,8 @@ export async function startRedis() {
  */
 export function startApp(app, env, { stdout = 'ignore' } = {}) {
   const child = spawn(process.execPath, [`${ROOT}apps/${app}/dist/main.js`], {
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+    // LOG_LEVEL=info unless asked otherwise: figures are taken the way the apps run.
+    env: { ...process.env, LOG_LEVEL: 'info', ...env },
     stdio: ['ignore', stdout, 'inherit'],
   });
   return { child, stop: () => stopProcess(child, 30_000) };

@@ -56,6 +56,13 @@ try {
     headers: stack.workerHeaders,
     watch: stack.watch(null),
   });
+  await measure('a′ hub POST /mcp/echo/echo', 'REST', {
+    kind: 'http',
+    origin: hub.origin,
+    paths: ['/mcp/echo/echo'],
+    accept: 'application/json',
+    watch: stack.watch(hub.child.pid),
+  });
   const endpoints = [
     ['b  worker POST /mcp', stack.workerOrigin, '/mcp', 'echo', stack.watch(null), stack.workerHeaders],
     ['c  hub POST /mcp/echo', hub.origin, '/mcp/echo', 'echo', stack.watch(hub.child.pid), {}],
@@ -87,7 +94,7 @@ function report() {
   console.log(
     `Load from a separate process (bench/load.mjs), undici, one keep-alive connection per caller; the SDK v2 ` +
       `client's own requests replayed. Per path: ${WARMUP_SECONDS} s warm-up at 8 callers, ${SEQUENTIAL} ` +
-      `sequential calls after ${WARMUP} more, then ${SECONDS} s at ${CALLERS} callers. Hub and worker at LOG_LEVEL=warn.\n`,
+      `sequential calls after ${WARMUP} more, then ${SECONDS} s at ${CALLERS} callers. Hub, supervisor and worker at LOG_LEVEL=info (the default).\n`,
   );
   const rows = [
     [
@@ -177,5 +184,21 @@ function report() {
     }
   }
   console.log(`\nSummary: ${parts.join('; ')}. Whole run ${((performance.now() - startedAt) / 1000).toFixed(0)} s.`);
+
+  // Issue 14: tools/call through /mcp/<id> reaches ≥ 0.7× the calls/s of POST /mcp/<id>/<tool>, in both eras.
+  const rate = (label, era) =>
+    results.find((r) => r.label.startsWith(label) && r.era === era)?.phases.find((x) => x.name === `c${CALLERS}`)?.rate;
+  const rest = rate('a′', 'REST');
+  const verdicts = [];
+  for (const era of ['modern', 'legacy']) {
+    const mcp = rate('c', era);
+    if (!rest || !mcp) continue;
+    const r = mcp / rest;
+    verdicts.push(
+      `${r >= 0.7 ? 'MET   ' : 'MISSED'} tools/call through /mcp/<id> (${eraName[era]}) ≥ 0.7× POST /mcp/<id>/<tool>: ` +
+        `${mcp.toFixed(0)} vs ${rest.toFixed(0)} calls/s at ${CALLERS} callers = ${r.toFixed(2)}×`,
+    );
+  }
+  console.log(`\nVerdicts (issue 14's targets, this run)\n\n${verdicts.join('\n')}`);
   if (run.keepLogs) console.log(`Logs kept in ${run.logs}`);
 }

@@ -102,6 +102,9 @@ async function twenty(label, args) {
 }
 
 const rows = [['upstream', 'measure', 'median', 'p95', 'n']];
+/** Issue 14's targets for a worker, judged on the echo fixture. */
+const verdicts = [];
+const verdict = (ok, target, figures) => verdicts.push(`${ok ? 'MET   ' : 'MISSED'} ${target}: ${figures}`);
 const memory = [['upstream', 'workers', 'worker RSS MiB', 'upstream RSS MiB', 'all 20 running after']];
 for (const [label, args] of [
   ['echo-fixture', [ECHO]],
@@ -120,12 +123,23 @@ for (const [label, args] of [
   memory.push([label, 1, kill.rss.worker.toFixed(1), kill.rss.upstream.toFixed(1), '']);
   const many = await twenty(label, args);
   memory.push([label, 20, many.worker.toFixed(1), many.upstream.toFixed(1), `${many.allMs.toFixed(0)} ms`]);
+  if (label === 'echo-fixture') {
+    verdict(kill.rss.worker <= 50, 'an idle worker ≤ 50 MiB RSS', `${kill.rss.worker.toFixed(1)} MiB`);
+    verdict(median(reg) <= 400, 'registration → running ≤ 400 ms median', `${median(reg).toFixed(0)} ms`);
+    verdict(many.allMs <= 3_000, '20 servers at once all running within 3 s', `${(many.allMs / 1000).toFixed(1)} s`);
+    verdict(
+      median(kill.samples) <= 500,
+      'kill -9 → running again ≤ 500 ms median',
+      `${median(kill.samples).toFixed(0)} ms`,
+    );
+  }
 }
 
 console.log(`\nSupervisor (Node ${process.version}, ${N} samples each)\n`);
 console.log(table(rows));
 console.log('');
 console.log(table(memory));
+console.log(`\nVerdicts (issue 14's targets, echo fixture, this run)\n\n${verdicts.join('\n')}`);
 
 await supervisor.stop();
 sub.disconnect();

@@ -22,6 +22,40 @@ describe('hub main', () => {
     expect(await run.stop('SIGTERM')).toBe(0);
     expect(run.lines.map((l) => l.event)).toContain('hub.stopped');
   });
+
+  // Issue 14: logging at info is the product; no line of a burst may be lost to a SIGTERM right after it.
+  it('writes every info line of a burst of calls when SIGTERM follows at once', async () => {
+    const run = runMain('hub', {
+      REDIS_URL: redisUrl(),
+      KEY_PREFIX: testPrefix(),
+      HUB_PORT: '0',
+      HUB_AUTH: 'none',
+      LOG_LEVEL: 'info',
+    });
+    const { address } = await run.waitForEvent('hub.listening');
+    const agent = new Agent({ connections: 16 });
+    const BURST = 400;
+    const statuses = await Promise.all(
+      Array.from({ length: BURST }, async (_, i) => {
+        const res = await request(`${String(address)}/mcp/nobody/echo`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-request-id': `burst-${i}` },
+          body: '{}',
+          dispatcher: agent,
+        });
+        await res.body.dump();
+        return res.statusCode;
+      }),
+    );
+    expect(new Set(statuses)).toEqual(new Set([404]));
+    expect(await run.stop('SIGTERM')).toBe(0);
+    await agent.close();
+    const ids = (event: string) =>
+      new Set(run.lines.filter((l) => l.event === event).map((l) => String(l.request_id)));
+    expect(ids('tool.call.accepted').size).toBe(BURST);
+    expect(ids('tool.call.failed').size).toBe(BURST);
+    expect(run.lines.at(-1)).toMatchObject({ event: 'hub.stopped' });
+  });
 });
 
 // Issue 11: with a proxied `/sse/<id>` stream open, or a keep-alive connection that had a call in flight,
