@@ -50,8 +50,7 @@ describe('hub main', () => {
     expect(new Set(statuses)).toEqual(new Set([404]));
     expect(await run.stop('SIGTERM')).toBe(0);
     await agent.close();
-    const ids = (event: string) =>
-      new Set(run.lines.filter((l) => l.event === event).map((l) => String(l.request_id)));
+    const ids = (event: string) => new Set(run.lines.filter((l) => l.event === event).map((l) => String(l.request_id)));
     expect(ids('tool.call.accepted').size).toBe(BURST);
     expect(ids('tool.call.failed').size).toBe(BURST);
     expect(run.lines.at(-1)).toMatchObject({ event: 'hub.stopped' });
