@@ -128,18 +128,18 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
         ? { onDispatch: () => stream.send('dispatched', { request_id: requestId }) }
         : {}),
     });
-    if (outcome.kind === 'result') stream.send('result', resultBody(requestId, outcome.result));
+    // The last event and the end of the stream leave in one write.
+    if (outcome.kind === 'result') stream.finish('result', resultBody(requestId, outcome.result));
     else if (outcome.kind === 'error') {
       const { code, message, details } = outcome.error;
-      stream.send('error', {
+      stream.finish('error', {
         request_id: requestId,
         code,
         message,
         ...(details === undefined ? {} : { details }),
         ...(outcome.lost ? { lost: true } : {}),
       });
-    }
-    stream.end();
+    } else stream.end();
     if (stream.droppedProgress > 0) {
       deps.log.info(
         { event: 'tool.call.progress_dropped', request_id: requestId, tool, dropped: stream.droppedProgress },

@@ -39,14 +39,12 @@ export class StreamAnswer {
       this.log.error({ event: 'tool.call.failed', request_id: requestId, err }, 'tool call failed');
       error = new AppError('internal_error', 'internal error');
     }
-    const sse = this.open();
-    sse.send('error', {
+    this.open().finish('error', {
       request_id: requestId,
       code: error.code,
       message: error.message,
       ...(error.details !== undefined && { details: error.details }),
     });
-    sse.end();
     return this.reply;
   }
 }

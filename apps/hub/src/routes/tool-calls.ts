@@ -159,11 +159,8 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           }),
         });
         status = 200;
-        if (stream) {
-          const sse = stream.open();
-          sse.send('result', { request_id: requestId, ...result });
-          sse.end();
-        } else {
+        if (stream) stream.open().finish('result', { request_id: requestId, ...result });
+        else {
           reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
           await reply.code(status).send({ request_id: requestId, ...result });
         }

@@ -215,7 +215,11 @@ export class WorkerClient {
    */
   async callTool(call: ToolCall): Promise<ToolCallResult> {
     const exchange: OpenExchange = { abort: new AbortController(), stream: false };
-    const signal = AbortSignal.any([call.signal, exchange.abort.signal]);
+    const { signal } = exchange.abort;
+    // The caller's abort is forwarded to the exchange's own (cheaper per call than AbortSignal.any).
+    const forward = () => exchange.abort.abort();
+    if (call.signal.aborted) forward();
+    else call.signal.addEventListener('abort', forward, { once: true });
     const cancelled = () => new AppError('invalid_request', 'the call was cancelled');
     this.open.add(exchange);
     try {
@@ -258,6 +262,7 @@ export class WorkerClient {
         throw err;
       }
     } finally {
+      call.signal.removeEventListener('abort', forward);
       this.open.delete(exchange);
     }
   }
