@@ -1,8 +1,9 @@
 // `pnpm bench [suite…]`: runs the named benchmark suites and prints their tables. Without a name, the default
-// suites run (about 6 minutes on 2 cores); `mcp` (about 1 minute) and `auth` (about 1 minute) run only when
-// named, e.g. `pnpm bench mcp auth`, so that the default run stays near the 5 minutes it was meant to take.
+// suites run (about 6 minutes on 2 cores); `mcp` (about 1 minute), `auth` (about 1 minute) and `idle` (300
+// servers, a few minutes) run only when named, e.g. `pnpm bench mcp auth`, so that the default run stays near
+// the 5 minutes it was meant to take.
 const DEFAULT_SUITES = ['supervisor', 'calls'];
-const SUITES = [...DEFAULT_SUITES, 'mcp', 'auth', 'supervisor-redis'];
+const SUITES = [...DEFAULT_SUITES, 'mcp', 'auth', 'supervisor-redis', 'idle'];
 const wanted = process.argv.slice(2).filter((a) => a !== '--');
 const unknown = wanted.filter((s) => !SUITES.includes(s));
 if (unknown.length > 0) {
