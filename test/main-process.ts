@@ -10,6 +10,8 @@ export interface MainRun {
   waitForEvent(event: string, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** Stops reading the process's stdout for `ms` (its pipe fills up, as with a slow log shipper). */
+  holdOutput(ms: number): void;
   exited: Promise<number | null>;
 }
 
@@ -33,7 +35,8 @@ export function runMain(
     stderr += String(chunk);
   });
   const waiters: { event: string; resolve: (line: Record<string, unknown>) => void }[] = [];
-  createInterface({ input: child.stdout as NodeJS.ReadableStream }).on('line', (text) => {
+  const reader = createInterface({ input: child.stdout as NodeJS.ReadableStream });
+  reader.on('line', (text) => {
     try {
       const line = JSON.parse(text) as Record<string, unknown>;
       lines.push(line);
@@ -63,6 +66,10 @@ export function runMain(
           },
         });
       });
+    },
+    holdOutput(ms) {
+      reader.pause();
+      setTimeout(() => reader.resume(), ms);
     },
     async stop(signal = 'SIGTERM') {
       if (child.exitCode === null) child.kill(signal);

@@ -1,4 +1,4 @@
-import { CONFIG_EXIT_CODE, createLogger, loadConfigOrExit, loadHubConfig } from '@mcp-hub/shared';
+import { CONFIG_EXIT_CODE, createLogger, exitAfterFlush, loadConfigOrExit, loadHubConfig } from '@mcp-hub/shared';
 import { AdminTokenFileError, adminTokenFromFile } from './admin-token-file.js';
 import { buildHub } from './app.js';
 
@@ -37,8 +37,7 @@ function shutdown(signal: string): Promise<void> {
       log.error({ event: 'hub.stop_failed', err }, 'error while stopping');
     }
     log.info({ event: 'hub.stopped' }, 'hub stopped');
-    log.flush();
-    process.exit(0);
+    exitAfterFlush(log, 0);
   })();
   return closing;
 }
@@ -50,6 +49,5 @@ try {
   log.info({ event: 'hub.listening', address, host: config.host, port: config.port }, 'hub listening');
 } catch (err) {
   log.fatal({ event: 'hub.listen_failed', err }, 'hub could not listen');
-  log.flush();
-  process.exit(1);
+  exitAfterFlush(log, 1);
 }

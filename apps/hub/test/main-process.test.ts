@@ -48,12 +48,15 @@ describe('hub main', () => {
       }),
     );
     expect(new Set(statuses)).toEqual(new Set([404]));
+    // A reader that lags: the hub's stdout pipe is full when it exits, with lines still buffered in the hub.
+    run.holdOutput(500);
     expect(await run.stop('SIGTERM')).toBe(0);
     await agent.close();
     const ids = (event: string) => new Set(run.lines.filter((l) => l.event === event).map((l) => String(l.request_id)));
     expect(ids('tool.call.accepted').size).toBe(BURST);
     expect(ids('tool.call.failed').size).toBe(BURST);
-    expect(run.lines.at(-1)).toMatchObject({ event: 'hub.stopped' });
+    // The last line of the shutdown is there too (a line a closing client logs may follow it).
+    expect(run.lines.map((l) => l.event)).toContain('hub.stopped');
   });
 });
 

@@ -6,19 +6,24 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { captureLogger } from '../../../test/support.js';
 import { LazyFront } from './lazy-front.js';
 
-/** A LazyFront over a real front (the SDK's server behind real HTTP) that counts how often it was built. */
+/** A real front: the SDK's server behind createMcpFront. */
+function realFront(): McpFront {
+  return createMcpFront({
+    serverFactory: () => {
+      const server = new Server({ name: 'lazy', version: '1.0.0' }, { capabilities: { tools: {} } });
+      server.setRequestHandler('tools/list', async () => ({ tools: [] }));
+      return server;
+    },
+    log: captureLogger('worker').log,
+    keepAliveMs: 1_000,
+  });
+}
+
+/** A LazyFront over a real front that counts how often it was built. */
 function lazyFront() {
   const built: McpFront[] = [];
   const lazy = new LazyFront(async () => {
-    const front = createMcpFront({
-      serverFactory: () => {
-        const server = new Server({ name: 'lazy', version: '1.0.0' }, { capabilities: { tools: {} } });
-        server.setRequestHandler('tools/list', async () => ({ tools: [] }));
-        return server;
-      },
-      log: captureLogger('worker').log,
-      keepAliveMs: 1_000,
-    });
+    const front = realFront();
     built.push(front);
     return front;
   });
@@ -67,6 +72,28 @@ describe('LazyFront', () => {
     expect(built).toHaveLength(1);
     expect(lazy.sessionCount()).toBe(2);
     expect(await lazy.closeSessions(() => true, 'test')).toBe(2);
+    await lazy.close();
+  });
+
+  it('answers 500 when its front cannot be built, says so, and builds it at the next request', async () => {
+    const failures: unknown[] = [];
+    let attempts = 0;
+    const lazy = new LazyFront(
+      async () => {
+        if (++attempts === 1) throw new Error('no SDK today');
+        return realFront();
+      },
+      (error) => failures.push(error),
+    );
+    const url = await serve(lazy);
+    const first = await initialize(url);
+    expect(first.status).toBe(500);
+    expect(await first.json()).toEqual({
+      error: { code: 'internal_error', message: 'the MCP endpoint could not start' },
+    });
+    expect(failures).toEqual([new Error('no SDK today')]);
+    expect((await initialize(url)).status).toBe(200);
+    expect(attempts).toBe(2);
     await lazy.close();
   });
 

@@ -11,28 +11,53 @@ export class LazyFront implements McpFront {
   private loaded: McpFront | undefined;
   private closed = false;
 
-  constructor(private readonly build: () => Promise<McpFront>) {}
+  constructor(
+    private readonly build: () => Promise<McpFront>,
+    /** Told when a build failed (the request that asked for it was answered 500). */
+    private readonly onBuildFailed?: (error: unknown) => void,
+  ) {}
 
   private load(): Promise<McpFront> {
-    this.loading ??= this.build().then((front) => {
-      this.loaded = front;
-      // Closed while it loaded: closed now, so that it answers 503 like a front closed in place.
-      if (this.closed) void front.close();
-      return front;
-    });
+    this.loading ??= this.build().then(
+      (front) => {
+        this.loaded = front;
+        // Closed while it loaded: closed now (close() waits for that), so that it answers 503.
+        if (this.closed) return front.close().then(() => front);
+        return front;
+      },
+      (error: unknown) => {
+        // A front that could not be built is tried again by the next request.
+        this.loading = undefined;
+        throw error;
+      },
+    );
     return this.loading;
   }
 
+  /** The front for a request, or the request answered 500 in the one error shape when it cannot be built. */
+  private async front(res: ServerResponse): Promise<McpFront | undefined> {
+    try {
+      return await this.load();
+    } catch (error) {
+      if (!res.headersSent) {
+        res.writeHead(500, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ error: { code: 'internal_error', message: 'the MCP endpoint could not start' } }));
+      } else res.end();
+      this.onBuildFailed?.(error);
+      return undefined;
+    }
+  }
+
   async handleMcp(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown, auth?: unknown): Promise<void> {
-    return (await this.load()).handleMcp(req, res, parsedBody, auth);
+    return (await this.front(res))?.handleMcp(req, res, parsedBody, auth);
   }
 
   async handleSse(req: IncomingMessage, res: ServerResponse, messagesPath: string, auth?: unknown): Promise<void> {
-    return (await this.load()).handleSse(req, res, messagesPath, auth);
+    return (await this.front(res))?.handleSse(req, res, messagesPath, auth);
   }
 
   async handleMessages(req: IncomingMessage, res: ServerResponse, parsedBody?: unknown, auth?: unknown): Promise<void> {
-    return (await this.load()).handleMessages(req, res, parsedBody, auth);
+    return (await this.front(res))?.handleMessages(req, res, parsedBody, auth);
   }
 
   toolsChanged(): void {
@@ -66,6 +91,8 @@ export class LazyFront implements McpFront {
 
   async close(): Promise<void> {
     this.closed = true;
-    if (this.loading) await (await this.loading).close();
+    // A front still loading is closed by load() as soon as it is built; one built already, here.
+    const front = await this.loading?.catch(() => undefined);
+    await front?.close();
   }
 }

@@ -1,5 +1,6 @@
 import {
   createLogger,
+  exitAfterFlush,
   loadConfigOrExit,
   loadWorkerConfig,
   WORKER_DRAIN_QUIET_MS,
@@ -11,8 +12,6 @@ import { WorkerExitError } from './worker-spec.js';
 
 /** Past this, shutdown gives up waiting and exits; the stdio child's own escalation takes at most ~5 s. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
-/** How long a final log flush may delay the exit. */
-const FLUSH_TIMEOUT_MS = 500;
 
 // The supervisor passes the whole environment: no .env file is read here.
 const config = loadConfigOrExit('worker', () => loadWorkerConfig(), false);
@@ -24,9 +23,7 @@ const log = createLogger({
 });
 
 function exit(code: number): void {
-  const timer = setTimeout(() => process.exit(code), FLUSH_TIMEOUT_MS);
-  timer.unref();
-  log.flush(() => process.exit(code));
+  exitAfterFlush(log, code);
 }
 
 const started: Promise<Worker> = startWorker({

@@ -77,13 +77,17 @@ export function createWorkerFront(deps: WorkerFrontDeps): McpFront {
     keepAliveMs: deps.keepAliveMs,
     sessionIdleTtlMs: deps.sessionIdleTtlMs,
   });
+  let closing: Promise<void> | undefined;
   return {
     ...front,
-    async close() {
-      flows.closeAll(new Error('the worker is shutting down'));
-      await front.close();
-      // The primary upstream is the worker's: only the clients' own sessions end here.
-      await links.close();
+    close() {
+      closing ??= (async () => {
+        flows.closeAll(new Error('the worker is shutting down'));
+        await front.close();
+        // The primary upstream is the worker's: only the clients' own sessions end here.
+        await links.close();
+      })();
+      return closing;
     },
   };
 }

@@ -189,31 +189,34 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
   };
 
-  const front = new LazyFront(async () => {
-    const { createWorkerFront } = await import('./worker-front.js');
-    return createWorkerFront({
-      config,
-      spec: serverSpec,
-      version: WORKER_VERSION,
-      log,
-      runner,
-      gate,
-      upstream,
-      mode: upstreamSessionMode(serverSpec),
-      createUpstream: (owner) =>
-        createUpstream(
-          serverSpec,
-          log.child({ component: 'upstream', client: owner }),
-          { ...options, maxMessageBytes: config.upstreamMaxMessageBytes },
-          launcher,
-        ),
-      connectTimeoutMs: options.connectTimeoutMs,
-      keepAliveMs: options.keepAliveIntervalMs,
-      sessionIdleTtlMs: options.mcpSessionIdleTtlMs,
-      perClientMaxSessions: options.perClientMaxSessions,
-      perClientIdleMs: options.perClientIdleMs,
-    });
-  });
+  const front = new LazyFront(
+    async () => {
+      const { createWorkerFront } = await import('./worker-front.js');
+      return createWorkerFront({
+        config,
+        spec: serverSpec,
+        version: WORKER_VERSION,
+        log,
+        runner,
+        gate,
+        upstream,
+        mode: upstreamSessionMode(serverSpec),
+        createUpstream: (owner) =>
+          createUpstream(
+            serverSpec,
+            log.child({ component: 'upstream', client: owner }),
+            { ...options, maxMessageBytes: config.upstreamMaxMessageBytes },
+            launcher,
+          ),
+        connectTimeoutMs: options.connectTimeoutMs,
+        keepAliveMs: options.keepAliveIntervalMs,
+        sessionIdleTtlMs: options.mcpSessionIdleTtlMs,
+        perClientMaxSessions: options.perClientMaxSessions,
+        perClientIdleMs: options.perClientIdleMs,
+      });
+    },
+    (error) => log.error({ event: 'mcp.front_failed', err: error }, 'the MCP endpoint could not start'),
+  );
 
   const sync = new ToolSync({
     serverId,
@@ -223,11 +226,21 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     stopping: () => stopping,
     onToolsChanged: () => front.toolsChanged(),
     onFirstSync: (count) => {
-      runner.touch();
-      log.info({ event: 'worker.ready', tools: count, pid: upstream.pid }, 'worker ready');
-      resolveReady();
+      firstSync = count;
+      announceReady();
     },
   });
+
+  // Ready once the tools are synced and the HTTP server listens, whichever comes last (the upstream connects
+  // while the HTTP server starts): a log reader who sees `worker.ready` can call the worker.
+  let firstSync: number | undefined;
+  let listening = false;
+  function announceReady(): void {
+    if (firstSync === undefined || !listening) return;
+    runner.touch();
+    log.info({ event: 'worker.ready', tools: firstSync, pid: upstream.pid }, 'worker ready');
+    resolveReady();
+  }
 
   async function fatal(cause: Error): Promise<void> {
     if (fatalReported || stopping) return;
@@ -281,6 +294,8 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     },
     'worker listening',
   );
+  listening = true;
+  announceReady();
 
   let closing: Promise<void> | undefined;
   function close(options?: { drain?: { quietMs: number } }): Promise<void> {

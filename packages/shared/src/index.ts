@@ -55,7 +55,15 @@ export {
 } from './hub-config.js';
 export { isRequestId, REQUEST_ID_HEADER, REQUEST_ID_RE, requestIdFrom, SLUG_RE } from './ids.js';
 export { createKeys, DEFAULT_KEY_PREFIX, type RedisKeys } from './keys.js';
-export { createLogger, type Logger, type LoggerOptions, REDACT_PATHS, type ServiceName } from './logger.js';
+export {
+  createLogger,
+  EXIT_FLUSH_TIMEOUT_MS,
+  exitAfterFlush,
+  type Logger,
+  type LoggerOptions,
+  REDACT_PATHS,
+  type ServiceName,
+} from './logger.js';
 export { OPERATOR_ENV_VARS } from './operator-env.js';
 export { closeRedis, createRedis, defineScripts, type RedisRole, type ScriptDefinition } from './redis.js';
 export {

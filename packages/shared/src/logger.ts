@@ -61,3 +61,17 @@ export function createLogger(options: LoggerOptions): Logger {
     options.destination ?? pino.destination({ dest: 1, sync: false }),
   );
 }
+
+/** How long an exiting process waits for its last log lines to be written at most. */
+export const EXIT_FLUSH_TIMEOUT_MS = 2_000;
+
+/**
+ * Exits with `code` once the logger's buffered lines are written: the destination is asynchronous, and a
+ * `process.exit` right after `log.flush()` can lose what a slow reader of stdout (a full pipe) had not taken yet.
+ * Exits anyway after `timeoutMs`.
+ */
+export function exitAfterFlush(log: Logger, code: number, timeoutMs = EXIT_FLUSH_TIMEOUT_MS): void {
+  const timer = setTimeout(() => process.exit(code), timeoutMs);
+  timer.unref();
+  log.flush(() => process.exit(code));
+}

@@ -38,11 +38,12 @@ export class SseStream {
     private readonly keepAliveIntervalMs: number = SSE_KEEP_ALIVE_INTERVAL_MS,
   ) {
     res.writeHead(200, {
+      // Kept open by default; a caller's own Connection header (a client that asked to close) wins.
+      connection: 'keep-alive',
       ...headers,
       'content-type': 'text/event-stream',
       'cache-control': 'no-cache',
       'x-accel-buffering': 'no',
-      connection: 'keep-alive',
     });
     this.timer = setTimeout(this.firstTick, Math.min(SSE_HEADERS_FLUSH_MS, keepAliveIntervalMs));
     this.timer.unref();

@@ -24,7 +24,10 @@ export class StreamAnswer {
   open(): SseStream {
     if (this.sse === undefined) {
       this.reply.hijack();
-      this.sse = new SseStream(this.reply.raw, this.reply.getHeaders() as OutgoingHttpHeaders);
+      const headers = this.reply.getHeaders() as OutgoingHttpHeaders;
+      // A client that asked to close its connection gets it closed after the stream, as for any answer.
+      if (/\bclose\b/i.test(String(this.reply.request.headers.connection ?? ''))) headers.connection = 'close';
+      this.sse = new SseStream(this.reply.raw, headers);
     }
     return this.sse;
   }

@@ -128,7 +128,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
    * answers one JSON body, or, for a client that takes an event stream, its own stream: opened when the first
    * worker's stream starts and kept open across such a resend, so the client sees one stream of progress and
    * one result whichever worker ran the call. Failures before an answer started are thrown for the error
-   * handler (the one error shape with its status); `answerFailure` ends a stream that had started.
+   * handler (the one error shape with its status); `StreamAnswer.fail` ends a stream that had started.
    */
   const answer = (stream: StreamAnswer | undefined): CallSender => {
     return async (req, reply, runtime, timeoutMs, args) => {

@@ -220,7 +220,11 @@ export class WorkerClient {
     const forward = () => exchange.abort.abort();
     if (call.signal.aborted) forward();
     else call.signal.addEventListener('abort', forward, { once: true });
-    const cancelled = () => new AppError('invalid_request', 'the call was cancelled');
+    // Aborted by the caller (its client left), or by the hub closing at its drain deadline (endAll).
+    const cancelled = () =>
+      call.signal.aborted
+        ? new AppError('invalid_request', 'the call was cancelled')
+        : new AppError('hub_closing', 'the hub shut down during the call; retry');
     this.open.add(exchange);
     try {
       let response: Awaited<ReturnType<Agent['request']>>;

@@ -201,6 +201,8 @@ export abstract class McpSessionUpstream<S extends McpSession> implements Upstre
         notificationListener: () => this.notificationListener,
       }),
     );
+    // Closed while the transport was being prepared (a sandbox probe): nothing is spawned for nobody.
+    if (this.closing) throw new Error('the upstream was closed while connecting');
     session.client.onclose = () => this.handleSessionClosed(session);
     session.client.onerror = (error) => this.handleSessionError(session, error);
     this.session = session;

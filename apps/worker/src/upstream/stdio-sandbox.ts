@@ -71,14 +71,15 @@ export const UNCONFINED: StdioLauncher = Object.freeze({
 
 /**
  * The project's node_modules (servers installed with the hub, e.g. server-everything): beside the workspace's
- * pnpm-workspace.yaml, found upwards from this code's place (a file of dist/ or the bundle dist/worker.mjs).
+ * pnpm-workspace.yaml, found upwards from this code's place (dist/upstream/ or the bundle's dist/bundle/).
  */
 function projectNodeModules(): string {
   let dir = dirname(fileURLToPath(import.meta.url));
   for (let up = 0; up < 6; up++, dir = dirname(dir)) {
     if (existsSync(join(dir, 'pnpm-workspace.yaml'))) return join(dir, 'node_modules');
   }
-  return resolve(dirname(fileURLToPath(import.meta.url)), '../../../node_modules');
+  // Both places are four levels below the root: apps/worker/dist/{upstream,bundle}.
+  return resolve(dirname(fileURLToPath(import.meta.url)), '../../../../node_modules');
 }
 
 /** The Node.js install holding the running binary, unless it is under /usr already. */
