@@ -13,14 +13,6 @@ export interface SpawnedWorker {
 }
 
 const POLL_MS = 25;
-/**
- * V8 flags of every worker. A young generation of 1 MiB semi-spaces instead of 16: an idle worker's RSS 91.5 →
- * 79.3 MiB (`pnpm bench supervisor`), with no change in CPU per call beyond the noise of alternating runs at 64
- * callers (worker 204-299 µs against 218-285 µs). Calls allocate little that outlives them, so the more frequent
- * scavenges stay cheap. (A cap on the old space, 64 MiB, saved 8 MiB more but would crash a worker holding a
- * large tool result: not taken.)
- */
-const WORKER_NODE_FLAGS = ['--max-semi-space-size=1'];
 const KILL_WAIT_MS = 2_000;
 
 /**
@@ -29,7 +21,7 @@ const KILL_WAIT_MS = 2_000;
  * the worker's whole environment: nothing of the supervisor's own is added (HUB_ADMIN_TOKEN stays here).
  */
 export function spawnWorker(entry: string, env: Record<string, string>): SpawnedWorker {
-  const child = execa(process.execPath, [...WORKER_NODE_FLAGS, entry], {
+  const child = execa(process.execPath, [entry], {
     env,
     extendEnv: false,
     detached: true,
