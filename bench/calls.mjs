@@ -37,7 +37,7 @@ const WARMUP_SECONDS = envNumber('BENCH_WARMUP_SECONDS', 1);
 const SPREAD_SECONDS = envNumber('BENCH_SPREAD_SECONDS', 30);
 const SPREAD_CALLERS = Math.round(envNumber('BENCH_SPREAD_CALLERS', 64));
 const SPREAD_SERVERS = 20;
-const LEVEL_ROUNDS = Math.round(envNumber('BENCH_LEVEL_ROUNDS', 3));
+const LEVEL_ROUNDS = Math.round(envNumber('BENCH_LEVEL_ROUNDS', 6));
 const LEVELS = [1, 8, 32, 64];
 const BIN = `${ROOT}node_modules/.bin/`;
 const PREFIX = 'bench-calls:';
@@ -203,8 +203,13 @@ try {
     levelRounds = { info: [], warn: [] };
     for (let i = 0; i < LEVEL_ROUNDS; i++) {
       progress(`log level round ${i + 1} of ${LEVEL_ROUNDS}…`);
-      levelRounds.info.push(await round('hub at info', hubOrigin));
-      levelRounds.warn.push(await round('hub at warn', `http://127.0.0.1:${port}`));
+      // ABBA order (info, warn, warn, info, …): a machine that slows down or speeds up over the rounds
+      // favours neither.
+      const order = i % 2 === 0 ? ['info', 'warn'] : ['warn', 'info'];
+      for (const level of order) {
+        const origin = level === 'info' ? hubOrigin : `http://127.0.0.1:${port}`;
+        levelRounds[level].push(await round(`hub at ${level}`, origin));
+      }
     }
     await hubWarn.stop();
   }
