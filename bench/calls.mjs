@@ -14,21 +14,8 @@ import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
-import { createKeys, Registry } from '@mcp-hub/shared';
-import { Redis } from 'ioredis';
-import { createRun, ECHO, echoSpec, envNumber, waitForCall, waitForPort, waitRunning } from './harness.mjs';
-import {
-  alive,
-  descendantsOf,
-  freePort,
-  median,
-  ROOT,
-  sleep,
-  startApp,
-  startRedis,
-  stopProcess,
-  table,
-} from './lib.mjs';
+import { createRun, ECHO, echoSpec, envNumber, startStore, waitForCall, waitForPort, waitRunning } from './harness.mjs';
+import { alive, descendantsOf, freePort, median, ROOT, sleep, startApp, stopProcess, table } from './lib.mjs';
 
 const SECONDS = envNumber('BENCH_SECONDS', 3);
 const SEQUENTIAL = Math.round(envNumber('BENCH_SEQUENTIAL', 2_000));
@@ -91,15 +78,8 @@ let logSummary = [];
 const leftovers = [];
 
 try {
-  const redisServer = await startRedis();
-  defer('redis', () => redisServer.stop());
-  const redis = new Redis(redisServer.url);
-  redis.on('error', () => {});
-  defer('redis client', () => redis.disconnect());
-  const registry = new Registry(redis, createKeys(PREFIX));
+  const { registry, common } = await startStore(run, PREFIX);
 
-  // Its hubs listen on 127.0.0.1 only and measure the call path: open mode, asked for by name.
-  const common = { REDIS_URL: redisServer.url, KEY_PREFIX: PREFIX, HUB_AUTH: 'none' };
   const supervisorLog = logFile('supervisor'); // the workers inherit the supervisor's stdout
   const supervisor = startApp(
     'supervisor',

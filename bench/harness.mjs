@@ -165,20 +165,28 @@ export const echoSpec = (id, extra = {}) => ({
 });
 
 /**
- * A private Redis, a supervisor and one `echo` server (the fixture) running in its worker. `spec` adds
- * fields to the server's spec (e.g. its project). Returns { redisUrl, common (env for hubs), registry,
- * worker (runtime record), supervisor, workerOrigin, workerHeaders, watch(hubPid?) }.
+ * A private Redis (stopped by `run`) and a registry on it under `prefix`; `common` is the environment every app of
+ * the run shares. Hubs of the bench listen on 127.0.0.1 only and measure the call path: open mode unless a suite
+ * sets a token.
  */
-export async function startEchoStack(run, { prefix, spec = {} }) {
+export async function startStore(run, prefix) {
   const redisServer = await startRedis();
   run.defer('redis', () => redisServer.stop());
   const redis = new Redis(redisServer.url);
   redis.on('error', () => {});
   run.defer('redis client', () => redis.disconnect());
   const registry = new Registry(redis, createKeys(prefix));
-
-  // Hubs of the bench listen on 127.0.0.1 only and measure the call path: open mode unless a suite sets a token.
   const common = { REDIS_URL: redisServer.url, KEY_PREFIX: prefix, HUB_AUTH: 'none' };
+  return { redisServer, redis, registry, common };
+}
+
+/**
+ * A private Redis, a supervisor and one `echo` server (the fixture) running in its worker. `spec` adds
+ * fields to the server's spec (e.g. its project). Returns { redisUrl, common (env for hubs), registry,
+ * worker (runtime record), supervisor, workerOrigin, workerHeaders, watch(hubPid?) }.
+ */
+export async function startEchoStack(run, { prefix, spec = {} }) {
+  const { redisServer, registry, common } = await startStore(run, prefix);
   const supervisorLog = run.logFile('supervisor'); // the workers inherit the supervisor's stdout
   const supervisor = startApp(
     'supervisor',

@@ -4,11 +4,9 @@
 // have, and the wake-up of an idle server: a call to it through the hub, from the request until its answer
 // (BENCH_IDLE_WAKES, 20, one after the other), while the busy ones go on being called.
 // Usage: pnpm bench idle (about 3 minutes on 2 cores; not in the default run).
-import { createKeys, Registry } from '@mcp-hub/shared';
-import { Redis } from 'ioredis';
 import { Pool } from 'undici';
-import { createRun, echoSpec, envNumber, waitForPort } from './harness.mjs';
-import { descendantsOf, freePort, median, percentile, rssMiB, sleep, startApp, startRedis, table } from './lib.mjs';
+import { createRun, echoSpec, envNumber, startHub, startStore } from './harness.mjs';
+import { descendantsOf, freePort, median, percentile, rssMiB, sleep, startApp, table } from './lib.mjs';
 
 const SERVERS = Math.round(envNumber('BENCH_IDLE_SERVERS', 300));
 const BUSY = Math.round(envNumber('BENCH_IDLE_BUSY', 30));
@@ -28,13 +26,8 @@ let stopBusy = false;
 let result;
 
 try {
-  const redisServer = await startRedis();
-  run.defer('redis', () => redisServer.stop());
-  const redis = new Redis(redisServer.url);
-  redis.on('error', () => {});
-  run.defer('redis client', () => redis.disconnect());
-  const registry = new Registry(redis, createKeys(PREFIX));
-  const common = { REDIS_URL: redisServer.url, KEY_PREFIX: PREFIX, HUB_AUTH: 'none' };
+  const store = await startStore(run, PREFIX);
+  const { redisServer, registry, common } = store;
 
   const supervisorLog = run.logFile('supervisor');
   const supervisor = startApp(
@@ -62,12 +55,8 @@ try {
       }
     }
   });
-  const hubPort = await freePort();
-  const hubLog = run.logFile('hub');
-  const hub = startApp('hub', { ...common, HUB_PORT: String(hubPort) }, { stdout: hubLog });
-  run.defer('hub', () => hub.stop());
-  await waitForPort(hubPort, 'hub');
-  const pool = new Pool(`http://127.0.0.1:${hubPort}`, { connections: 64 });
+  const hub = await startHub(run, store);
+  const pool = new Pool(hub.origin, { connections: 64 });
   run.defer('pool', () => pool.close());
   const call = async (id, message) => {
     const t0 = performance.now();

@@ -15,15 +15,6 @@ export interface ToolCallRoutesOptions {
 }
 
 type ToolCallRequest = FastifyRequest<{ Params: { id: string; tool: string } }>;
-/** Sends one call to a worker and answers the client; resolves the worker's status (0 when there was none). */
-type CallSender = (
-  req: ToolCallRequest,
-  reply: FastifyReply,
-  runtime: RuntimeRecord,
-  timeoutMs: number,
-  args: unknown,
-) => Promise<number>;
-
 /** Client request headers passed on to the worker (distributed tracing). */
 const TRACE_HEADERS = ['traceparent'] as const;
 
@@ -92,10 +83,9 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           );
         }
         const done = await guard.admit(req.principal, id, tool, reply);
-        const send = answer(stream);
         let status = 0;
         try {
-          status = await workers.withWorker(id, (worker) => send(req, reply, worker, spec.timeoutMs, args), {
+          status = await workers.withWorker(id, (worker) => answer(req, reply, worker, spec.timeoutMs, args, stream), {
             known: runtime,
             timeoutMs: spec.timeoutMs,
             requestId,
@@ -130,52 +120,58 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
    * one result whichever worker ran the call. Failures before an answer started are thrown for the error
    * handler (the one error shape with its status); `StreamAnswer.fail` ends a stream that had started.
    */
-  const answer = (stream: StreamAnswer | undefined): CallSender => {
-    return async (req, reply, runtime, timeoutMs, args) => {
-      const { id, tool } = req.params;
-      const requestId = req.id;
-      const proxied = proxyLines(req, runtime);
-      const clientGone = new AbortController();
-      const onClose = () => {
-        if (!reply.raw.writableEnded) clientGone.abort();
-      };
-      reply.raw.once('close', onClose);
-      if (reply.raw.destroyed || req.raw.socket.destroyed) clientGone.abort();
-      let status = 0;
-      try {
-        const result = await client.callTool({
-          target: { serverId: id, runtime },
-          tool,
-          args,
-          body: rawBodies.get(req),
-          headers: req.headers,
-          forwardHeaders: TRACE_HEADERS,
-          requestId,
-          signal: clientGone.signal,
-          timeoutMs,
-          ...(stream && {
-            onStream: () => stream.open(),
-            onProgress: (progress) => stream.open().send('progress', { request_id: requestId, ...progress }),
-          }),
-        });
-        status = 200;
-        if (stream) stream.open().finish('result', { request_id: requestId, ...result });
-        else {
-          reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
-          await reply.code(status).send({ request_id: requestId, ...result });
-        }
-      } catch (err) {
-        if (!clientGone.signal.aborted) throw err;
-        // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
-        if (!stream?.started) reply.hijack();
-        if (!reply.raw.writableEnded) reply.raw.end();
-      } finally {
-        reply.raw.off('close', onClose);
-      }
-      proxied(status, clientGone.signal.aborted);
-      return status;
+  /** Resolves the worker's status (0 when there was none). */
+  async function answer(
+    req: ToolCallRequest,
+    reply: FastifyReply,
+    runtime: RuntimeRecord,
+    timeoutMs: number,
+    args: unknown,
+    stream: StreamAnswer | undefined,
+  ): Promise<number> {
+    const { id, tool } = req.params;
+    const requestId = req.id;
+    const proxied = proxyLines(req, runtime);
+    const clientGone = new AbortController();
+    const onClose = () => {
+      if (!reply.raw.writableEnded) clientGone.abort();
     };
-  };
+    reply.raw.once('close', onClose);
+    if (reply.raw.destroyed || req.raw.socket.destroyed) clientGone.abort();
+    let status = 0;
+    try {
+      const result = await client.callTool({
+        target: { serverId: id, runtime },
+        tool,
+        args,
+        body: rawBodies.get(req),
+        headers: req.headers,
+        forwardHeaders: TRACE_HEADERS,
+        requestId,
+        signal: clientGone.signal,
+        timeoutMs,
+        ...(stream && {
+          onStream: () => stream.open(),
+          onProgress: (progress) => stream.open().send('progress', { request_id: requestId, ...progress }),
+        }),
+      });
+      status = 200;
+      if (stream) stream.open().finish('result', { request_id: requestId, ...result });
+      else {
+        reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
+        await reply.code(status).send({ request_id: requestId, ...result });
+      }
+    } catch (err) {
+      if (!clientGone.signal.aborted) throw err;
+      // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
+      if (!stream?.started) reply.hijack();
+      if (!reply.raw.writableEnded) reply.raw.end();
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+    proxied(status, clientGone.signal.aborted);
+    return status;
+  }
 
   /** Logs `tool.call.proxy.start` now; the function it returns logs `tool.call.proxy.done` with the outcome. */
   function proxyLines(req: ToolCallRequest, runtime: RuntimeRecord) {
