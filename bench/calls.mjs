@@ -11,6 +11,7 @@
 // level (3), BENCH_SEQUENTIAL calls (2000), BENCH_WARMUP_SECONDS at 8 callers before each path (1),
 // BENCH_SPREAD_SECONDS (30), BENCH_SPREAD_CALLERS (64); BENCH_KEEP_LOGS=1 keeps the processes' logs.
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { closeSync, openSync } from 'node:fs';
 import { availableParallelism, cpus } from 'node:os';
 import { join } from 'node:path';
@@ -25,6 +26,7 @@ const SPREAD_SECONDS = envNumber('BENCH_SPREAD_SECONDS', 30);
 const SPREAD_CALLERS = Math.round(envNumber('BENCH_SPREAD_CALLERS', 64));
 const SPREAD_SERVERS = 20;
 const LEVEL_ROUNDS = Math.round(envNumber('BENCH_LEVEL_ROUNDS', 6));
+const PROBE_N = Math.round(envNumber('BENCH_PROBE_N', 500));
 const LEVELS = [1, 8, 32, 64];
 const BIN = `${ROOT}node_modules/.bin/`;
 const PREFIX = 'bench-calls:';
@@ -53,6 +55,31 @@ async function stopTree(child) {
 }
 
 const results = []; // { label, group, phases }
+/** The probe's rounds: { hub: [...], bare: [...] } of { client, hub_p50_ms, worker_p50_ms, hub_adds_ms }. */
+const probe = {};
+// The hubs of this suite ask for the admin token, as a default install does.
+const ADMIN_TOKEN = randomBytes(24).toString('base64url');
+const HUB_AUTH_ENV = { HUB_AUTH: 'token', HUB_ADMIN_TOKEN: ADMIN_TOKEN };
+const AUTH = { authorization: `Bearer ${ADMIN_TOKEN}` };
+
+/** Runs bench/probe.mjs in its own process; resolves its four rounds. */
+async function runProbe(target, workerUrl, auth, workerHeader) {
+  const child = spawn(
+    process.execPath,
+    [join(ROOT, 'bench/probe.mjs'), target, workerUrl, auth, String(PROBE_N), workerHeader],
+    { stdio: ['ignore', 'pipe', 'inherit'], cwd: ROOT },
+  );
+  let out = '';
+  child.stdout.on('data', (d) => {
+    out += d;
+  });
+  const code = await new Promise((resolve) => child.once('close', resolve));
+  if (code !== 0) throw new Error(`the probe of ${target} exited ${code}`);
+  return out
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line));
+}
 
 async function measure(label, group, target) {
   const t0 = performance.now();
@@ -105,12 +132,16 @@ try {
 
   const hubPort = await freePort();
   const hubLog = logFile('hub');
-  const hub = startApp('hub', { ...common, HUB_PORT: String(hubPort), LOG_LEVEL: 'info' }, { stdout: hubLog });
+  const hub = startApp(
+    'hub',
+    { ...common, ...HUB_AUTH_ENV, HUB_PORT: String(hubPort), LOG_LEVEL: 'info' },
+    { stdout: hubLog },
+  );
   closeSync(hubLog);
   defer('hub', () => hub.stop());
   const hubOrigin = `http://127.0.0.1:${hubPort}`;
   await waitForPort(hubPort, 'hub');
-  await waitForCall(`${hubOrigin}/mcp/echo/echo`);
+  await waitForCall(`${hubOrigin}/mcp/echo/echo`, AUTH);
 
   const stack = (hubPid) => [
     ...(hubPid ? [{ label: 'hub', pids: [hubPid] }] : []),
@@ -143,6 +174,7 @@ try {
     origin: hubOrigin,
     paths: ['/mcp/echo/echo'],
     accept: json,
+    headers: AUTH,
     watch: stack(hub.child.pid),
   });
   await measure('c  hub, SSE answer', 'hub', {
@@ -150,9 +182,29 @@ try {
     origin: hubOrigin,
     paths: ['/mcp/echo/echo'],
     accept: 'text/event-stream',
+    headers: AUTH,
     levels: [1, 32, 64],
     watch: stack(hub.child.pid),
   });
+
+  // What one sequential client sees (issue 19): the probe's method against the hub with the admin token and
+  // against the worker, then the same against a bare node:http proxy in front of the worker (the floor of any
+  // hop on this machine), each in its own process.
+  {
+    const workerUrl = `http://${worker.host ?? '127.0.0.1'}:${worker.port}/tools/echo`;
+    const workerHeader = `x-mcp-worker-token: ${worker.workerToken ?? ''}`;
+    progress('probe: sequential client through the hub…');
+    probe.hub = await runProbe(`${hubOrigin}/mcp/echo/echo`, workerUrl, AUTH.authorization, workerHeader);
+    const port = await freePort();
+    const bare = spawn(process.execPath, [join(ROOT, 'bench/bare-proxy.mjs'), String(port), workerUrl, workerHeader], {
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
+    defer('bare proxy', () => stopProcess(bare));
+    await waitForPort(port, 'bare proxy');
+    progress('probe: sequential client through a bare node:http proxy…');
+    probe.bare = await runProbe(`http://127.0.0.1:${port}/mcp/echo/echo`, workerUrl, '-', workerHeader);
+    await stopProcess(bare);
+  }
 
   // A second hub at LOG_LEVEL=warn beside the first (the hub is stateless), both logging to files as a
   // deployment would; rounds at 64 callers alternate between them, so that a noisy moment of the machine hits
@@ -160,11 +212,15 @@ try {
   {
     const port = await freePort();
     const log = logFile('hub-warn');
-    const hubWarn = startApp('hub', { ...common, HUB_PORT: String(port), LOG_LEVEL: 'warn' }, { stdout: log });
+    const hubWarn = startApp(
+      'hub',
+      { ...common, ...HUB_AUTH_ENV, HUB_PORT: String(port), LOG_LEVEL: 'warn' },
+      { stdout: log },
+    );
     closeSync(log);
     defer('hub (warn)', () => hubWarn.stop());
     await waitForPort(port, 'hub (warn)');
-    await waitForCall(`http://127.0.0.1:${port}/mcp/echo/echo`);
+    await waitForCall(`http://127.0.0.1:${port}/mcp/echo/echo`, AUTH);
     const round = async (label, origin) => {
       const { phases } = await runLoad({
         label,
@@ -172,6 +228,7 @@ try {
         origin,
         paths: ['/mcp/echo/echo'],
         accept: json,
+        headers: AUTH,
         warmupSeconds: 0.5,
         sequential: null,
         levels: [64],
@@ -267,7 +324,7 @@ try {
   const spreadWorkers = [];
   for (const id of ids) spreadWorkers.push(await waitRunning(registry, id, 120_000));
   const allRunningMs = performance.now() - t0;
-  for (const id of ids) await waitForCall(`${hubOrigin}/mcp/${id}/echo`);
+  for (const id of ids) await waitForCall(`${hubOrigin}/mcp/${id}/echo`, AUTH);
   progress(`${SPREAD_CALLERS} callers over ${SPREAD_SERVERS} servers for ${SPREAD_SECONDS} s…`);
   const workerPids = spreadWorkers.map((w) => w.pid);
   const { phases } = await runLoad({
@@ -276,6 +333,7 @@ try {
     origin: hubOrigin,
     paths: ids.map((id) => `/mcp/${id}/echo`),
     accept: json,
+    headers: AUTH,
     warmupSeconds: WARMUP_SECONDS,
     sequential: null,
     levels: [SPREAD_CALLERS],
@@ -334,10 +392,14 @@ function printVerdicts(cpuOf) {
   }
   if (peer && json) {
     const r = perCall(json) / perCall(peer.phase);
+    const direct = at('b  worker POST /tools/echo', 64);
+    const floor = direct
+      ? `; the worker + stdio server alone, no hub: ${perCall(direct).toFixed(0)} µs = ${(perCall(direct) / perCall(peer.phase)).toFixed(2)}×`
+      : '';
     verdict(
       r <= 0.35,
       'CPU per call, hub + worker + stdio server ≤ 0.35× the best peer',
-      `${perCall(json).toFixed(0)} vs ${perCall(peer.phase).toFixed(0)} µs = ${r.toFixed(2)}×`,
+      `${perCall(json).toFixed(0)} vs ${perCall(peer.phase).toFixed(0)} µs = ${r.toFixed(2)}×${floor}`,
     );
   }
   if (levelRounds) {
@@ -352,7 +414,16 @@ function printVerdicts(cpuOf) {
       `${p.rate.toFixed(0)} calls/s, ${p.errors} failed`,
     );
   }
-  console.log(`\nVerdicts (issue 14's targets, this run)\n\n${lines.join('\n')}`);
+  if (probe.hub) {
+    const adds = probe.hub.map((r) => r.hub_adds_ms);
+    const floor = probe.bare ? `; a bare node:http proxy adds ${probe.bare.map((r) => r.hub_adds_ms).join(' / ')}` : '';
+    verdict(
+      adds.every((v) => v <= 0.3),
+      'a sequential client: the hub adds ≤ 0.3 ms at p50 in every probe round (issue 19)',
+      `${adds.join(' / ')} ms (pool, fetch, pool, fetch)${floor}`,
+    );
+  }
+  console.log(`\nVerdicts (issues 14 and 19, this run)\n\n${lines.join('\n')}`);
 }
 
 function spreadIds() {
@@ -402,6 +473,28 @@ function report() {
     });
     const errors = r.phases.filter((x) => x.name !== 'sequential').reduce((s, x) => s + x.errors, 0);
     levelRows.push([r.label, ...cells, errors]);
+  }
+  if (probe.hub) {
+    console.log(
+      `\nOne sequential client (bench/probe.mjs, the method of latency-probe.mjs: ${PROBE_N} calls after 100, a fresh ` +
+        'one-connection pool or fetch per path and round; the hub with the admin token)\n',
+    );
+    const rows = [
+      ['round', 'client', 'hub p50 ms', 'worker p50 ms', 'hub adds ms', 'bare proxy p50 ms', 'bare proxy adds ms'],
+    ];
+    probe.hub.forEach((r, i) => {
+      const b = probe.bare?.[i];
+      rows.push([
+        String(i + 1),
+        r.client,
+        ms(r.hub_p50_ms),
+        ms(r.worker_p50_ms),
+        ms(r.hub_adds_ms),
+        b ? ms(b.hub_p50_ms) : '—',
+        b ? ms(b.hub_adds_ms) : '—',
+      ]);
+    });
+    console.log(table(rows));
   }
   console.log(`\nThroughput, calls/s (and p50 ms), ${SECONDS} s per level\n`);
   console.log(table(levelRows));
@@ -488,7 +581,14 @@ function report() {
   const at1 = (label) => results.find((r) => r.label === label)?.phases.find((x) => x.name === 'c1');
   const b1 = at1('b  worker POST /tools/echo');
   const c1 = at1('c  hub POST /mcp/echo/echo');
-  if (b && c) {
+  if (probe.hub) {
+    const adds = probe.hub.map((r) => r.hub_adds_ms);
+    parts.push(
+      `a sequential client sees the hub add ${median(adds).toFixed(2)} ms at p50 (median of the probe's rounds ` +
+        `${adds.join(', ')}` +
+        (probe.bare ? `; a bare node:http proxy: ${median(probe.bare.map((r) => r.hub_adds_ms)).toFixed(2)} ms)` : ')'),
+    );
+  } else if (b && c) {
     parts.push(
       `hub adds ${(c.p50 - b.p50).toFixed(2)} ms at p50 over the worker direct (c − b, sequential` +
         (b1 && c1 ? `; ${(c1.p50 - b1.p50).toFixed(2)} ms in the later ${SECONDS} s run at 1 caller)` : ')'),

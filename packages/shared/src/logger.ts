@@ -1,5 +1,6 @@
 import { type DestinationStream, type Logger, pino } from 'pino';
 import type { LogLevel } from './config.js';
+import { TurnBatchedDestination } from './log-destination.js';
 import { WORKER_TOKEN_HEADER } from './worker-contract.js';
 
 export type { Logger } from 'pino';
@@ -58,7 +59,7 @@ export function createLogger(options: LoggerOptions): Logger {
       mixin: () => ({ event: 'log' }),
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     },
-    options.destination ?? pino.destination({ dest: 1, sync: false }),
+    options.destination ?? new TurnBatchedDestination(1),
   );
 }
 
@@ -66,9 +67,8 @@ export function createLogger(options: LoggerOptions): Logger {
 export const EXIT_FLUSH_TIMEOUT_MS = 2_000;
 
 /**
- * Exits with `code` once the logger's buffered lines are written: the destination is asynchronous, and a
- * `process.exit` right after `log.flush()` can lose what a slow reader of stdout (a full pipe) had not taken yet.
- * Exits anyway after `timeoutMs`.
+ * Exits with `code` once the logger's queued lines are written (the destination writes a turn's lines after the
+ * turn, and waits for a slow reader of stdout: a full pipe). Exits anyway after `timeoutMs`.
  */
 export function exitAfterFlush(log: Logger, code: number, timeoutMs = EXIT_FLUSH_TIMEOUT_MS): void {
   const timer = setTimeout(() => process.exit(code), timeoutMs);
