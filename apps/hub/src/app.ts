@@ -30,12 +30,14 @@ import { registerOriginCheck } from './http/origin.js';
 import { RequestDrain } from './http/request-drain.js';
 import { registerZodValidation } from './http/zod-validation.js';
 import { RateLimiter } from './limits/rate-limiter.js';
+import { HubMetrics } from './metrics/hub-metrics.js';
 import { RedisReachability } from './redis-reachability.js';
 import { RegistryCache } from './registry-cache.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { healthRoutes } from './routes/health.js';
 import { mcpAggregateRoutes } from './routes/mcp-aggregate.js';
 import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
+import { metricsRoutes } from './routes/metrics.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
@@ -181,6 +183,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   let closing = false;
   app.addHook('onRequest', async (req, reply) => {
     reply.header('x-request-id', req.id);
+    if (metrics) reply.raw.once('close', metrics.requestStarted());
     if (closing) throw new AppError('hub_closing', 'the hub is shutting down; retry');
   });
   app.addHook('onResponse', async (req, reply) => {
@@ -202,7 +205,20 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const store = new ProjectStore(redis, keys, clock, (key, field, err) =>
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  const keyCache = new KeyCache(store.apiKeys, clock, reach);
+  const metrics = config.metrics
+    ? new HubMetrics({
+        runtimes: async () => {
+          const servers = await registry.listServers();
+          const records = await Promise.all(servers.map((spec) => registry.getRuntime(spec.id)));
+          return records.flatMap((r, i) =>
+            r ? [{ server: servers[i]?.id ?? '', status: r.status, restarts: r.restarts ?? 0 }] : [],
+          );
+        },
+        limiterMode: () => limiter.mode(),
+        redisUp: () => !reach.down,
+      })
+    : undefined;
+  const keyCache = new KeyCache(store.apiKeys, clock, reach, metrics && ((hit) => metrics.keyLookup(hit)));
   const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
   const limiter = new RateLimiter(limiterRedis, keys, log, clock);
   // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
@@ -210,7 +226,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const usage = new UsageRecorder(redis, keys, log);
   const auditStream = new AuditStream(redis, keys, { maxLength: config.auditMaxLength });
   const audit = new AuditTrail(auditStream);
-  const guard = new CallGuard(limiter, usage);
+  const guard = new CallGuard(limiter, usage, metrics);
   const secrets = config.secretKey === undefined ? undefined : new SecretBox(config.secretKey);
   if (config.auth === 'none') {
     log.warn(
@@ -236,6 +252,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   registerAuth(app, {
     open: config.auth === 'none',
     adminToken: config.adminToken,
+    metricsToken: config.metricsToken,
     checkKey: (raw) => keyCache.check(raw),
     serverProject: async (id) => {
       const spec = await cache.server(id);
@@ -287,7 +304,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // The one client for every path that talks to a worker; it tracks what is open so closing can end it.
   const client = new WorkerClient();
   const drain = new RequestDrain(app.server);
-  await app.register(toolCallRoutes, { cache, workers, client, guard, log });
+  await app.register(toolCallRoutes, { cache, workers, client, guard, log, metrics });
+  if (metrics) await app.register(metricsRoutes, { metrics });
   const aggregator = new Aggregator({
     registry,
     cache,
@@ -337,9 +355,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     client,
     guard,
     log,
+    metrics,
     sessionUsed: (keyId, serverId) => reaper.remember(keyId, serverId),
   });
-  await app.register(mcpAggregateRoutes, { aggregate });
+  await app.register(mcpAggregateRoutes, { aggregate, metrics });
   await app.register(discoveryRoutes, {
     publicUrl: config.publicUrl,
     visibleServers: async (req) =>

@@ -24,6 +24,8 @@ import { buildHub } from '../src/index.js';
 const STREAMING_ROUTES = new Set(['GET /sse']);
 
 const ADMIN = 'admin-token-0123456789abcdef';
+/** HUB_METRICS_TOKEN: opens `GET /metrics` and nothing else. */
+const METRICS = 'metrics-token-0123456789abcdef';
 const SECRET_KEY = 'f'.repeat(64);
 const ENV_SECRET = 'env-secret-value-7f3a9c1e5b';
 const HEADER_SECRET = 'header-secret-value-2d8e6b4a0c';
@@ -119,6 +121,7 @@ beforeAll(async () => {
     REDIS_URL: redisUrl(),
     KEY_PREFIX: t.prefix,
     HUB_ADMIN_TOKEN: ADMIN,
+    HUB_METRICS_TOKEN: METRICS,
     HUB_SECRET_KEY: SECRET_KEY,
     // The routes' servers have no worker: a call's wait for one (HUB_WORKER_WAIT) is not what this tests.
     HUB_WORKER_WAIT: '50ms',
@@ -258,9 +261,16 @@ function casesFor(method: string, url: string, policy: Policy): Case[] {
     ].map((c) => ({ ...c, expect: { status: 'public' } }));
   }
 
-  if (policy.access === 'admin') {
+  // The metrics token is no key: every route but the metrics one refuses it as unknown.
+  const metricsToken: Case = {
+    name: 'metrics token',
+    headers: bearer(METRICS),
+    expect: policy.access === 'metrics' ? { status: 'allowed' } : { status: 401 },
+  };
+  if (policy.access === 'admin' || policy.access === 'metrics') {
     return [
       ...unauthenticated,
+      metricsToken,
       ...(['owner', 'developer', 'reporter', 'bOwner'] as const).map(
         (k): Case => ({ name: `${k} key (admin route)`, headers: bearer(keys[k].key), expect: { status: 403 } }),
       ),
@@ -268,7 +278,7 @@ function casesFor(method: string, url: string, policy: Policy): Case[] {
     ];
   }
 
-  const cases: Case[] = [...unauthenticated];
+  const cases: Case[] = [...unauthenticated, metricsToken];
   const foreign = foreignResource(url);
   cases.push({
     name: "other project's owner key",

@@ -69,6 +69,12 @@ export const HubEnvSchema = z
     HUB_AUTH: z.enum(HUB_AUTH_MODES, { error: `must be one of ${HUB_AUTH_MODES.join(', ')}` }).default('token'),
     HUB_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     HUB_ADMIN_TOKEN_FILE: z.string().min(1).default(DEFAULT_ADMIN_TOKEN_FILE),
+    HUB_METRICS: bool.default(true),
+    HUB_METRICS_TOKEN: z
+      .string()
+      .min(16, 'must be at least 16 characters')
+      .regex(/^\S+$/, 'must not contain spaces')
+      .optional(),
     HUB_ALLOWED_HOSTS: hostList.default([]),
     HUB_REQUEST_TIMEOUT: duration('ms').default(DEFAULT_REQUEST_TIMEOUT_MS),
     HUB_HEADERS_TIMEOUT: duration('ms').default(DEFAULT_HEADERS_TIMEOUT_MS),
@@ -130,6 +136,10 @@ export interface HubConfig {
   adminToken: string | undefined;
   /** Where the generated admin token is kept (relative to the working directory). */
   adminTokenFile: string;
+  /** HUB_METRICS: whether the hub counts and serves Prometheus metrics at `GET /metrics`. */
+  metrics: boolean;
+  /** HUB_METRICS_TOKEN: a bearer token that may read `/metrics` only (the admin token may too). */
+  metricsToken: string | undefined;
   /** `Host` values accepted besides loopback names, the bound address and the HUB_PUBLIC_URL host (`name` or `name:port`). */
   allowedHosts: readonly string[];
   /** The whole request (headers and body) must arrive within this; SSE answers are not affected. */
@@ -190,6 +200,8 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     auth: e.HUB_AUTH,
     adminToken: e.HUB_ADMIN_TOKEN,
     adminTokenFile: e.HUB_ADMIN_TOKEN_FILE,
+    metrics: e.HUB_METRICS,
+    metricsToken: e.HUB_METRICS_TOKEN,
     allowedHosts: e.HUB_ALLOWED_HOSTS.map((h) => h.toLowerCase()),
     requestTimeoutMs: e.HUB_REQUEST_TIMEOUT,
     headersTimeoutMs: e.HUB_HEADERS_TIMEOUT,

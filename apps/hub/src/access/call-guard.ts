@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyReply } from 'fastify';
 import { type Rule, rateLimitedError, rateLimitHeaders } from '../limits/rate-limit-decision.js';
 import type { RateLimiter } from '../limits/rate-limiter.js';
+import type { HubMetrics } from '../metrics/hub-metrics.js';
 import type { UsageRecorder } from '../stores/usage.js';
 import type { Principal } from './principal.js';
 
@@ -32,6 +33,7 @@ export class CallGuard {
   constructor(
     private readonly limiter: RateLimiter,
     private readonly usage: UsageRecorder,
+    private readonly metrics?: HubMetrics,
   ) {}
 
   /**
@@ -53,6 +55,12 @@ export class CallGuard {
         concurrent: limits?.concurrent,
         callId: randomUUID(),
       });
+      this.metrics?.rateLimit(
+        decision.allowed,
+        decision.rule?.scope ?? 'none',
+        this.limiter.mode(),
+        (performance.now() - started) / 1000,
+      );
       if (reply) reply.headers(rateLimitHeaders(decision));
       if (!decision.allowed) {
         this.usage.record({ keyId, server, tool, ok: false, latencyMs: 0 });

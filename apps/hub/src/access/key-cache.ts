@@ -46,13 +46,19 @@ export class KeyCache {
     private readonly store: ApiKeyStore,
     private readonly clock: () => number = Date.now,
     private readonly health?: KeyReadHealth,
+    /** Told whether each check was answered from the cache (metrics). */
+    private readonly onLookup?: (hit: boolean) => void,
   ) {}
 
   check(raw: string): Promise<KeyCheck> {
     const digest = createHash('sha256').update(raw).digest('base64');
     const now = this.clock();
     const hit = this.entries.get(digest);
-    if (hit && now - hit.at < KEY_CACHE_TTL_MS && now < hit.expiresAtMs) return hit.check;
+    if (hit && now - hit.at < KEY_CACHE_TTL_MS && now < hit.expiresAtMs) {
+      this.onLookup?.(true);
+      return hit.check;
+    }
+    this.onLookup?.(false);
     // Stale-if-error: while Redis cannot be asked, a key verified in the last STALE_IF_ERROR_MS stays good
     // (never past its own expiry), so calls go on through a short outage.
     const lastGood =

@@ -14,6 +14,8 @@ export type Policy =
   | { access: 'public' }
   /** Only the bootstrap admin token (HUB_ADMIN_TOKEN). */
   | { access: 'admin' }
+  /** The admin token, or HUB_METRICS_TOKEN (which opens nothing else). */
+  | { access: 'metrics' }
   /**
    * The admin token, or a key of at least `role` holding `scope`. `project` names where the route's project
    * comes from and `server` the server param: a key of another project gets 404 for either.
@@ -36,6 +38,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   'GET /healthz': pub,
   'GET /readyz': pub,
   'GET /.well-known/mcp-servers': pub,
+  // Prometheus scrapes: the admin token or the metrics-only token.
+  'GET /metrics': { access: 'metrics' },
   // CORS preflight: browsers send no credentials on OPTIONS.
   'OPTIONS /mcp': pub,
   'OPTIONS /mcp/*': pub,

@@ -9,6 +9,8 @@ export interface AuthOptions {
   open: boolean;
   /** The admin token; required unless `open`. */
   adminToken: string | undefined;
+  /** HUB_METRICS_TOKEN: opens the routes of access `metrics` only. */
+  metricsToken?: string;
   /** Verifies an API key. */
   checkKey(raw: string): Promise<KeyCheck>;
   /** The project owning a server: a string, undefined for an unowned server, null when there is no such server. */
@@ -52,6 +54,7 @@ export function credentialOf(req: FastifyRequest): string | undefined {
  */
 export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
   const adminDigest = opts.adminToken === undefined ? undefined : digest(opts.adminToken);
+  const metricsDigest = opts.metricsToken === undefined ? undefined : digest(opts.metricsToken);
   const open = opts.open;
   if (!open && adminDigest === undefined) throw new Error('registerAuth: an admin token is required unless open');
   app.decorateRequest('principal', null as never);
@@ -72,7 +75,9 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
       throw new AppError('unauthorized', 'this route needs an API key: send Authorization: Bearer <key>');
     }
     if (principal.kind === 'admin') return;
-    if (policy.access === 'admin') throw new AppError('forbidden', 'this route needs the admin token');
+    if (policy.access === 'admin' || policy.access === 'metrics') {
+      throw new AppError('forbidden', 'this route needs the admin token');
+    }
     const params = req.params as Record<string, string | undefined>;
     if (policy.project === 'param:pid' && params.pid !== principal.project) {
       throw new AppError('project_not_found', `project "${params.pid}" not found`);
@@ -99,6 +104,13 @@ export function registerAuth(app: FastifyInstance, opts: AuthOptions): void {
     if (policy === undefined) {
       opts.log.error({ event: 'auth.no_policy', method: req.method, route }, 'route missing from ROUTE_POLICIES');
       throw new AppError('forbidden', 'this route has no access policy');
+    }
+    if (policy.access === 'metrics' && metricsDigest !== undefined) {
+      const credential = credentialOf(req);
+      if (credential !== undefined && timingSafeEqual(digest(credential), metricsDigest)) {
+        req.principal = { kind: 'anonymous' };
+        return;
+      }
     }
     if (policy.access === 'public') {
       // Public routes answer anyone; credentials, if good, only tell them who asks.

@@ -1,11 +1,14 @@
 import { REQUEST_ID_HEADER } from '@mcp-hub/shared';
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { useMcpBodyParser } from './mcp-proxy.js';
+import type { HubMetrics } from '../metrics/hub-metrics.js';
+import { observeMcp, useMcpBodyParser } from './mcp-proxy.js';
 
 export interface McpAggregateRoutesOptions {
   /** The hub's own MCP server over every server the caller may see (`/mcp`, `/sse`, `/messages`). */
   aggregate: McpFront;
+  /** Counts each request (HUB_METRICS); unset: not counted. */
+  metrics?: HubMetrics;
 }
 
 /**
@@ -13,7 +16,11 @@ export interface McpAggregateRoutesOptions {
  * `POST|GET|DELETE /mcp`, and `GET /sse` with `POST /messages?sessionId=…` for the legacy transport.
  */
 export async function mcpAggregateRoutes(app: FastifyInstance, opts: McpAggregateRoutesOptions): Promise<void> {
-  const { aggregate } = opts;
+  const { aggregate, metrics } = opts;
+  /** The aggregated endpoint's operations are counted under the server label `(aggregate)`. */
+  const observe = (req: FastifyRequest, reply: FastifyReply, legacy: boolean) => {
+    if (metrics) observeMcp(metrics, req, reply, legacy).server = '(aggregate)';
+  };
   useMcpBodyParser(app);
   const config = { logRequest: false, mcp: true };
   function own(req: FastifyRequest, reply: FastifyReply): void {
@@ -37,6 +44,7 @@ export async function mcpAggregateRoutes(app: FastifyInstance, opts: McpAggregat
       config,
       handler: async (req, reply) => {
         if (headOfStream(req, reply)) return reply;
+        observe(req, reply, false);
         own(req, reply);
         await aggregate.handleMcp(req.raw, reply.raw, req.method === 'POST' ? req.body : undefined, req.principal);
       },
@@ -44,10 +52,12 @@ export async function mcpAggregateRoutes(app: FastifyInstance, opts: McpAggregat
   }
   app.get('/sse', { config }, async (req, reply) => {
     if (headOfStream(req, reply)) return reply;
+    observe(req, reply, true);
     own(req, reply);
     await aggregate.handleSse(req.raw, reply.raw, '/messages', req.principal);
   });
   app.post('/messages', { config }, async (req, reply) => {
+    observe(req, reply, true);
     own(req, reply);
     await aggregate.handleMessages(req.raw, reply.raw, req.body, req.principal);
   });

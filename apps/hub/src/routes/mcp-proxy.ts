@@ -10,6 +10,7 @@ import {
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../access/call-guard.js';
 import type { Principal } from '../access/principal.js';
+import { type HubMetrics, mcpTransport, methodLabel, statusError } from '../metrics/hub-metrics.js';
 import type { RegistryCache } from '../registry-cache.js';
 import type { RelayOutcome, WorkerClient } from '../workers/worker-client.js';
 import type { WorkerLocator } from '../workers/worker-locator.js';
@@ -20,6 +21,8 @@ export interface McpProxyRoutesOptions {
   client: WorkerClient;
   guard: CallGuard;
   log: Logger;
+  /** Counts each POST as an MCP operation and each relayed stream (HUB_METRICS); unset: not counted. */
+  metrics?: HubMetrics;
   /**
    * Told when a key opens or uses an MCP session on a server's worker, so that the session can be ended there
    * once the key dies (the worker cannot tell a revoked key from a live one).
@@ -69,7 +72,7 @@ export function useMcpBodyParser(app: FastifyInstance): void {
  * - `GET /sse/:id` and `POST /messages/:id?sessionId=…`: the legacy HTTP+SSE transport.
  */
 export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesOptions): Promise<void> {
-  const { cache, workers, client, guard, log } = opts;
+  const { cache, workers, client, guard, log, metrics } = opts;
 
   useMcpBodyParser(app);
 
@@ -81,7 +84,13 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
   }
 
   async function pass(req: IdRequest, reply: FastifyReply, path: string, headers?: Record<string, string>) {
+    const observe = metrics && observeMcp(metrics, req, reply, path !== WORKER_ROUTES.mcp);
     const id = await serverOf(req);
+    if (observe) {
+      observe.server = id;
+      const [name, ...more] = toolCallsOf(req.body);
+      if (name !== undefined && more.length === 0 && (await cache.tool(id, name))) observe.tool = name;
+    }
     // Every tools/call (each of a batch) is limited and counted like a call on the REST route.
     const dones: ((ok: boolean) => void)[] = [];
     const done = (ok: boolean) => {
@@ -126,6 +135,7 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
       throw err;
     }
     done(outcome.status >= 200 && outcome.status < 400 && outcome.error === undefined);
+    if (observe && outcome.error) observe.errorType = 'broken_answer';
     log.info(
       {
         event: 'mcp.proxy.done',
@@ -192,4 +202,40 @@ export function rpcMethod(body: unknown): string | undefined {
   const first = Array.isArray(body) ? body[0] : body;
   if (first && typeof first === 'object' && 'method' in first && typeof first.method === 'string') return first.method;
   return undefined;
+}
+
+/** What an MCP exchange is counted under; filled in as the request is understood. */
+export interface McpObservation {
+  server: string;
+  tool?: string;
+  errorType?: string;
+}
+
+/**
+ * Counts one request on an MCP endpoint when its answer ends: a POST as an operation of its JSON-RPC method
+ * (`mcp_server_operation_duration_seconds`; a status of 400 or more is its error), a GET as an open event stream
+ * while it lasts. The server label stays `(unknown)` until the route found the server.
+ */
+export function observeMcp(metrics: HubMetrics, req: FastifyRequest, reply: FastifyReply, legacy: boolean) {
+  const observation: McpObservation = { server: '(unknown)' };
+  const started = performance.now();
+  const res = reply.raw;
+  if (req.method === 'GET') {
+    res.once('close', metrics.streamOpened());
+    return observation;
+  }
+  if (req.method !== 'POST') return observation;
+  const method = methodLabel(req.body);
+  const transport = mcpTransport(req.headers, legacy);
+  res.once('close', () => {
+    metrics.operation({
+      method,
+      tool: method === 'tools/call' ? (observation.tool ?? '(unknown)') : undefined,
+      server: observation.server,
+      transport,
+      errorType: observation.errorType ?? statusError(res.writableFinished ? res.statusCode : 0),
+      seconds: (performance.now() - started) / 1000,
+    });
+  });
+  return observation;
 }

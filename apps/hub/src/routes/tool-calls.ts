@@ -2,6 +2,7 @@ import { AppError, type Logger, markLogged, type RuntimeRecord, SLUG_RE, workerT
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../access/call-guard.js';
 import { StreamAnswer } from '../http/stream-answer.js';
+import type { HubMetrics } from '../metrics/hub-metrics.js';
 import type { RegistryCache } from '../registry-cache.js';
 import { type WorkerClient, workerOrigin } from '../workers/worker-client.js';
 import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
@@ -12,7 +13,12 @@ export interface ToolCallRoutesOptions {
   client: WorkerClient;
   guard: CallGuard;
   log: Logger;
+  /** Counts each call at the edge and on the hop to the worker (HUB_METRICS); unset: not counted. */
+  metrics?: HubMetrics;
 }
+
+/** The label of a server or tool a call named that does not exist. */
+const UNKNOWN = '(unknown)';
 
 type ToolCallRequest = FastifyRequest<{ Params: { id: string; tool: string } }>;
 /** Client request headers passed on to the worker (distributed tracing). */
@@ -29,7 +35,7 @@ function wantsJson(req: FastifyRequest): boolean {
  * hop to the worker is the hub's WorkerClient (docs/adr/0002-hub-to-worker-hop.md).
  */
 export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesOptions): Promise<void> {
-  const { cache, workers, client, guard, log } = opts;
+  const { cache, workers, client, guard, log, metrics } = opts;
   // Arguments are forwarded as the client sent them (no re-serialization on the hot path); an empty body
   // is an empty argument object, for tools that take none.
   const rawBodies = new WeakMap<object, string>();
@@ -50,6 +56,11 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       const requestId = req.id;
       const args = req.body ?? {};
       const stream = wantsJson(req) ? undefined : new StreamAnswer(reply, log);
+      const started = performance.now();
+      // Label values only for what exists: a client cannot mint series by naming servers or tools.
+      const labels = { server: UNKNOWN, tool: UNKNOWN };
+      let errorType: string | undefined;
+      const streamClosed = stream && metrics?.streamOpened();
       log.info(
         {
           event: 'tool.call.accepted',
@@ -66,6 +77,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         }
         const spec = SLUG_RE.test(id) ? await cache.server(id) : null;
         if (!spec) throw new AppError('server_not_found', `server "${id}" not found`);
+        labels.server = id;
         let [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
         if (!cached && runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) {
           // Before a worker first ran, a server's tools are unknown: that is "not yet", not "no such tool". The
@@ -74,6 +86,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
           cached = await cache.tool(id, tool);
         }
         if (!cached) throw new AppError('tool_not_found', `server "${id}" has no tool "${tool}"`);
+        labels.tool = tool;
         const problems = cached.validate(args);
         if (problems) {
           throw new AppError(
@@ -85,17 +98,25 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         const done = await guard.admit(req.principal, id, tool, reply);
         let status = 0;
         try {
-          status = await workers.withWorker(id, (worker) => answer(req, reply, worker, spec.timeoutMs, args, stream), {
-            known: runtime,
-            timeoutMs: spec.timeoutMs,
-            requestId,
-            ...(safeToRepeat(cached.tool) ? { repeatableTool: tool } : {}),
-          });
+          const answered = await workers.withWorker(
+            id,
+            (worker) => answer(req, reply, worker, spec.timeoutMs, args, stream),
+            {
+              known: runtime,
+              timeoutMs: spec.timeoutMs,
+              requestId,
+              ...(safeToRepeat(cached.tool) ? { repeatableTool: tool } : {}),
+            },
+          );
+          status = answered.status;
+          if (answered.isError) errorType = 'tool_error';
+          else if (status === 0) errorType = 'cancelled';
         } finally {
           done(status >= 200 && status < 400);
         }
         return reply;
       } catch (err) {
+        errorType = err instanceof AppError ? err.code : 'internal';
         // An expected failure (503 worker_unavailable, 429 rate_limited, 4xx) is this one warn line without a
         // stack; anything else is a bug, logged at error with its stack by the error handler.
         if (err instanceof AppError) {
@@ -108,6 +129,16 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         // The client already has an event stream: the failure is its last event.
         if (stream?.started) return stream.fail(err);
         throw err;
+      } finally {
+        if (streamClosed) streamClosed();
+        metrics?.operation({
+          method: 'tools/call',
+          tool: labels.tool,
+          server: labels.server,
+          transport: 'rest',
+          errorType,
+          seconds: (performance.now() - started) / 1000,
+        });
       }
     },
   );
@@ -120,7 +151,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
    * one result whichever worker ran the call. Failures before an answer started are thrown for the error
    * handler (the one error shape with its status); `StreamAnswer.fail` ends a stream that had started.
    */
-  /** Resolves the worker's status (0 when there was none). */
+  /** Resolves the worker's status (0 when there was none) and whether the result was a tool error. */
   async function answer(
     req: ToolCallRequest,
     reply: FastifyReply,
@@ -128,7 +159,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     timeoutMs: number,
     args: unknown,
     stream: StreamAnswer | undefined,
-  ): Promise<number> {
+  ): Promise<{ status: number; isError: boolean }> {
     const { id, tool } = req.params;
     const requestId = req.id;
     const proxied = proxyLines(req, runtime);
@@ -139,6 +170,8 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     reply.raw.once('close', onClose);
     if (reply.raw.destroyed || req.raw.socket.destroyed) clientGone.abort();
     let status = 0;
+    let isError = false;
+    const hopStarted = performance.now();
     try {
       const result = await client.callTool({
         target: { serverId: id, runtime },
@@ -156,12 +189,27 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         }),
       });
       status = 200;
+      isError = result.isError;
+      metrics?.clientOperation(
+        'tools/call',
+        id,
+        tool,
+        (performance.now() - hopStarted) / 1000,
+        isError ? 'tool_error' : undefined,
+      );
       if (stream) stream.open().finish('result', { request_id: requestId, ...result });
       else {
         reply.header('cache-control', 'no-cache').header('x-accel-buffering', 'no');
         await reply.code(status).send({ request_id: requestId, ...result });
       }
     } catch (err) {
+      metrics?.clientOperation(
+        'tools/call',
+        id,
+        tool,
+        (performance.now() - hopStarted) / 1000,
+        err instanceof AppError ? err.code : 'internal',
+      );
       if (!clientGone.signal.aborted) throw err;
       // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
       if (!stream?.started) reply.hijack();
@@ -170,7 +218,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       reply.raw.off('close', onClose);
     }
     proxied(status, clientGone.signal.aborted);
-    return status;
+    return { status, isError };
   }
 
   /** Logs `tool.call.proxy.start` now; the function it returns logs `tool.call.proxy.done` with the outcome. */

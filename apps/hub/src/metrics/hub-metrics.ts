@@ -1,0 +1,296 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/**
+ * The hub's Prometheus metrics (`GET /metrics`), named after the OpenTelemetry MCP semantic conventions where
+ * they exist (`mcp.server.operation.duration` → `mcp_server_operation_duration_seconds`, attributes
+ * `mcp.method.name`, `gen_ai.tool.name`, `error.type` → labels with underscores); hub-specific series carry the
+ * `mcp_hub_` prefix. docs/metrics.md lists every series.
+ *
+ * Label values that come from servers or clients are bounded (LabelBudget): server ids past MAX_SERVERS and
+ * tool names past MAX_TOOLS_PER_SERVER of one server are folded into `other`, so a server with ten thousand
+ * tools, or a client naming random tools, cannot grow the series without end.
+ */
+
+/** How a client reached the hub: the REST call route (JSON or SSE answer) or an MCP endpoint by era. */
+export type ClientTransport = 'rest' | 'sse' | 'mcp-2025' | 'mcp-2026';
+
+export const MAX_SERVERS = 500;
+export const MAX_TOOLS_PER_SERVER = 50;
+export const OTHER = 'other';
+
+/** Seconds: from 0.5 ms (a cached hop) to a minute (a slow tool). */
+const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
+
+/** Caps the distinct server and tool label values; the tail is `other`. */
+export class LabelBudget {
+  private readonly tools = new Map<string, Set<string>>();
+
+  constructor(
+    private readonly maxServers = MAX_SERVERS,
+    private readonly maxToolsPerServer = MAX_TOOLS_PER_SERVER,
+  ) {}
+
+  server(id: string): string {
+    if (this.tools.has(id)) return id;
+    if (this.tools.size >= this.maxServers) return OTHER;
+    this.tools.set(id, new Set());
+    return id;
+  }
+
+  tool(server: string, name: string): string {
+    const seen = this.tools.get(server);
+    if (!seen) return OTHER;
+    if (seen.has(name)) return name;
+    if (seen.size >= this.maxToolsPerServer) return OTHER;
+    seen.add(name);
+    return name;
+  }
+}
+
+type OperationLabels = 'mcp_method_name' | 'gen_ai_tool_name' | 'server' | 'transport' | 'error_type';
+type ClientLabels = 'mcp_method_name' | 'gen_ai_tool_name' | 'server' | 'error_type';
+
+/** One finished operation at the hub's edge. */
+export interface Operation {
+  method: string;
+  /** The tool of a `tools/call`, as the server lists it (or undefined). */
+  tool?: string;
+  server: string;
+  transport: ClientTransport;
+  /** Undefined on success; an error code, `tool_error` for a result with `isError`, or an HTTP status class. */
+  errorType?: string;
+  seconds: number;
+}
+
+/** Adds one to `gauge` until the returned function is called (once; later calls do nothing). */
+function held(gauge: Gauge): () => void {
+  gauge.inc();
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    gauge.dec();
+  };
+}
+
+/** What the hub reads from elsewhere at scrape time. */
+export interface MetricsSources {
+  /** The workers' runtime records (one Redis read per scrape). */
+  runtimes(): Promise<{ server: string; status: string; restarts: number }[]>;
+  limiterMode(): 'redis' | 'memory';
+  redisUp(): boolean;
+}
+
+export class HubMetrics {
+  readonly registry = new Registry();
+  readonly labels = new LabelBudget();
+  private readonly serverOps: Histogram<OperationLabels>;
+  private readonly clientOps: Histogram<ClientLabels>;
+  private readonly inFlight: Gauge;
+  private readonly streams: Gauge;
+  private readonly rateDecisions: Counter<'outcome' | 'scope'>;
+  private readonly keyLookups: Counter<'result'>;
+  private readonly limiterCheck: Histogram<'mode'>;
+  /** Children by their label values joined: prom-client hashes the labels object on every observe otherwise. */
+  private readonly serverOpChildren = new Map<string, { observe(v: number): void }>();
+
+  constructor(sources: MetricsSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.serverOps = new Histogram({
+      name: 'mcp_server_operation_duration_seconds',
+      help: 'MCP operations answered at the hub edge, from request to last byte (tool results with isError count as errors)',
+      labelNames: ['mcp_method_name', 'gen_ai_tool_name', 'server', 'transport', 'error_type'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.clientOps = new Histogram({
+      name: 'mcp_client_operation_duration_seconds',
+      help: 'Operations the hub sent to a worker (and on to the upstream), from request to answer',
+      labelNames: ['mcp_method_name', 'gen_ai_tool_name', 'server', 'error_type'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.inFlight = new Gauge({
+      name: 'mcp_hub_http_requests_in_flight',
+      help: 'HTTP requests being answered (event streams included)',
+      registers,
+    });
+    this.streams = new Gauge({
+      name: 'mcp_hub_sse_streams_open',
+      help: 'Event streams open to clients (tool-call answers and relayed MCP streams)',
+      registers,
+    });
+    this.rateDecisions = new Counter({
+      name: 'mcp_hub_rate_limit_decisions_total',
+      help: 'Rate-limit checks of API-key calls by outcome (allowed, denied) and the deciding rule scope',
+      labelNames: ['outcome', 'scope'],
+      registers,
+    });
+    this.keyLookups = new Counter({
+      name: 'mcp_hub_api_key_lookups_total',
+      help: 'API-key checks answered from the in-process cache (hit) or from Redis (miss)',
+      labelNames: ['result'],
+      registers,
+    });
+    this.limiterCheck = new Histogram({
+      name: 'mcp_hub_rate_limit_check_duration_seconds',
+      help: 'One rate-limit check (a Redis round trip in redis mode)',
+      labelNames: ['mode'],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    new Gauge({
+      name: 'mcp_hub_rate_limiter_mode',
+      help: 'The rate limiter mode: 1 for the current one (redis, or memory while Redis is unreachable)',
+      labelNames: ['mode'],
+      registers,
+      collect() {
+        const mode = sources.limiterMode();
+        this.set({ mode: 'redis' }, mode === 'redis' ? 1 : 0);
+        this.set({ mode: 'memory' }, mode === 'memory' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'mcp_hub_redis_up',
+      help: '1 while the hub can read Redis',
+      registers,
+      collect() {
+        this.set(sources.redisUp() ? 1 : 0);
+      },
+    });
+    const labels = this.labels;
+    const byStatus = new Gauge({
+      name: 'mcp_hub_workers',
+      help: 'Workers by runtime status, as their records in Redis say',
+      labelNames: ['status'],
+      registers,
+    });
+    const up = new Gauge({
+      name: 'mcp_hub_worker_up',
+      help: '1 when the worker of a server is running',
+      labelNames: ['server'],
+      registers,
+    });
+    new Gauge({
+      name: 'mcp_hub_worker_restarts',
+      help: 'Restarts of the worker of a server since it was registered (its runtime record)',
+      labelNames: ['server'],
+      registers,
+      async collect() {
+        const runtimes = await sources.runtimes();
+        this.reset();
+        byStatus.reset();
+        up.reset();
+        const counts = new Map<string, number>();
+        for (const r of runtimes) {
+          counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+          const server = labels.server(r.server);
+          this.inc({ server }, r.restarts);
+          up.inc({ server }, r.status === 'running' ? 1 : 0);
+        }
+        for (const [status, n] of counts) byStatus.set({ status }, n);
+      },
+    });
+  }
+
+  /** One operation answered at the edge. */
+  operation(op: Operation): void {
+    const server = this.labels.server(op.server);
+    const tool = op.tool === undefined ? '' : this.labels.tool(server, op.tool);
+    const key = `${op.method}\u0000${tool}\u0000${server}\u0000${op.transport}\u0000${op.errorType ?? ''}`;
+    let child = this.serverOpChildren.get(key);
+    if (!child) {
+      child = this.serverOps.labels({
+        mcp_method_name: op.method,
+        gen_ai_tool_name: tool,
+        server,
+        transport: op.transport,
+        error_type: op.errorType ?? '',
+      });
+      this.serverOpChildren.set(key, child);
+    }
+    child.observe(op.seconds);
+  }
+
+  /** One operation the hub sent to a worker. */
+  clientOperation(method: string, server: string, tool: string | undefined, seconds: number, errorType?: string) {
+    const s = this.labels.server(server);
+    this.clientOps.observe(
+      {
+        mcp_method_name: method,
+        gen_ai_tool_name: tool === undefined ? '' : this.labels.tool(s, tool),
+        server: s,
+        error_type: errorType ?? '',
+      },
+      seconds,
+    );
+  }
+
+  /** Counts a request in flight; the function it returns (idempotent) ends it. */
+  requestStarted(): () => void {
+    return held(this.inFlight);
+  }
+
+  /** Counts an open event stream; the function it returns (idempotent) ends it. */
+  streamOpened(): () => void {
+    return held(this.streams);
+  }
+
+  rateLimit(allowed: boolean, scope: string, mode: string, seconds: number): void {
+    this.rateDecisions.inc({ outcome: allowed ? 'allowed' : 'denied', scope });
+    this.limiterCheck.observe({ mode }, seconds);
+  }
+
+  keyLookup(hit: boolean): void {
+    this.keyLookups.inc({ result: hit ? 'hit' : 'miss' });
+  }
+
+  async exposition(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.registry.contentType, body: await this.registry.metrics() };
+  }
+}
+
+/** The MCP methods a label may name; anything else a client sends is `other`. */
+const MCP_METHODS = new Set([
+  'initialize',
+  'ping',
+  'tools/list',
+  'tools/call',
+  'resources/list',
+  'resources/templates/list',
+  'resources/read',
+  'resources/subscribe',
+  'resources/unsubscribe',
+  'prompts/list',
+  'prompts/get',
+  'completion/complete',
+  'logging/setLevel',
+  'subscriptions/listen',
+  'server/discover',
+  'notifications/initialized',
+  'notifications/cancelled',
+  'notifications/progress',
+  'notifications/roots/list_changed',
+]);
+
+/** The method label of a JSON-RPC body: a known MCP method, `batch`, `response` (a client's answer), or `other`. */
+export function methodLabel(body: unknown): string {
+  if (Array.isArray(body)) return 'batch';
+  if (!body || typeof body !== 'object') return 'other';
+  const method = (body as { method?: unknown }).method;
+  if (typeof method !== 'string') return 'result' in body || 'error' in body ? 'response' : 'other';
+  return MCP_METHODS.has(method) ? method : 'other';
+}
+
+/** The client-side transport of a request on an MCP endpoint: the legacy SSE transport, or the era it speaks. */
+export function mcpTransport(headers: Record<string, string | string[] | undefined>, legacy: boolean): ClientTransport {
+  if (legacy) return 'sse';
+  const version = headers['mcp-protocol-version'];
+  return typeof version === 'string' && version >= '2026' ? 'mcp-2026' : 'mcp-2025';
+}
+
+/** The error label of an HTTP answer: none below 400, else `http_<status>`. */
+export function statusError(status: number): string | undefined {
+  return status >= 400 || status === 0 ? `http_${status}` : undefined;
+}
