@@ -1,5 +1,6 @@
 // Supervisor figures: registration → healthy, kill -9 → healthy again, RSS of idle workers.
 // Usage: pnpm bench supervisor   (BENCH_N sets the sample count, default 20)
+import { spawn } from 'node:child_process';
 import { createKeys, parseEvent, Registry } from '@mcp-hub/shared';
 import { Redis } from 'ioredis';
 import { childrenOf, median, percentile, ROOT, rssMiB, sleep, startApp, startRedis, table } from './lib.mjs';
@@ -105,10 +106,45 @@ async function twenty(label, args) {
   return { allMs, worker, upstream };
 }
 
+/**
+ * The floor under the worker figures: `count` stdio servers started at once by hand (no supervisor, no worker),
+ * each sent `initialize`; resolves the ms until the first and the last answered.
+ */
+async function bareStarts(args, count) {
+  const t0 = performance.now();
+  const answered = await Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise((resolve, reject) => {
+          const child = spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'ignore'] });
+          let out = '';
+          child.once('error', reject);
+          child.stdout.on('data', (d) => {
+            out += d;
+            if (!out.includes('"id":1')) return;
+            resolve(performance.now() - t0);
+            child.kill();
+          });
+          child.stdin.write(
+            `${JSON.stringify({
+              jsonrpc: '2.0',
+              id: 1,
+              method: 'initialize',
+              params: { protocolVersion: '2025-06-18', capabilities: {}, clientInfo: { name: 'bench', version: '1' } },
+            })}\n`,
+          );
+        }),
+    ),
+  );
+  return { first: Math.min(...answered), last: Math.max(...answered) };
+}
+
 const rows = [['upstream', 'measure', 'median', 'p95', 'n']];
 /** Issue 14's targets for a worker, judged on the echo fixture. */
 const verdicts = [];
 const verdict = (ok, target, figures) => verdicts.push(`${ok ? 'MET   ' : 'MISSED'} ${target}: ${figures}`);
+let floor = '';
 const memory = [['upstream', 'workers', 'worker RSS MiB', 'upstream RSS MiB', 'all 20 running after']];
 for (const [label, args] of [
   ['echo-fixture', [ECHO]],
@@ -128,6 +164,10 @@ for (const [label, args] of [
   const many = await twenty(label, args);
   memory.push([label, 20, many.worker.toFixed(1), many.upstream.toFixed(1), `${many.allMs.toFixed(0)} ms`]);
   if (label === 'echo-fixture') {
+    const one = [];
+    for (let i = 0; i < 5; i++) one.push((await bareStarts(args, 1)).last);
+    const bare20 = await bareStarts(args, 20);
+    floor = `The floor, without supervisor or worker: the echo fixture started by hand answers initialize after ${median(one).toFixed(0)} ms (median of 5); twenty started at once, the last after ${bare20.last.toFixed(0)} ms.`;
     verdict(kill.rss.worker <= 50, 'an idle worker ≤ 50 MiB RSS', `${kill.rss.worker.toFixed(1)} MiB`);
     verdict(median(reg) <= 400, 'registration → running ≤ 400 ms median', `${median(reg).toFixed(0)} ms`);
     verdict(many.allMs <= 3_000, '20 servers at once all running within 3 s', `${(many.allMs / 1000).toFixed(1)} s`);
@@ -143,6 +183,7 @@ console.log(`\nSupervisor (Node ${process.version}, ${N} samples each)\n`);
 console.log(table(rows));
 console.log('');
 console.log(table(memory));
+console.log(`\n${floor}`);
 console.log(`\nVerdicts (issue 14's targets, echo fixture, this run)\n\n${verdicts.join('\n')}`);
 
 await supervisor.stop();

@@ -351,7 +351,12 @@ describe('supervisor', () => {
     expect(at('supervisor.gone')).toBeLessThan(at('lease.taken_over', 'crashy'));
     expect(at('lease.taken_over', 'crashy')).toBeLessThan(at('worker.spawned', 'crashy'));
     expect(at('lease.taken_over', 'steady')).toBeLessThan(at('worker.adopted', 'steady'));
-    expect(lines.filter((l) => l.event === 'worker.spawned').map((l) => l.server)).toEqual(['crashy']);
+    // Only crashy was started. Test files run in parallel with random port ranges that may overlap: a spawn whose
+    // port another file's worker holds is retried on the next port (worker.port_taken), and only those may repeat.
+    const spawned = lines.filter((l) => l.event === 'worker.spawned').map((l) => l.server);
+    const portRetries = lines.filter((l) => l.event === 'worker.port_taken' && l.server === 'crashy').length;
+    expect(new Set(spawned)).toEqual(new Set(['crashy']));
+    expect(spawned).toHaveLength(1 + portRetries);
     const spawnedAt = Date.parse(String(lines[at('worker.spawned', 'crashy')]?.time));
     console.info(
       `[failover] supervisor killed -9, then its worker: new worker spawned ${spawnedAt - crashedAt} ms and running ${repairMs} ms after the crash`,
