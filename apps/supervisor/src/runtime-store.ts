@@ -1,4 +1,13 @@
-import { defineScripts, type RedisKeys, type RuntimeRecord, type RuntimeStatus, runtimeToHash } from '@mcp-hub/shared';
+import {
+  defineScripts,
+  type FailureRecord,
+  MAX_FAILURE_ERROR_CHARS,
+  MAX_FAILURES,
+  type RedisKeys,
+  type RuntimeRecord,
+  type RuntimeStatus,
+  runtimeToHash,
+} from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 
 /** Redis server time in ms: every supervisor's heartbeat is judged by one clock, whatever the hosts' clocks say. */
@@ -222,6 +231,21 @@ export class RuntimeStore {
       new Date().toISOString(),
     );
     return done === 1;
+  }
+
+  /** Adds a failure to the server's history (newest first, at most MAX_FAILURES kept). */
+  async recordFailure(id: string, failure: Omit<FailureRecord, 'at'>): Promise<void> {
+    const record: FailureRecord = {
+      at: new Date().toISOString(),
+      ...failure,
+      ...(failure.error === undefined ? {} : { error: failure.error.slice(0, MAX_FAILURE_ERROR_CHARS) }),
+    };
+    const key = this.keys.failures(id);
+    await this.redis
+      .multi()
+      .lpush(key, JSON.stringify(record))
+      .ltrim(key, 0, MAX_FAILURES - 1)
+      .exec();
   }
 
   /** The worker's own note of why it failed (it writes `last_error` before exiting). */

@@ -1,4 +1,4 @@
-import { type ServerSpec, WORKER_EXIT_CODES, workerSpecDigest } from '@mcp-hub/shared';
+import { type FailureRecord, type ServerSpec, WORKER_EXIT_CODES, workerSpecDigest } from '@mcp-hub/shared';
 import type { ShutdownWrites } from './bounded.js';
 import type { SupervisorContext } from './context.js';
 import { afterFailedRun, afterHealthCheck } from './decide.js';
@@ -36,6 +36,7 @@ export class WorkerRuns {
     const spawned = await this.spawner.claimAndSpawn(w.id, release);
     if (spawned instanceof NoFreePortError) {
       w.lastError = spawned.message;
+      this.noteFailure(w, { reason: 'no_free_port', error: spawned.message });
       w.nextAttemptAt = Date.now() + config.backoffMaxMs;
       await workers.transition(w, 'wait', 'no_free_port');
       workers.schedule(w, w.nextAttemptAt);
@@ -103,6 +104,7 @@ export class WorkerRuns {
     }
     if (!current()) return;
     w.lastError = `not healthy within ${config.startTimeoutMs} ms`;
+    this.noteFailure(w, { reason: 'start_timeout', error: w.lastError });
     const stopped = await this.stopProcess(w, 'start_timeout');
     // A restart may have launched a new run while the old one was being stopped: leave that one alone.
     if (workers.isCurrent(w) && w.run === stopped) await this.failedRun(w, 'start_failed');
@@ -124,10 +126,24 @@ export class WorkerRuns {
     if (w.port !== undefined) await ports.release(w.port).catch(() => {});
     const note = await store.readLastError(w.id).catch(() => null);
     w.lastError = note ?? `exited with ${info.signal ?? `code ${info.code}`}`;
+    this.noteFailure(w, { reason: 'exited', error: w.lastError, code: info.code, signal: info.signal });
     if (!workers.isCurrent(w) || w.run !== run) return; // stopped or replaced meanwhile
     // Exit code 3: the spec itself is refused (missing, disabled, or against the stdio policy). Starting it
     // again cannot help, so it waits the longest backoff; a spec change or restart request starts it at once.
     await this.failedRun(w, 'exited', info.code === WORKER_EXIT_CODES.specUnavailable, portTakenAgain(w, info.code));
+  }
+
+  /**
+   * Adds a failed run to the server's failure history (best effort: a Redis failure here is logged, never in the
+   * way of the restart).
+   */
+  private noteFailure(w: ManagedWorker, failure: Pick<FailureRecord, 'reason' | 'error' | 'code' | 'signal'>): void {
+    const { store, log } = this.ctx;
+    void store
+      .recordFailure(w.id, { ...failure, pid: w.pid, instance: w.instance, restarts: w.restarts })
+      .catch((err: unknown) =>
+        log.warn({ event: 'failure.record_failed', server: w.id, err }, 'could not record a failure in its history'),
+      );
   }
 
   /** Counts a failed run and restarts at once (first failure) or after an exponential backoff; a refused spec waits the longest. */
@@ -305,6 +321,10 @@ export class WorkerRuns {
     if (outcome.markUnhealthy) await workers.transition(w, 'health_failed', 'health');
     if (outcome.restart) {
       w.lastError = `health check failed ${w.healthFailures} times (last status ${result.status || 'no answer'})`;
+      this.noteFailure(w, {
+        reason: 'unhealthy',
+        error: result.error ? `${w.lastError}: ${result.error}` : w.lastError,
+      });
       w.wanted = 'health_restart';
       void this.ctx.enqueue(w.id);
     }

@@ -76,6 +76,11 @@ export {
 export {
   ARG_LOCATIONS,
   DEFAULT_TOOL_TIMEOUT_MS,
+  FAILURE_REASONS,
+  type FailureRecord,
+  FailureRecordSchema,
+  MAX_FAILURE_ERROR_CHARS,
+  MAX_FAILURES,
   HTTP_METHODS,
   type HubEvent,
   HubEventSchema,

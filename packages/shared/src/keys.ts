@@ -18,6 +18,8 @@ export interface RedisKeys {
   readonly events: string;
   /** hash: the runtime record of one server's worker */
   runtime(serverId: string): string;
+  /** list: the server's last failures, newest first (JSON FailureRecord), at most MAX_FAILURES */
+  failures(serverId: string): string;
   /** SCAN MATCH pattern of every runtime record key */
   readonly runtimePattern: string;
   /** set: ports held by live workers */
@@ -59,6 +61,8 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     restarts: `${prefix}restarts`,
     events: `${prefix}events`,
     runtime: (serverId: string) => `${prefix}server_runtime:${serverId}`,
+    /** The server's last failures, newest first (a capped list of JSON records: FailureRecord). */
+    failures: (serverId: string) => `${prefix}failures:${serverId}`,
     runtimePattern: `${escapeGlob(prefix)}server_runtime:*`,
     runtimePorts: `${prefix}runtime_ports`,
     portLock: (port: number) => `${prefix}port_lock:${port}`,

@@ -5,8 +5,11 @@ import { AppError } from './errors.js';
 import type { RedisKeys } from './keys.js';
 import { defineScripts } from './redis.js';
 import {
+  type FailureRecord,
+  FailureRecordSchema,
   type HubEvent,
   HubEventSchema,
+  MAX_FAILURES,
   type RuntimeRecord,
   runtimeFromHash,
   type ServerSpec,
@@ -71,13 +74,13 @@ return {'ok', rev, created, json}
 
 /**
  * KEYS[1] servers hash, KEYS[2] registry revision, KEYS[3] events channel, KEYS[4] the server's tools hash,
- * KEYS[5] restart counters hash
+ * KEYS[5] restart counters hash, KEYS[6] the server's failure history
  * ARGV[1] server id, ARGV[2] now (ISO)
  * Returns the new revision, or 0 when the server did not exist.
  */
 const DELETE_SERVER = `
 if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
-redis.call('DEL', KEYS[4])
+redis.call('DEL', KEYS[4], KEYS[6])
 redis.call('HDEL', KEYS[5], ARGV[1])
 local rev = redis.call('INCR', KEYS[2])
 redis.call('PUBLISH', KEYS[3], '{"type":"server.delete","id":' .. cjson.encode(ARGV[1]) .. ',"rev":' .. rev
@@ -236,6 +239,7 @@ export class Registry {
       this.keys.events,
       this.keys.tools(id),
       this.keys.restarts,
+      this.keys.failures(id),
       id,
       this.now().toISOString(),
     );
@@ -340,6 +344,20 @@ export class Registry {
     }
   }
 
+  /** The server's recorded failures, newest first (at most MAX_FAILURES); records that do not parse are skipped. */
+  async listFailures(id: string): Promise<FailureRecord[]> {
+    const items = await this.redis.lrange(this.keys.failures(id), 0, MAX_FAILURES - 1);
+    const out: FailureRecord[] = [];
+    for (const item of items) {
+      try {
+        out.push(FailureRecordSchema.parse(JSON.parse(item)));
+      } catch (error) {
+        this.onInvalid(this.keys.failures(id), '', error);
+      }
+    }
+    return out;
+  }
+
   /** How many restarts have been requested for a server (0 when none). */
   async getRestartRequests(id: string): Promise<number> {
     return Number((await this.redis.hget(this.keys.restarts, id)) ?? 0);
@@ -366,7 +384,7 @@ function notFound(id: string): AppError {
 function defineRegistryCommands(redis: Redis): Redis & RegistryCommands {
   return defineScripts<RegistryCommands>(redis, {
     mcpUpsertServer: { numberOfKeys: 3, lua: UPSERT_SERVER },
-    mcpDeleteServer: { numberOfKeys: 5, lua: DELETE_SERVER },
+    mcpDeleteServer: { numberOfKeys: 6, lua: DELETE_SERVER },
     mcpRequestRestart: { numberOfKeys: 4, lua: REQUEST_RESTART },
     mcpReplaceTools: { numberOfKeys: 4, lua: REPLACE_TOOLS },
     mcpRequestWake: { numberOfKeys: 5, lua: REQUEST_WAKE },

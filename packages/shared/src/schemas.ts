@@ -152,7 +152,9 @@ const commonInput = {
   rev: z.number().int().nonnegative().optional(),
   createdAt: z.string().optional(),
   updatedAt: z.string().optional(),
+  // Read-only parts of GET's answer, accepted (and ignored) so that a GET can be sent back as a PUT.
   runtime: z.unknown().optional(),
+  failures: z.unknown().optional(),
 };
 
 const transportError = { error: `transport must be one of ${TRANSPORTS.join(', ')}` };
@@ -170,7 +172,14 @@ export const ServerInputSchema = z.discriminatedUnion(
 export type ServerInput = z.input<typeof ServerInputSchema>;
 type ParsedServerInput = z.output<typeof ServerInputSchema>;
 
-const { rev: _rev, createdAt: _createdAt, updatedAt: _updatedAt, runtime: _runtime, ...writableInput } = commonInput;
+const {
+  rev: _rev,
+  createdAt: _createdAt,
+  updatedAt: _updatedAt,
+  runtime: _runtime,
+  failures: _failures,
+  ...writableInput
+} = commonInput;
 const storedCommon = {
   ...writableInput,
   name: z.string(),
@@ -196,7 +205,7 @@ export type ServerSpecBody = DistributiveOmit<ServerSpec, 'rev' | 'createdAt' | 
 
 /** Applies defaults that depend on other fields (name and namespace from id) and drops read-only fields. */
 export function specBodyFromInput(input: ParsedServerInput): ServerSpecBody {
-  const { rev: _rev, createdAt: _c, updatedAt: _u, runtime: _r, ...rest } = input;
+  const { rev: _rev, createdAt: _c, updatedAt: _u, runtime: _r, failures: _f, ...rest } = input;
   return { ...rest, name: input.name ?? input.id, namespace: input.namespace ?? input.id };
 }
 
@@ -257,6 +266,31 @@ export const RuntimeRecordSchema = z.object({
   workerToken: z.string().optional(),
 });
 export type RuntimeRecord = z.output<typeof RuntimeRecordSchema>;
+
+/** How many failures of a server are kept (newest first); older ones are dropped. */
+export const MAX_FAILURES = 20;
+/** Characters of a failure's error text kept. */
+export const MAX_FAILURE_ERROR_CHARS = 500;
+
+/** Why a worker run failed, as the failure history names it. */
+export const FAILURE_REASONS = ['exited', 'start_timeout', 'unhealthy', 'no_free_port'] as const;
+
+/**
+ * One failed run of a server's worker, as the supervisor recorded it (`GET /api/servers/:id/failures`): when,
+ * why, the exit code or signal, the error text (the worker's own note when it left one: the stdio server's last
+ * stderr line, a refused spec, a failed connect), and which run it was.
+ */
+export const FailureRecordSchema = z.object({
+  at: z.string(),
+  reason: z.enum(FAILURE_REASONS),
+  error: z.string().max(MAX_FAILURE_ERROR_CHARS).optional(),
+  code: z.number().int().nullable().optional(),
+  signal: z.string().nullable().optional(),
+  pid: z.number().int().optional(),
+  instance: z.string().optional(),
+  restarts: z.number().int().nonnegative().optional(),
+});
+export type FailureRecord = z.output<typeof FailureRecordSchema>;
 
 const RUNTIME_FIELDS: Record<keyof RuntimeRecord, string> = {
   status: 'status',

@@ -64,6 +64,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   'PUT /api/servers/:id': member('developer', 'servers:write', onServer),
   'DELETE /api/servers/:id': member('developer', 'servers:write', onServer),
   'GET /api/servers/:id/tools': member('reporter', 'servers:read', onServer),
+  'GET /api/servers/:id/failures': member('reporter', 'servers:read', onServer),
   'POST /api/servers/:id/restart': member('developer', 'servers:write', onServer),
   'GET /api/client-config': member('reporter', 'servers:read'),
 

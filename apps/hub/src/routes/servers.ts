@@ -17,6 +17,7 @@ import type { ServerWriteGuard } from '../access/server-writes.js';
 import type { AuditTrail } from '../stores/audit-trail.js';
 import {
   errorResponses,
+  FailureListSchema,
   RestartAcceptedSchema,
   ServerIdParamsSchema,
   ServerListSchema,
@@ -126,8 +127,21 @@ export const serverRoutes: FastifyPluginAsyncZod<ServerRoutesOptions> = async (a
     '/api/servers/:id',
     { schema: { params: ServerIdParamsSchema, response: { 200: ServerViewSchema, ...errorResponses } } },
     async (req) => {
-      const [spec, runtime] = await Promise.all([visibleServer(req), registry.getRuntime(req.params.id)]);
-      return view(spec, runtime);
+      const [spec, runtime, failures] = await Promise.all([
+        visibleServer(req),
+        registry.getRuntime(req.params.id),
+        registry.listFailures(req.params.id),
+      ]);
+      return { ...view(spec, runtime), failures };
+    },
+  );
+
+  app.get(
+    '/api/servers/:id/failures',
+    { schema: { params: ServerIdParamsSchema, response: { 200: FailureListSchema, ...errorResponses } } },
+    async (req) => {
+      await visibleServer(req);
+      return { failures: await registry.listFailures(req.params.id) };
     },
   );
 
