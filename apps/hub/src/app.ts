@@ -23,6 +23,7 @@ import { canSee, type Principal, principalProject } from './access/principal.js'
 import { ServerWriteGuard } from './access/server-writes.js';
 import { SessionReaper } from './access/session-reaper.js';
 import { Aggregator } from './aggregate/aggregator.js';
+import { EventFeed } from './events/event-feed.js';
 import { registerAuth } from './http/auth.js';
 import { registerHostCheck } from './http/host.js';
 import { registerJsonBodyRule } from './http/json-body.js';
@@ -34,6 +35,7 @@ import { HubMetrics } from './metrics/hub-metrics.js';
 import { RedisReachability } from './redis-reachability.js';
 import { RegistryCache } from './registry-cache.js';
 import { discoveryRoutes } from './routes/discovery.js';
+import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
 import { mcpAggregateRoutes } from './routes/mcp-aggregate.js';
 import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
@@ -132,12 +134,17 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     reach,
   );
   reach.onRecovered(() => cache.clear());
+  const feed = new EventFeed(async (id) => {
+    const spec = await cache.server(id);
+    return spec === null ? null : spec.project;
+  }, log);
   const subscriber = createRedis(config.redisUrl, 'subscriber', log.child({ component: 'redis-subscriber' }));
   let onRegistryEvent: (event: HubEvent) => void = () => {};
   subscriber.on('message', (_channel: string, message: string) => {
     const event = parseEvent(message);
     if (!event) return;
     cache.onEvent(event);
+    feed.push(event);
     onRegistryEvent(event);
   });
   // Events missed while disconnected are unknowable: start from a clean cache after every (re)connect.
@@ -306,6 +313,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const drain = new RequestDrain(app.server);
   await app.register(toolCallRoutes, { cache, workers, client, guard, log, metrics });
   if (metrics) await app.register(metricsRoutes, { metrics });
+  await app.register(eventRoutes, { feed });
   const aggregator = new Aggregator({
     registry,
     cache,
@@ -371,6 +379,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // idle (keep-alive ones included), and the onClose hooks release the rest.
   app.addHook('preClose', async () => {
     closing = true;
+    feed.close();
     clearTimeout(listChanged);
     reaper.close();
     client.endStreams();

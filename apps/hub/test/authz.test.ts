@@ -21,7 +21,7 @@ import {
 import { buildHub } from '../src/index.js';
 
 /** Routes whose allowed answer is an event stream that stays open: read up to the headers, then hang up. */
-const STREAMING_ROUTES = new Set(['GET /sse']);
+const STREAMING_ROUTES = new Set(['GET /sse', 'GET /api/events']);
 
 const ADMIN = 'admin-token-0123456789abcdef';
 /** HUB_METRICS_TOKEN: opens `GET /metrics` and nothing else. */

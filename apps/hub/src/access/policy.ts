@@ -65,6 +65,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   'DELETE /api/servers/:id': member('developer', 'servers:write', onServer),
   'GET /api/servers/:id/tools': member('reporter', 'servers:read', onServer),
   'GET /api/servers/:id/failures': member('reporter', 'servers:read', onServer),
+  // The live status feed: only the events of servers the caller may see.
+  'GET /api/events': member('reporter', 'servers:read'),
   'POST /api/servers/:id/restart': member('developer', 'servers:write', onServer),
   'GET /api/client-config': member('reporter', 'servers:read'),
 
