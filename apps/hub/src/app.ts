@@ -27,6 +27,7 @@ import { EventFeed } from './events/event-feed.js';
 import { registerAuth } from './http/auth.js';
 import { registerHostCheck } from './http/host.js';
 import { registerJsonBodyRule } from './http/json-body.js';
+import { registerOpenApi } from './http/openapi.js';
 import { registerOriginCheck } from './http/origin.js';
 import { RequestDrain } from './http/request-drain.js';
 import { registerZodValidation } from './http/zod-validation.js';
@@ -59,6 +60,8 @@ declare module 'fastify' {
   }
 }
 
+/** The version the OpenAPI document states (the hub's package version). */
+const API_VERSION = '0.1.0';
 export interface HubDeps {
   config: Readonly<HubConfig>;
   log: Logger;
@@ -268,6 +271,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     log,
   });
   registerJsonBodyRule(app);
+  // Before the routes: the OpenAPI document is built from the routes registered after it.
+  await registerOpenApi(app, API_VERSION);
 
   await app.register(healthRoutes, { redis, limiter, reach });
   const writes = new ServerWriteGuard({

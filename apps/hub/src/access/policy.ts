@@ -38,6 +38,15 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   'GET /healthz': pub,
   'GET /readyz': pub,
   'GET /.well-known/mcp-servers': pub,
+  // The API's description and its browsable reference (Swagger UI and its assets): routes, never data.
+  'GET /openapi.json': pub,
+  'GET /docs': pub,
+  'GET /docs/': pub,
+  'GET /docs/json': pub,
+  'GET /docs/yaml': pub,
+  'GET /docs/static/index.html': pub,
+  'GET /docs/static/swagger-initializer.js': pub,
+  'GET /docs/static/*': pub,
   // Prometheus scrapes: the admin token or the metrics-only token.
   'GET /metrics': { access: 'metrics' },
   // CORS preflight: browsers send no credentials on OPTIONS.
