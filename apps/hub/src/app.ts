@@ -23,6 +23,9 @@ import { canSee, type Principal, principalProject } from './access/principal.js'
 import { ServerWriteGuard } from './access/server-writes.js';
 import { SessionReaper } from './access/session-reaper.js';
 import { Aggregator } from './aggregate/aggregator.js';
+import { Alerter } from './alerts/alerter.js';
+import { alertTriggers } from './alerts/triggers.js';
+import { AlertWebhookStore } from './alerts/webhook-store.js';
 import { EventFeed } from './events/event-feed.js';
 import { registerAuth } from './http/auth.js';
 import { registerHostCheck } from './http/host.js';
@@ -35,6 +38,7 @@ import { RateLimiter } from './limits/rate-limiter.js';
 import { HubMetrics } from './metrics/hub-metrics.js';
 import { RedisReachability } from './redis-reachability.js';
 import { RegistryCache } from './registry-cache.js';
+import { alertRoutes } from './routes/alerts.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { eventRoutes } from './routes/events.js';
 import { healthRoutes } from './routes/health.js';
@@ -137,6 +141,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     reach,
   );
   reach.onRecovered(() => cache.clear());
+  let triggers: ReturnType<typeof alertTriggers> | undefined;
   const feed = new EventFeed(async (id) => {
     const spec = await cache.server(id);
     return spec === null ? null : spec.project;
@@ -148,6 +153,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     if (!event) return;
     cache.onEvent(event);
     feed.push(event);
+    triggers?.onEvent(event);
     onRegistryEvent(event);
   });
   // Events missed while disconnected are unknowable: start from a clean cache after every (re)connect.
@@ -275,6 +281,33 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   await registerOpenApi(app, API_VERSION);
 
   await app.register(healthRoutes, { redis, limiter, reach });
+  /** The doors of this host only the hub may use: no upstream or webhook URL may aim at them. */
+  const localDoors = () => {
+    // The bound port too: a hub started on port 0 (tests) knows its port only once listening.
+    const bound = app.server.address();
+    return {
+      hubPorts: typeof bound === 'object' && bound !== null ? [config.port, bound.port] : [config.port],
+      workerBasePort: config.workerBasePort,
+      workerPortRange: config.workerPortRange,
+      hubHost: config.host,
+    };
+  };
+  const webhooks = new AlertWebhookStore(redis, keys, secrets);
+  const alerter = new Alerter(redis, keys.alertDedupe, webhooks, log, {
+    dedupeMs: config.alertDedupeMs,
+    retryBaseMs: config.alertRetryBaseMs,
+  });
+  triggers = alertTriggers(alerter, {
+    toolCount: (id) => cache.toolCount(id),
+    status: async (id) => (await cache.runtime(id))?.status,
+  });
+  limiter.onFallback(() =>
+    alerter.fire({ type: 'limiter.memory', message: 'Redis is unreachable: rate limits are counted in memory' }),
+  );
+  reach.onDown(() =>
+    alerter.fire({ type: 'redis.down', message: 'Redis is unreachable: calls are served from cached registry data' }),
+  );
+  await app.register(alertRoutes, { webhooks, audit, localDoors, denyPrivateUrls: config.denyPrivateUrls });
   const writes = new ServerWriteGuard({
     registry,
     projectExists: async (id) => (await store.getProject(id)) !== null,
@@ -286,16 +319,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     },
     denyPrivateUrls: config.denyPrivateUrls,
     toolSeparator: config.toolSeparator,
-    localDoors: () => {
-      // The bound port too: a hub started on port 0 (tests) knows its port only once listening.
-      const bound = app.server.address();
-      return {
-        hubPorts: typeof bound === 'object' && bound !== null ? [config.port, bound.port] : [config.port],
-        workerBasePort: config.workerBasePort,
-        workerPortRange: config.workerPortRange,
-        hubHost: config.host,
-      };
-    },
+    localDoors,
   });
   await app.register(serverRoutes, { registry, writes, audit });
   await app.register(projectRoutes, {
@@ -385,6 +409,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   app.addHook('preClose', async () => {
     closing = true;
     feed.close();
+    triggers?.close();
+    alerter.close();
     clearTimeout(listChanged);
     reaper.close();
     client.endStreams();

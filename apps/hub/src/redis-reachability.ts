@@ -30,6 +30,7 @@ export class RedisReachability {
   private staleServed = 0;
   private everReady: boolean;
   private readonly recoveredListeners: (() => void)[] = [];
+  private readonly downListeners: (() => void)[] = [];
 
   constructor(
     private readonly client: Redis,
@@ -87,6 +88,12 @@ export class RedisReachability {
       { event: 'registry.stale', what, redis_status: this.client.status, error: this.lastError },
       'redis unreachable: serving calls from cached registry data',
     );
+    for (const listener of this.downListeners) listener();
+  }
+
+  /** Called when an outage starts to show: the first call answered from stale data. */
+  onDown(listener: () => void): void {
+    this.downListeners.push(listener);
   }
 
   /** Called when Redis answers again after an outage (the caches refresh then). */

@@ -97,6 +97,13 @@ async function createKey(project: string, body: Record<string, unknown>): Promis
   return { id, key };
 }
 
+/** An alert webhook (admin); answers its id. */
+async function createWebhook(): Promise<string> {
+  const res = await call('POST', '/api/alerts/webhooks', admin, { url: 'http://alerts.example.com/hook' });
+  expect(res.statusCode, res.body).toBe(201);
+  return (res.json() as { id: string }).id;
+}
+
 /** A server of project A that nothing runs (no supervisor in this test), with one tool. */
 async function serverOfA(id: string): Promise<void> {
   const res = await call('PUT', `/api/servers/${id}`, admin, {
@@ -408,10 +415,17 @@ describe('every route × every credential', () => {
     const serverId = `row-${n}`;
     await serverOfA(serverId);
     const victim = await createKey(A, { name: `victim-${n}`, role: 'reporter' });
+    const webhook = pattern.includes(':webhookId') ? await createWebhook() : '';
     const url =
       pattern
         .replace(/:(\w+)/g, (_, param: string) => {
-          const fill: Record<string, string> = { pid: A, id: serverId, keyId: victim.id, tool: 'echo' };
+          const fill: Record<string, string> = {
+            pid: A,
+            id: serverId,
+            keyId: victim.id,
+            tool: 'echo',
+            webhookId: webhook,
+          };
           const value = fill[param];
           if (value === undefined) throw new Error(`no sample value for :${param} (${row}): add one to the matrix`);
           return value;

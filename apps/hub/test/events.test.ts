@@ -3,6 +3,7 @@ import { loadHubConfig, Registry } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hubApi } from '../../../test/hub-api.js';
 import { echoServer, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
@@ -68,18 +69,12 @@ async function openFeed(token: string, lastEventId?: string): Promise<Feed> {
   return feed;
 }
 
+const call = hubApi(() => base, ADMIN);
+/** An admin API call that must succeed; answers its JSON. */
 async function api(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
-  const res = await request(`${base}${path}`, {
-    method: method as 'POST',
-    headers: {
-      authorization: `Bearer ${ADMIN}`,
-      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-    },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.body.text();
-  expect(res.statusCode, text).toBeLessThan(300);
-  return text === '' ? {} : JSON.parse(text);
+  const answer = await call(method, path, body);
+  expect(answer.status, JSON.stringify(answer.json)).toBeLessThan(300);
+  return answer.json;
 }
 
 const of = (feed: Feed, server: string) => feed.events.filter((e) => e.data.server === server);

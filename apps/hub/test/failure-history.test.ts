@@ -1,8 +1,8 @@
 import type { ChildProcess } from 'node:child_process';
 import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
 import type { FastifyInstance } from 'fastify';
-import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hubApi } from '../../../test/hub-api.js';
 import { echoServer, fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
 import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
 import { buildHub } from '../src/index.js';
@@ -28,22 +28,15 @@ interface Failure {
   pid?: number;
 }
 
-async function get(path: string, token = ADMIN): Promise<{ status: number; body: Record<string, unknown> }> {
-  const res = await request(`${base}${path}`, { headers: { authorization: `Bearer ${token}` } });
-  return { status: res.statusCode, body: (await res.body.json()) as Record<string, unknown> };
-}
-
+const api = hubApi(() => base, ADMIN);
+const get = (path: string, token = ADMIN) => api('GET', path, undefined, token);
 async function post(path: string, body: unknown): Promise<Record<string, unknown>> {
-  const res = await request(`${base}${path}`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${ADMIN}`, 'content-type': 'application/json' },
-    body: JSON.stringify(body),
-  });
-  expect(res.statusCode).toBe(201);
-  return (await res.body.json()) as Record<string, unknown>;
+  const answer = await api('POST', path, body);
+  expect(answer.status).toBe(201);
+  return answer.json;
 }
 
-const failuresOf = async (id: string) => (await get(`/api/servers/${id}/failures`)).body.failures as Failure[];
+const failuresOf = async (id: string) => (await get(`/api/servers/${id}/failures`)).json.failures as Failure[];
 
 /** The failures of `id` once there is one. */
 const recorded = (id: string) =>
@@ -104,11 +97,11 @@ describe('failure history', () => {
     expect(failures[0]).toMatchObject({ reason: 'exited', signal: 'SIGKILL', pid: runtime.pid });
     const view = await get('/api/servers/fh-echo');
     expect(view.status).toBe(200);
-    expect(view.body.failures).toEqual(failures);
+    expect(view.json.failures).toEqual(failures);
     for (const path of ['/api/servers/fh-echo', '/api/servers/fh-echo/failures']) {
       const foreign = await get(path, otherKey);
       expect(foreign.status).toBe(404);
-      expect(JSON.stringify(foreign.body)).not.toContain('SIGKILL');
+      expect(JSON.stringify(foreign.json)).not.toContain('SIGKILL');
     }
   });
 });

@@ -14,6 +14,7 @@ export const ERROR_STATUS = {
   project_not_found: 404,
   member_not_found: 404,
   key_not_found: 404,
+  webhook_not_found: 404,
   tool_not_found: 404,
   route_not_found: 404,
   method_not_allowed: 405,

@@ -61,6 +61,9 @@ export function isLoopbackHost(host: string): boolean {
   return octets?.slice(1).every((o) => Number(o) <= 255) === true;
 }
 
+export const DEFAULT_ALERT_DEDUPE_MS = 10 * 60_000;
+export const DEFAULT_ALERT_RETRY_BASE_MS = 1_000;
+
 export const HubEnvSchema = z
   .object({
     ...common,
@@ -70,6 +73,8 @@ export const HubEnvSchema = z
     HUB_ADMIN_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
     HUB_ADMIN_TOKEN_FILE: z.string().min(1).default(DEFAULT_ADMIN_TOKEN_FILE),
     HUB_METRICS: bool.default(true),
+    HUB_ALERT_DEDUPE: duration('ms').default(DEFAULT_ALERT_DEDUPE_MS),
+    HUB_ALERT_RETRY_BASE: duration('ms').default(DEFAULT_ALERT_RETRY_BASE_MS),
     HUB_METRICS_TOKEN: z
       .string()
       .min(16, 'must be at least 16 characters')
@@ -136,6 +141,10 @@ export interface HubConfig {
   adminToken: string | undefined;
   /** Where the generated admin token is kept (relative to the working directory). */
   adminTokenFile: string;
+  /** HUB_ALERT_DEDUPE: one alert of a type and server per this window, across replicas. */
+  alertDedupeMs: number;
+  /** HUB_ALERT_RETRY_BASE: the first retry of a failed webhook delivery waits this long, each next twice as long. */
+  alertRetryBaseMs: number;
   /** HUB_METRICS: whether the hub counts and serves Prometheus metrics at `GET /metrics`. */
   metrics: boolean;
   /** HUB_METRICS_TOKEN: a bearer token that may read `/metrics` only (the admin token may too). */
@@ -201,6 +210,8 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     adminToken: e.HUB_ADMIN_TOKEN,
     adminTokenFile: e.HUB_ADMIN_TOKEN_FILE,
     metrics: e.HUB_METRICS,
+    alertDedupeMs: e.HUB_ALERT_DEDUPE,
+    alertRetryBaseMs: e.HUB_ALERT_RETRY_BASE,
     metricsToken: e.HUB_METRICS_TOKEN,
     allowedHosts: e.HUB_ALLOWED_HOSTS.map((h) => h.toLowerCase()),
     requestTimeoutMs: e.HUB_REQUEST_TIMEOUT,

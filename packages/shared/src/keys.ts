@@ -20,6 +20,10 @@ export interface RedisKeys {
   runtime(serverId: string): string;
   /** list: the server's last failures, newest first (JSON FailureRecord), at most MAX_FAILURES */
   failures(serverId: string): string;
+  /** hash: alert webhook id → JSON webhook (url, events, sealed signing secret, createdAt) */
+  readonly alertWebhooks: string;
+  /** string, PX: set while an alert of that type and server was sent recently (deduplication across hubs) */
+  alertDedupe(alert: string): string;
   /** SCAN MATCH pattern of every runtime record key */
   readonly runtimePattern: string;
   /** set: ports held by live workers */
@@ -63,6 +67,8 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     runtime: (serverId: string) => `${prefix}server_runtime:${serverId}`,
     /** The server's last failures, newest first (a capped list of JSON records: FailureRecord). */
     failures: (serverId: string) => `${prefix}failures:${serverId}`,
+    alertWebhooks: `${prefix}alert_webhooks`,
+    alertDedupe: (alert: string) => `${prefix}alert_dedupe:${alert}`,
     runtimePattern: `${escapeGlob(prefix)}server_runtime:*`,
     runtimePorts: `${prefix}runtime_ports`,
     portLock: (port: number) => `${prefix}port_lock:${port}`,

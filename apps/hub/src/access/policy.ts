@@ -84,6 +84,11 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   'POST /api/usage/:keyId/reset': admin,
   'GET /api/audit': member('owner', 'audit:read'),
 
+  // Alert webhooks reach any URL with the hub's alerts: the admin's to set.
+  'POST /api/alerts/webhooks': admin,
+  'GET /api/alerts/webhooks': admin,
+  'DELETE /api/alerts/webhooks/:webhookId': admin,
+
   'POST /mcp/:id/:tool': member('reporter', 'tools:call', onServer),
   'POST /mcp/:id': member('reporter', 'tools:call', onServer),
   'GET /mcp/:id': member('reporter', 'tools:call', onServer),

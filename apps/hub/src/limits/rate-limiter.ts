@@ -75,6 +75,7 @@ export class RateLimiter {
   private readonly probeIntervalMs: number;
   private readonly slotTtlMs: number;
   private current: LimiterMode = 'redis';
+  private readonly fallbackListeners: (() => void)[] = [];
   private since: number;
   private lastError: string | null = null;
   private fallbacks = 0;
@@ -157,6 +158,11 @@ export class RateLimiter {
     return this.current;
   }
 
+  /** Told each time the limiter falls back to memory (Redis unreachable). */
+  onFallback(listener: () => void): void {
+    this.fallbackListeners.push(listener);
+  }
+
   /** For /readyz details. */
   status(): LimiterStatus {
     return {
@@ -206,6 +212,7 @@ export class RateLimiter {
       { event: 'ratelimit.fallback', err },
       'redis unreachable: rate limits fall back to this hub’s memory',
     );
+    for (const listener of this.fallbackListeners) listener();
     this.scheduleProbe();
   }
 

@@ -1,0 +1,159 @@
+import { createHmac, randomUUID } from 'node:crypto';
+import type { Logger } from '@mcp-hub/shared';
+import type { Redis } from 'ioredis';
+import { request } from 'undici';
+import type { AlertWebhookStore } from './webhook-store.js';
+
+/** What the hub alerts on (a webhook may ask for some of them only). */
+export const ALERT_TYPES = [
+  'worker.crash_loop',
+  'worker.unhealthy',
+  'tools.emptied',
+  'limiter.memory',
+  'redis.down',
+  'test',
+] as const;
+export type AlertType = (typeof ALERT_TYPES)[number];
+
+export interface Alert {
+  type: AlertType;
+  /** The server it is about, if any. */
+  server?: string;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export interface AlerterOptions {
+  /** One alert of a type (and server) per window, across every hub replica sharing the Redis. */
+  dedupeMs?: number;
+  /** The first retry waits this long, each next one twice as long. */
+  retryBaseMs?: number;
+  attempts?: number;
+  timeoutMs?: number;
+}
+
+const DEFAULTS = { dedupeMs: 10 * 60_000, retryBaseMs: 1_000, attempts: 6, timeoutMs: 5_000 };
+/** Alerts being delivered (with their retries) at most; more are dropped with a warn line. */
+const MAX_PENDING = 1_000;
+
+/**
+ * Sends alerts to the registered webhooks: a JSON POST signed with the webhook's secret (`X-MCP-Hub-Signature:
+ * t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`), retried with a doubling backoff until a 2xx (at least
+ * once, as long as this hub runs: the same `X-MCP-Hub-Delivery` id on every attempt, for receivers to drop
+ * repeats), and deduplicated per type and server for `dedupeMs` across replicas (a Redis `SET NX`; in memory
+ * while Redis is down).
+ */
+export class Alerter {
+  private readonly opts: typeof DEFAULTS;
+  private readonly localDedupe = new Map<string, number>();
+  private pending = 0;
+  private readonly timers = new Set<NodeJS.Timeout>();
+  private closed = false;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly dedupeKey: (id: string) => string,
+    private readonly webhooks: AlertWebhookStore,
+    private readonly log: Logger,
+    options: AlerterOptions = {},
+  ) {
+    this.opts = { ...DEFAULTS, ...options };
+  }
+
+  /** Fires `alert` unless the same type and server fired within the window (`force`: a test alert). */
+  fire(alert: Alert, force = false): void {
+    void this.send(alert, force).catch((err: unknown) =>
+      this.log.warn({ event: 'alert.failed', type: alert.type, server: alert.server, err }, 'alert not sent'),
+    );
+  }
+
+  private async send(alert: Alert, force: boolean): Promise<void> {
+    if (this.closed) return;
+    if (!force && !(await this.firstInWindow(`${alert.type}:${alert.server ?? ''}`))) return;
+    const hooks = (await this.webhooks.list()).filter((w) => w.events === undefined || w.events.includes(alert.type));
+    if (hooks.length === 0) return;
+    const delivery = randomUUID();
+    const body = JSON.stringify({ id: delivery, ...alert, at: new Date().toISOString() });
+    this.log.warn(
+      { event: 'alert.fired', type: alert.type, server: alert.server, delivery, webhooks: hooks.length },
+      alert.message,
+    );
+    for (const hook of hooks) {
+      if (this.pending >= MAX_PENDING) {
+        this.log.warn({ event: 'alert.dropped', type: alert.type, webhook: hook.id }, 'too many alerts pending');
+        continue;
+      }
+      this.pending++;
+      void this.deliver(hook.id, hook.url, await this.webhooks.secretOf(hook), delivery, alert.type, body, 1);
+    }
+  }
+
+  private async firstInWindow(key: string): Promise<boolean> {
+    try {
+      return (await this.redis.set(this.dedupeKey(key), '1', 'PX', this.opts.dedupeMs, 'NX')) === 'OK';
+    } catch {
+      const now = Date.now();
+      const last = this.localDedupe.get(key);
+      if (last !== undefined && now - last < this.opts.dedupeMs) return false;
+      this.localDedupe.set(key, now);
+      return true;
+    }
+  }
+
+  private async deliver(
+    webhook: string,
+    url: string,
+    secret: string,
+    delivery: string,
+    type: AlertType,
+    body: string,
+    attempt: number,
+  ): Promise<void> {
+    let status = 0;
+    try {
+      const t = Math.floor(Date.now() / 1000);
+      const signature = createHmac('sha256', secret).update(`${t}.${body}`).digest('hex');
+      const res = await request(url, {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/json',
+          'user-agent': 'mcp-hub-alerts',
+          'x-mcp-hub-event': type,
+          'x-mcp-hub-delivery': delivery,
+          'x-mcp-hub-signature': `t=${t},v1=${signature}`,
+        },
+        body,
+        headersTimeout: this.opts.timeoutMs,
+        bodyTimeout: this.opts.timeoutMs,
+      });
+      status = res.statusCode;
+      await res.body.dump();
+    } catch {
+      status = 0;
+    }
+    if (status >= 200 && status < 300) {
+      this.pending--;
+      this.log.info({ event: 'alert.delivered', webhook, delivery, type, attempt }, 'alert delivered');
+      return;
+    }
+    if (this.closed || attempt >= this.opts.attempts) {
+      this.pending--;
+      this.log.warn({ event: 'alert.undelivered', webhook, delivery, type, attempt, status }, 'alert not delivered');
+      return;
+    }
+    const wait = this.opts.retryBaseMs * 2 ** (attempt - 1);
+    this.log.warn({ event: 'alert.retry', webhook, delivery, type, attempt, status, wait_ms: wait }, 'alert retry');
+    const timer = setTimeout(() => {
+      this.timers.delete(timer);
+      void this.deliver(webhook, url, secret, delivery, type, body, attempt + 1);
+    }, wait);
+    timer.unref();
+    this.timers.add(timer);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const timer of this.timers) clearTimeout(timer);
+    this.timers.clear();
+  }
+}

@@ -1,0 +1,145 @@
+import type { ChildProcess } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { hubApi } from '../../../test/hub-api.js';
+import { echoServer, fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
+import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
+import { buildHub } from '../src/index.js';
+
+// Issue 15, item 6: alert webhooks. A real supervisor runs stdio servers that die at start (a crash loop); a local
+// receiver checks the signature, and one of its URLs refuses every delivery's first attempt.
+const ADMIN = 'admin-token-alerts-0123456789';
+const t = testRedis();
+const registry = new Registry(t.redis, t.keys);
+const hubLogs = captureLogger('hub');
+const processLines: Record<string, unknown>[] = [];
+let hub: FastifyInstance;
+let base: string;
+let supervisor: ChildProcess;
+let receiver: Server;
+let receiverBase: string;
+
+interface Delivery {
+  path: string;
+  headers: IncomingHttpHeaders;
+  body: string;
+  answered: number;
+}
+const deliveries: Delivery[] = [];
+
+const api = hubApi(() => base, ADMIN);
+
+const crashServer = (id: string) =>
+  echoServer(id, {
+    config: { command: process.execPath, args: [fixture('crash-server.mjs')], env: {} },
+  } as Partial<ServerSpecBody>);
+
+const alertsOf = (path: string, server: string) =>
+  deliveries.filter((d) => d.path === path && (JSON.parse(d.body) as { server?: string }).server === server);
+
+beforeAll(async () => {
+  receiver = createServer((req, res) => {
+    let body = '';
+    req.on('data', (c) => {
+      body += c;
+    });
+    req.on('end', () => {
+      const delivery = String(req.headers['x-mcp-hub-delivery']);
+      // /fail-first refuses the first attempt of every delivery.
+      const refuse =
+        req.url === '/fail-first' &&
+        !deliveries.some((d) => d.path === req.url && d.headers['x-mcp-hub-delivery'] === delivery);
+      const answered = refuse ? 503 : 200;
+      deliveries.push({ path: req.url ?? '', headers: req.headers, body, answered });
+      res.writeHead(answered).end();
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  receiverBase = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
+  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, { MCP_WORKER_IDLE_TTL: '0' });
+  hub = await buildHub({
+    config: loadHubConfig({
+      REDIS_URL: redisUrl(),
+      KEY_PREFIX: t.prefix,
+      HUB_PORT: '0',
+      HUB_ADMIN_TOKEN: ADMIN,
+      HUB_ALERT_RETRY_BASE: '100ms',
+    }),
+    log: hubLogs.log,
+  });
+  base = await hub.listen({ host: '127.0.0.1', port: 0 });
+}, 30_000);
+
+afterAll(async () => {
+  await stopStack(supervisor, hub, t.prefix);
+  receiver.closeAllConnections();
+  await new Promise((r) => receiver.close(r));
+});
+
+describe('alert webhooks', () => {
+  let secret = '';
+
+  it('registers a webhook and shows its secret once; refuses the hub’s own port; 404 for an unknown id', async () => {
+    const created = await api('POST', '/api/alerts/webhooks', { url: `${receiverBase}/ok` });
+    expect(created.status).toBe(201);
+    secret = created.json.secret as string;
+    expect(secret).toMatch(/^whsec_/);
+    const failing = await api('POST', '/api/alerts/webhooks', {
+      url: `${receiverBase}/fail-first`,
+      events: ['worker.crash_loop'],
+    });
+    expect(failing.status).toBe(201);
+    const list = await api('GET', '/api/alerts/webhooks');
+    expect((list.json.webhooks as unknown[]).length).toBe(2);
+    expect(JSON.stringify(list.json)).not.toContain('whsec_');
+    expect(JSON.stringify(await t.redis.hgetall(t.keys.alertWebhooks))).toContain(created.json.id as string);
+
+    const own = await api('POST', '/api/alerts/webhooks', { url: `${base}/api/servers` });
+    expect(own.status).toBe(403);
+    expect((await api('POST', '/api/alerts/webhooks', { url: 'file:///etc/passwd' })).status).toBe(400);
+    const missing = await api('DELETE', '/api/alerts/webhooks/wh_nothing');
+    expect(missing.status).toBe(404);
+    expect((missing.json.error as { code: string }).code).toBe('webhook_not_found');
+  });
+
+  it('fires one signed alert for a crash loop, and sends it again to a receiver that failed the first attempt', async () => {
+    await registry.upsertServer(crashServer('crashing'), 'create');
+    const first = await waitFor(
+      'a crash-loop alert',
+      async () => alertsOf('/ok', 'crashing').find((d) => d.headers['x-mcp-hub-event'] === 'worker.crash_loop') ?? null,
+      30_000,
+    );
+    // Signed: t=<seconds>,v1=HMAC-SHA256(secret, "<t>.<body>").
+    const [tPart, vPart] = String(first.headers['x-mcp-hub-signature']).split(',');
+    const ts = tPart?.slice(2) ?? '';
+    expect(vPart?.slice(3)).toBe(createHmac('sha256', secret).update(`${ts}.${first.body}`).digest('hex'));
+    expect(JSON.parse(first.body)).toMatchObject({ type: 'worker.crash_loop', server: 'crashing' });
+
+    // The receiver that refused the first attempt got the same delivery again, and took it.
+    const retried = await waitFor(
+      'the retry',
+      async () => {
+        const got = alertsOf('/fail-first', 'crashing');
+        return got.length >= 2 ? got : null;
+      },
+      15_000,
+    );
+    expect(retried.map((d) => d.answered)).toEqual([503, 200]);
+    expect(new Set(retried.map((d) => d.headers['x-mcp-hub-delivery'])).size).toBe(1);
+
+    // The loop goes on (more backoff rounds), but the alert fired once.
+    await waitFor(
+      'more failures recorded',
+      async () => ((await registry.listFailures('crashing')).length >= 3 ? true : null),
+      30_000,
+    );
+    expect(
+      alertsOf('/ok', 'crashing').filter((d) => d.headers['x-mcp-hub-event'] === 'worker.crash_loop'),
+    ).toHaveLength(1);
+    await registry.deleteServer('crashing');
+  }, 60_000);
+});
