@@ -36,6 +36,7 @@ import { RequestDrain } from './http/request-drain.js';
 import { registerZodValidation } from './http/zod-validation.js';
 import { RateLimiter } from './limits/rate-limiter.js';
 import { HubMetrics } from './metrics/hub-metrics.js';
+import { supervisorCounters } from './metrics/supervisor-counters.js';
 import { RedisReachability } from './redis-reachability.js';
 import { RegistryCache } from './registry-cache.js';
 import { alertRoutes } from './routes/alerts.js';
@@ -232,6 +233,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
         },
         limiterMode: () => limiter.mode(),
         redisUp: () => !reach.down,
+        supervisors: () => supervisorCounters(redis, keys),
       })
     : undefined;
   const keyCache = new KeyCache(store.apiKeys, clock, reach, metrics && ((hit) => metrics.keyLookup(hit)));

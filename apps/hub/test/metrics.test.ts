@@ -186,6 +186,21 @@ describe('GET /metrics', () => {
     const after = await scrape();
     expect(sampleValue(after, 'mcp_hub_worker_restarts', { server: SERVER })).toBe(restarts + 1);
     expect(sampleValue(after, 'mcp_hub_worker_up', { server: SERVER })).toBe(1);
+    // The supervisor's own counters (written with its heartbeats): the spawns, the killed run, startup time.
+    const counted = await waitFor(
+      "the supervisor's counters",
+      async () => {
+        const samples = await scrape();
+        const total = (name: string) => samples.filter((x) => x.name === name).reduce((n, x) => n + x.value, 0);
+        const exited = sampleValue(samples, 'mcp_supervisor_worker_failures_total', { reason: 'exited' });
+        return exited >= 1 && total('mcp_supervisor_worker_startups_total') >= 2 ? samples : null;
+      },
+      20_000,
+    );
+    const sum = (name: string) => counted.filter((x) => x.name === name).reduce((n, x) => n + x.value, 0);
+    expect(sum('mcp_supervisor_worker_spawns_total')).toBeGreaterThanOrEqual(2);
+    expect(sum('mcp_supervisor_worker_startups_total')).toBeGreaterThanOrEqual(2);
+    expect(sum('mcp_supervisor_worker_startup_seconds_total')).toBeGreaterThan(0);
     // Process metrics come with every scrape.
     expect(sampleValue(after, 'process_resident_memory_bytes')).toBeGreaterThan(0);
     expect(sampleValue(after, 'mcp_hub_redis_up')).toBe(1);

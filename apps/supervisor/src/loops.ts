@@ -122,6 +122,9 @@ export class SupervisorLoops {
     // Forgotten once its leases are surely gone: a lease lives leaseTtlMs past its last renewal.
     const forgetAfterMs = config.leaseTtlMs + config.heartbeatMs * SUPERVISOR_HEARTBEATS_MISSED;
     const gone = new Set(await store.heartbeat(forgetAfterMs));
+    await store
+      .writeStats(this.ctx.stats.toJSON(), forgetAfterMs)
+      .catch((err: unknown) => log.warn({ event: 'supervisor.stats_failed', err }, 'could not write the counters'));
     for (const id of this.gone) if (!gone.has(id)) this.gone.delete(id);
     const fresh = [...gone].filter((id) => !this.gone.has(id));
     if (fresh.length === 0 || this.ctx.isClosed()) return;

@@ -9,6 +9,7 @@ import {
   runtimeToHash,
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
+import type { SupervisorStatsRecord } from './stats.js';
 
 /** Redis server time in ms: every supervisor's heartbeat is judged by one clock, whatever the hosts' clocks say. */
 const NOW_MS = `local t = redis.call('TIME')
@@ -190,9 +191,18 @@ export class RuntimeStore {
     return this.redis.mcpHeartbeat(this.keys.supervisors, this.supervisorId, this.goneMs(), forgetAfterMs);
   }
 
-  /** Removes this supervisor's heartbeat (it stopped, its leases are released). */
+  /** Removes this supervisor's heartbeat and its counters (it stopped, its leases are released). */
   async leaveHeartbeat(): Promise<void> {
-    await this.redis.zrem(this.keys.supervisors, this.supervisorId);
+    await this.redis
+      .multi()
+      .zrem(this.keys.supervisors, this.supervisorId)
+      .del(this.keys.supervisorStats(this.supervisorId))
+      .exec();
+  }
+
+  /** Writes this supervisor's counters (the hub's /metrics reads them); they expire with a silent supervisor. */
+  async writeStats(stats: SupervisorStatsRecord, ttlMs: number): Promise<void> {
+    await this.redis.set(this.keys.supervisorStats(this.supervisorId), JSON.stringify(stats), 'PX', ttlMs);
   }
 
   /** Lua takes a number: "never" is a silence no heartbeat can reach. */

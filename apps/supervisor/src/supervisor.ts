@@ -21,6 +21,7 @@ import { SupervisorLoops } from './loops.js';
 import { PortAllocator } from './port-allocator.js';
 import { createReconciler } from './reconcile.js';
 import { RuntimeStore } from './runtime-store.js';
+import { SupervisorStats } from './stats.js';
 import { WorkerRuns } from './worker-runs.js';
 import { WorkerSet, type WorkerSnapshot } from './worker-set.js';
 
@@ -89,6 +90,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     workers: new WorkerSet({ store, log, supervisorId, enqueue }),
     enqueue,
     isClosed: () => closed,
+    stats: new SupervisorStats(),
   };
   const runs = new WorkerRuns(ctx, entry);
   const adoption = new Adoption(ctx, runs);

@@ -63,6 +63,7 @@ export class WorkerRuns {
     // Watchers first: whatever happens to the record, the process is followed and the slot is freed.
     void spawned.exited.then((info) => this.onExit(w, run, info)).catch(watchFailed(this.ctx, w.id, 'exit'));
     log.info({ event: 'worker.spawned', ...logFields(w), reason }, 'worker spawned');
+    this.ctx.stats.spawned(reason);
     try {
       await workers.transition(w, 'spawn', reason);
     } catch (err) {
@@ -98,6 +99,7 @@ export class WorkerRuns {
         w.portsTaken = 0;
         await workers.transition(w, 'healthy', w.reason);
         log.info({ event: 'worker.ready', ...logFields(w), startup_ms: Date.now() - w.startedAtMs }, 'worker healthy');
+        this.ctx.stats.ready(Date.now() - w.startedAtMs);
         return;
       }
       await startupPause(w.startedAtMs);
@@ -138,7 +140,8 @@ export class WorkerRuns {
    * way of the restart).
    */
   private noteFailure(w: ManagedWorker, failure: Pick<FailureRecord, 'reason' | 'error' | 'code' | 'signal'>): void {
-    const { store, log } = this.ctx;
+    const { store, log, stats } = this.ctx;
+    stats.failed(failure.reason);
     void store
       .recordFailure(w.id, { ...failure, pid: w.pid, instance: w.instance, restarts: w.restarts })
       .catch((err: unknown) =>
@@ -307,6 +310,7 @@ export class WorkerRuns {
       return;
     }
     w.healthFailures = outcome.failures;
+    this.ctx.stats.healthFailed();
     log.warn(
       {
         event: 'worker.health.fail',

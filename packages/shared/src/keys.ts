@@ -20,6 +20,8 @@ export interface RedisKeys {
   runtime(serverId: string): string;
   /** list: the server's last failures, newest first (JSON FailureRecord), at most MAX_FAILURES */
   failures(serverId: string): string;
+  /** string, PX: JSON counters of one supervisor (spawns, failures, health-check failures, startup time) */
+  supervisorStats(supervisorId: string): string;
   /** hash: alert webhook id → JSON webhook (url, events, sealed signing secret, createdAt) */
   readonly alertWebhooks: string;
   /** string, PX: set while an alert of that type and server was sent recently (deduplication across hubs) */
@@ -68,6 +70,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     /** The server's last failures, newest first (a capped list of JSON records: FailureRecord). */
     failures: (serverId: string) => `${prefix}failures:${serverId}`,
     alertWebhooks: `${prefix}alert_webhooks`,
+    supervisorStats: (supervisorId: string) => `${prefix}supervisor_stats:${supervisorId}`,
     alertDedupe: (alert: string) => `${prefix}alert_dedupe:${alert}`,
     runtimePattern: `${escapeGlob(prefix)}server_runtime:*`,
     runtimePorts: `${prefix}runtime_ports`,

@@ -79,6 +79,17 @@ export interface MetricsSources {
   runtimes(): Promise<{ server: string; status: string; restarts: number }[]>;
   limiterMode(): 'redis' | 'memory';
   redisUp(): boolean;
+  /** The counters every live supervisor wrote with its last heartbeat (one Redis read per scrape). */
+  supervisors(): Promise<{ id: string; stats: SupervisorCounters }[]>;
+}
+
+/** What a supervisor counts since it started (apps/supervisor/src/stats.ts writes it). */
+export interface SupervisorCounters {
+  spawns: Record<string, number>;
+  failures: Record<string, number>;
+  healthFailures: number;
+  startups: number;
+  startupSeconds: number;
 }
 
 export class HubMetrics {
@@ -159,6 +170,7 @@ export class HubMetrics {
         this.set(sources.redisUp() ? 1 : 0);
       },
     });
+    this.supervisorSeries(sources, registers);
     const labels = this.labels;
     const byStatus = new Gauge({
       name: 'mcp_hub_workers',
@@ -190,6 +202,55 @@ export class HubMetrics {
           up.inc({ server }, r.status === 'running' ? 1 : 0);
         }
         for (const [status, n] of counts) byStatus.set({ status }, n);
+      },
+    });
+  }
+
+  /**
+   * The supervisors' own counters, read at scrape time: each supervisor counts from its start (a restarted one
+   * starts again from zero, which Prometheus reads as a counter reset).
+   */
+  private supervisorSeries(sources: MetricsSources, registers: Registry[]): void {
+    const spawns = new Counter({
+      name: 'mcp_supervisor_worker_spawns_total',
+      help: 'Worker processes a supervisor started, by reason (start, takeover, restart, health, …)',
+      labelNames: ['supervisor', 'reason'],
+      registers,
+    });
+    const failures = new Counter({
+      name: 'mcp_supervisor_worker_failures_total',
+      help: 'Failed worker runs by reason (exited, start_timeout, unhealthy, no_free_port)',
+      labelNames: ['supervisor', 'reason'],
+      registers,
+    });
+    const healthFailures = new Counter({
+      name: 'mcp_supervisor_health_check_failures_total',
+      help: 'Failed health checks of running workers',
+      labelNames: ['supervisor'],
+      registers,
+    });
+    const startups = new Counter({
+      name: 'mcp_supervisor_worker_startups_total',
+      help: 'Workers that became healthy after a spawn (with mcp_supervisor_worker_startup_seconds_total: the mean spawn-to-healthy time)',
+      labelNames: ['supervisor'],
+      registers,
+    });
+    new Counter({
+      name: 'mcp_supervisor_worker_startup_seconds_total',
+      help: 'Seconds from spawn to healthy, summed over the workers that became healthy',
+      labelNames: ['supervisor'],
+      registers,
+      async collect() {
+        const all = await sources.supervisors();
+        for (const c of [this, spawns, failures, healthFailures, startups]) c.reset();
+        for (const { id, stats } of all) {
+          const supervisor = { supervisor: id };
+          this.inc(supervisor, stats.startupSeconds);
+          startups.inc(supervisor, stats.startups);
+          healthFailures.inc(supervisor, stats.healthFailures);
+          for (const [reason, n] of Object.entries(stats.spawns)) spawns.inc({ ...supervisor, reason }, n);
+          for (const [reason, n] of Object.entries(stats.failures)) failures.inc({ ...supervisor, reason }, n);
+        }
       },
     });
   }
