@@ -309,7 +309,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   reach.onDown(() =>
     alerter.fire({ type: 'redis.down', message: 'Redis is unreachable: calls are served from cached registry data' }),
   );
-  await app.register(alertRoutes, { webhooks, audit, localDoors, denyPrivateUrls: config.denyPrivateUrls });
+  await app.register(alertRoutes, { webhooks, alerter, audit, localDoors, denyPrivateUrls: config.denyPrivateUrls });
   const writes = new ServerWriteGuard({
     registry,
     projectExists: async (id) => (await store.getProject(id)) !== null,

@@ -106,6 +106,27 @@ describe('alert webhooks', () => {
     expect((missing.json.error as { code: string }).code).toBe('webhook_not_found');
   });
 
+  it('sends a test alert to one webhook on request, signed like the others', async () => {
+    const hooks = (await api('GET', '/api/alerts/webhooks')).json.webhooks as { id: string; url: string }[];
+    const ok = hooks.find((h) => h.url.endsWith('/ok'));
+    expect((await api('POST', `/api/alerts/webhooks/${ok?.id}/test`)).status).toBe(202);
+    const test = await waitFor(
+      'the test alert',
+      async () => deliveries.find((d) => d.headers['x-mcp-hub-event'] === 'test') ?? null,
+      10_000,
+    );
+    expect(test.path).toBe('/ok');
+    const [tPart, vPart] = String(test.headers['x-mcp-hub-signature']).split(',');
+    expect(vPart?.slice(3)).toBe(
+      createHmac('sha256', secret)
+        .update(`${tPart?.slice(2)}.${test.body}`)
+        .digest('hex'),
+    );
+    // Only that webhook got it.
+    expect(deliveries.filter((d) => d.headers['x-mcp-hub-event'] === 'test')).toHaveLength(1);
+    expect((await api('POST', '/api/alerts/webhooks/wh_nothing/test')).status).toBe(404);
+  });
+
   it('fires one signed alert for a crash loop, and sends it again to a receiver that failed the first attempt', async () => {
     await registry.upsertServer(crashServer('crashing'), 'create');
     const first = await waitFor(

@@ -88,6 +88,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   'POST /api/alerts/webhooks': admin,
   'GET /api/alerts/webhooks': admin,
   'DELETE /api/alerts/webhooks/:webhookId': admin,
+  'POST /api/alerts/webhooks/:webhookId/test': admin,
 
   'POST /mcp/:id/:tool': member('reporter', 'tools:call', onServer),
   'POST /mcp/:id': member('reporter', 'tools:call', onServer),

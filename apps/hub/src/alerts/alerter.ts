@@ -60,17 +60,22 @@ export class Alerter {
     this.opts = { ...DEFAULTS, ...options };
   }
 
-  /** Fires `alert` unless the same type and server fired within the window (`force`: a test alert). */
-  fire(alert: Alert, force = false): void {
-    void this.send(alert, force).catch((err: unknown) =>
+  /**
+   * Fires `alert` unless the same type and server fired within the window; `only` sends it to that webhook alone,
+   * without the window (a test alert).
+   */
+  fire(alert: Alert, only?: string): void {
+    void this.send(alert, only).catch((err: unknown) =>
       this.log.warn({ event: 'alert.failed', type: alert.type, server: alert.server, err }, 'alert not sent'),
     );
   }
 
-  private async send(alert: Alert, force: boolean): Promise<void> {
+  private async send(alert: Alert, only: string | undefined): Promise<void> {
     if (this.closed) return;
-    if (!force && !(await this.firstInWindow(`${alert.type}:${alert.server ?? ''}`))) return;
-    const hooks = (await this.webhooks.list()).filter((w) => w.events === undefined || w.events.includes(alert.type));
+    if (only === undefined && !(await this.firstInWindow(`${alert.type}:${alert.server ?? ''}`))) return;
+    const hooks = (await this.webhooks.list()).filter((w) =>
+      only === undefined ? w.events === undefined || w.events.includes(alert.type) : w.id === only,
+    );
     if (hooks.length === 0) return;
     const delivery = randomUUID();
     const body = JSON.stringify({ id: delivery, ...alert, at: new Date().toISOString() });

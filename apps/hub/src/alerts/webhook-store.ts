@@ -54,6 +54,10 @@ export class AlertWebhookStore {
     return { ...view(stored), secret };
   }
 
+  async exists(id: string): Promise<boolean> {
+    return (await this.redis.hexists(this.keys.alertWebhooks, id)) === 1;
+  }
+
   async remove(id: string): Promise<boolean> {
     return (await this.redis.hdel(this.keys.alertWebhooks, id)) === 1;
   }

@@ -2,13 +2,14 @@ import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { AppError } from '@mcp-hub/shared';
 import { z } from 'zod';
 import { deniedUrlReason, type LocalDoors, localDoorReason } from '../access/url-guard.js';
-import { ALERT_TYPES } from '../alerts/alerter.js';
+import { ALERT_TYPES, type Alerter } from '../alerts/alerter.js';
 import { type AlertWebhookStore, MAX_WEBHOOKS, view } from '../alerts/webhook-store.js';
 import type { AuditTrail } from '../stores/audit-trail.js';
 import { errorResponses } from './schemas.js';
 
 export interface AlertRoutesOptions {
   webhooks: AlertWebhookStore;
+  alerter: Alerter;
   audit: AuditTrail;
   localDoors(): LocalDoors;
   denyPrivateUrls: boolean;
@@ -74,6 +75,25 @@ export const alertRoutes: FastifyPluginAsyncZod<AlertRoutesOptions> = async (app
     '/api/alerts/webhooks',
     { schema: { response: { 200: z.object({ webhooks: z.array(WebhookViewSchema) }), ...errorResponses } } },
     async () => ({ webhooks: (await webhooks.list()).map(view) }),
+  );
+
+  app.post(
+    '/api/alerts/webhooks/:webhookId/test',
+    {
+      config: { bodyless: true },
+      schema: {
+        params: WebhookParamsSchema,
+        response: { 202: z.object({ sent: z.literal(true) }), ...errorResponses },
+      },
+    },
+    async (req, reply) => {
+      if (!(await webhooks.exists(req.params.webhookId))) {
+        throw new AppError('webhook_not_found', `webhook "${req.params.webhookId}" not found`);
+      }
+      // Delivered like any alert (signed, retried), to this webhook only and whatever the deduplication window.
+      opts.alerter.fire({ type: 'test', message: 'a test alert from MCP Hub' }, req.params.webhookId);
+      return reply.status(202).send({ sent: true });
+    },
   );
 
   app.delete(
