@@ -1,25 +1,17 @@
-import type { ChildProcess } from 'node:child_process';
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
-import type { FastifyInstance } from 'fastify';
+import type { ServerSpecBody } from '@mcp-hub/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hubApi } from '../../../test/hub-api.js';
-import { echoServer, fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
-import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
-import { buildHub } from '../src/index.js';
+import { echoServer, fixture, waitFor } from '../../../test/processes.js';
+import { useHubStack } from './hub-stack.js';
 
 // Issue 15, item 6: alert webhooks. A real supervisor runs stdio servers that die at start (a crash loop); a local
 // receiver checks the signature, and one of its URLs refuses every delivery's first attempt.
 const ADMIN = 'admin-token-alerts-0123456789';
-const t = testRedis();
-const registry = new Registry(t.redis, t.keys);
-const hubLogs = captureLogger('hub');
-const processLines: Record<string, unknown>[] = [];
-let hub: FastifyInstance;
-let base: string;
-let supervisor: ChildProcess;
+const stack = useHubStack(ADMIN, { HUB_ALERT_RETRY_BASE: '100ms' });
+const { t, registry } = stack;
 let receiver: Server;
 let receiverBase: string;
 
@@ -31,7 +23,7 @@ interface Delivery {
 }
 const deliveries: Delivery[] = [];
 
-const api = hubApi(() => base, ADMIN);
+const api = hubApi(() => stack.base, ADMIN);
 
 const crashServer = (id: string) =>
   echoServer(id, {
@@ -60,22 +52,9 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
   receiverBase = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
-  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, { MCP_WORKER_IDLE_TTL: '0' });
-  hub = await buildHub({
-    config: loadHubConfig({
-      REDIS_URL: redisUrl(),
-      KEY_PREFIX: t.prefix,
-      HUB_PORT: '0',
-      HUB_ADMIN_TOKEN: ADMIN,
-      HUB_ALERT_RETRY_BASE: '100ms',
-    }),
-    log: hubLogs.log,
-  });
-  base = await hub.listen({ host: '127.0.0.1', port: 0 });
 }, 30_000);
 
 afterAll(async () => {
-  await stopStack(supervisor, hub, t.prefix);
   receiver.closeAllConnections();
   await new Promise((r) => receiver.close(r));
 });
@@ -98,7 +77,7 @@ describe('alert webhooks', () => {
     expect(JSON.stringify(list.json)).not.toContain('whsec_');
     expect(JSON.stringify(await t.redis.hgetall(t.keys.alertWebhooks))).toContain(created.json.id as string);
 
-    const own = await api('POST', '/api/alerts/webhooks', { url: `${base}/api/servers` });
+    const own = await api('POST', '/api/alerts/webhooks', { url: `${stack.base}/api/servers` });
     expect(own.status).toBe(403);
     expect((await api('POST', '/api/alerts/webhooks', { url: 'file:///etc/passwd' })).status).toBe(400);
     const missing = await api('DELETE', '/api/alerts/webhooks/wh_nothing');

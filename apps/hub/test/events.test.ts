@@ -1,23 +1,14 @@
-import type { ChildProcess } from 'node:child_process';
-import { loadHubConfig, Registry } from '@mcp-hub/shared';
-import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hubApi } from '../../../test/hub-api.js';
-import { echoServer, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
-import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
-import { buildHub } from '../src/index.js';
+import { echoServer, waitFor } from '../../../test/processes.js';
+import { useHubStack } from './hub-stack.js';
 
 // Issue 15, item 4: GET /api/events, the live status feed. A real supervisor and workers: a registration, a
 // kill -9 and a restart show up in order; another project's key sees none of it; Last-Event-ID resumes.
 const ADMIN = 'admin-token-events-0123456789';
-const t = testRedis();
-const registry = new Registry(t.redis, t.keys);
-const hubLogs = captureLogger('hub');
-const processLines: Record<string, unknown>[] = [];
-let hub: FastifyInstance;
-let base: string;
-let supervisor: ChildProcess;
+const stack = useHubStack(ADMIN);
+const { registry } = stack;
 const keys: Record<'a' | 'b', string> = { a: '', b: '' };
 
 interface FeedEvent {
@@ -35,7 +26,7 @@ interface Feed {
 
 async function openFeed(token: string, lastEventId?: string): Promise<Feed> {
   const abort = new AbortController();
-  const res = await request(`${base}/api/events`, {
+  const res = await request(`${stack.base}/api/events`, {
     headers: { authorization: `Bearer ${token}`, ...(lastEventId ? { 'last-event-id': lastEventId } : {}) },
     signal: abort.signal,
   });
@@ -69,7 +60,7 @@ async function openFeed(token: string, lastEventId?: string): Promise<Feed> {
   return feed;
 }
 
-const call = hubApi(() => base, ADMIN);
+const call = hubApi(() => stack.base, ADMIN);
 /** An admin API call that must succeed; answers its JSON. */
 async function api(method: string, path: string, body?: unknown): Promise<Record<string, unknown>> {
   const answer = await call(method, path, body);
@@ -94,21 +85,11 @@ async function seen(feed: Feed, server: string, match: (e: FeedEvent) => boolean
 }
 
 beforeAll(async () => {
-  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, { MCP_WORKER_IDLE_TTL: '0' });
-  hub = await buildHub({
-    config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_PORT: '0', HUB_ADMIN_TOKEN: ADMIN }),
-    log: hubLogs.log,
-  });
-  base = await hub.listen({ host: '127.0.0.1', port: 0 });
   for (const p of ['a', 'b'] as const) {
     await api('POST', '/api/projects', { id: `ev${p}`, name: p });
     keys[p] = (await api('POST', `/api/projects/ev${p}/keys`, { name: 'k', role: 'reporter' })).key as string;
   }
 }, 30_000);
-
-afterAll(async () => {
-  await stopStack(supervisor, hub, t.prefix);
-});
 
 describe('GET /api/events', () => {
   it('shows a registration, a kill and a restart in order, only to those who may see the server', async () => {
@@ -181,7 +162,7 @@ describe('GET /api/events', () => {
     const feeds: Feed[] = [];
     for (let i = 0; i < 10; i++) feeds.push(await openFeed(keys.b));
     expect(feeds.every((f) => f.status === 200)).toBe(true);
-    const res = await request(`${base}/api/events`, { headers: { authorization: `Bearer ${keys.b}` } });
+    const res = await request(`${stack.base}/api/events`, { headers: { authorization: `Bearer ${keys.b}` } });
     expect(res.statusCode).toBe(429);
     expect(((await res.body.json()) as { error: { code: string } }).error.code).toBe('rate_limited');
     for (const f of feeds) f.close();

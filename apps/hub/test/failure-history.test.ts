@@ -1,22 +1,14 @@
-import type { ChildProcess } from 'node:child_process';
-import { loadHubConfig, Registry, type ServerSpecBody } from '@mcp-hub/shared';
-import type { FastifyInstance } from 'fastify';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ServerSpecBody } from '@mcp-hub/shared';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { hubApi } from '../../../test/hub-api.js';
-import { echoServer, fixture, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
-import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
-import { buildHub } from '../src/index.js';
+import { echoServer, fixture, waitFor } from '../../../test/processes.js';
+import { useHubStack } from './hub-stack.js';
 
 // Issue 15, item 5: the failures of a server's worker, as the supervisor records them, in GET /api/servers/:id and
 // GET /api/servers/:id/failures; a real supervisor, a stdio server that dies at start and a worker killed -9.
 const ADMIN = 'admin-token-failures-0123456789';
-const t = testRedis();
-const registry = new Registry(t.redis, t.keys);
-const hubLogs = captureLogger('hub');
-const processLines: Record<string, unknown>[] = [];
-let hub: FastifyInstance;
-let base: string;
-let supervisor: ChildProcess;
+const stack = useHubStack(ADMIN);
+const { registry } = stack;
 let otherKey: string;
 
 interface Failure {
@@ -28,7 +20,7 @@ interface Failure {
   pid?: number;
 }
 
-const api = hubApi(() => base, ADMIN);
+const api = hubApi(() => stack.base, ADMIN);
 const get = (path: string, token = ADMIN) => api('GET', path, undefined, token);
 async function post(path: string, body: unknown): Promise<Record<string, unknown>> {
   const answer = await api('POST', path, body);
@@ -50,12 +42,6 @@ const recorded = (id: string) =>
   );
 
 beforeAll(async () => {
-  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, { MCP_WORKER_IDLE_TTL: '0' });
-  hub = await buildHub({
-    config: loadHubConfig({ REDIS_URL: redisUrl(), KEY_PREFIX: t.prefix, HUB_PORT: '0', HUB_ADMIN_TOKEN: ADMIN }),
-    log: hubLogs.log,
-  });
-  base = await hub.listen({ host: '127.0.0.1', port: 0 });
   await post('/api/projects', { id: 'fp', name: 'fp' });
   await post('/api/projects', { id: 'other', name: 'other' });
   otherKey = (await post('/api/projects/other/keys', { name: 'k', role: 'owner' })).key as string;
@@ -68,10 +54,6 @@ beforeAll(async () => {
     'create',
   );
 }, 30_000);
-
-afterAll(async () => {
-  await stopStack(supervisor, hub, t.prefix);
-});
 
 describe('failure history', () => {
   it('records a stdio server that dies at start, with what it said on the way out', async () => {

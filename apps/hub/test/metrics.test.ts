@@ -1,41 +1,32 @@
-import type { ChildProcess } from 'node:child_process';
-import { loadHubConfig, Registry } from '@mcp-hub/shared';
-import type { FastifyInstance } from 'fastify';
 import { request } from 'undici';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { echoServer, startWatchedSupervisor, stopStack, waitFor } from '../../../test/processes.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { echoServer, waitFor } from '../../../test/processes.js';
 import { parsePrometheusText, type Sample, sampleValue } from '../../../test/prometheus-text.js';
 import { openSession } from '../../../test/raw-mcp.js';
-import { captureLogger, redisUrl, testRedis } from '../../../test/support.js';
-import { buildHub } from '../src/index.js';
+import { useHubStack } from './hub-stack.js';
 
 // Issue 15, item 1: Prometheus metrics at GET /metrics. Known traffic through a real hub, supervisor, worker and
 // stdio server, then the exact changes of the counters it should move; every scrape goes through a strict reader
 // of the text format (test/prometheus-text.ts).
 const ADMIN = 'admin-token-metrics-0123456789';
 const METRICS_TOKEN = 'metrics-only-token-0123456789';
+const stack = useHubStack(ADMIN, { HUB_METRICS_TOKEN: METRICS_TOKEN });
+const { registry } = stack;
 const SERVER = 'm-echo';
 const PROJECT = 'mp';
-const t = testRedis();
-const registry = new Registry(t.redis, t.keys);
-const hubLogs = captureLogger('hub');
-const processLines: Record<string, unknown>[] = [];
-let hub: FastifyInstance;
-let base: string;
-let supervisor: ChildProcess;
 let limitedKey: string;
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 async function scrape(token = METRICS_TOKEN): Promise<Sample[]> {
-  const res = await request(`${base}/metrics`, { headers: bearer(token) });
+  const res = await request(`${stack.base}/metrics`, { headers: bearer(token) });
   expect(res.statusCode).toBe(200);
   expect(String(res.headers['content-type'])).toMatch(/^text\/plain; version=0\.0\.4/);
   return parsePrometheusText(await res.body.text());
 }
 
 async function call(tool: string, args: unknown, headers: Record<string, string> = bearer(ADMIN), server = SERVER) {
-  const res = await request(`${base}/mcp/${server}/${tool}`, {
+  const res = await request(`${stack.base}/mcp/${server}/${tool}`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
     body: JSON.stringify(args),
@@ -55,27 +46,15 @@ function ops(samples: Sample[], labels: Record<string, string>): number {
 }
 
 beforeAll(async () => {
-  supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, { MCP_WORKER_IDLE_TTL: '0' });
-  hub = await buildHub({
-    config: loadHubConfig({
-      REDIS_URL: redisUrl(),
-      KEY_PREFIX: t.prefix,
-      HUB_PORT: '0',
-      HUB_ADMIN_TOKEN: ADMIN,
-      HUB_METRICS_TOKEN: METRICS_TOKEN,
-    }),
-    log: hubLogs.log,
-  });
-  base = await hub.listen({ host: '127.0.0.1', port: 0 });
   const admin = { 'content-type': 'application/json', ...bearer(ADMIN) };
-  const project = await request(`${base}/api/projects`, {
+  const project = await request(`${stack.base}/api/projects`, {
     method: 'POST',
     headers: admin,
     body: JSON.stringify({ id: PROJECT, name: PROJECT }),
   });
   expect(project.statusCode).toBe(201);
   await project.body.text();
-  const key = await request(`${base}/api/projects/${PROJECT}/keys`, {
+  const key = await request(`${stack.base}/api/projects/${PROJECT}/keys`, {
     method: 'POST',
     headers: admin,
     body: JSON.stringify({ name: 'one-an-hour', role: 'reporter', limits: { perHour: 1 } }),
@@ -90,18 +69,14 @@ beforeAll(async () => {
   );
 }, 60_000);
 
-afterAll(async () => {
-  await stopStack(supervisor, hub, t.prefix);
-});
-
 describe('GET /metrics', () => {
   it('answers the metrics token and the admin token, and no one else', async () => {
-    expect((await request(`${base}/metrics`)).statusCode).toBe(401);
-    expect((await request(`${base}/metrics`, { headers: bearer(limitedKey) })).statusCode).toBe(403);
+    expect((await request(`${stack.base}/metrics`)).statusCode).toBe(401);
+    expect((await request(`${stack.base}/metrics`, { headers: bearer(limitedKey) })).statusCode).toBe(403);
     await scrape(METRICS_TOKEN);
     await scrape(ADMIN);
     // The metrics token opens nothing else.
-    expect((await request(`${base}/api/servers`, { headers: bearer(METRICS_TOKEN) })).statusCode).toBe(401);
+    expect((await request(`${stack.base}/api/servers`, { headers: bearer(METRICS_TOKEN) })).statusCode).toBe(401);
   });
 
   it('counts calls at the edge and on the hop by outcome: success, tool error, invalid arguments, unknown tool', async () => {
@@ -111,7 +86,7 @@ describe('GET /metrics', () => {
     expect(await call('tool-error', {})).toBe(200);
     expect(await call('echo', { message: 42 })).toBe(400);
     expect(await call('no-such-tool', {})).toBe(404);
-    const sse = await request(`${base}/mcp/${SERVER}/echo`, {
+    const sse = await request(`${stack.base}/mcp/${SERVER}/echo`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', accept: 'text/event-stream', ...bearer(ADMIN) },
       body: JSON.stringify({ message: 'streamed' }),
@@ -162,7 +137,7 @@ describe('GET /metrics', () => {
 
   it('counts an MCP request under its method and era', async () => {
     const before = await scrape();
-    await openSession(`${base}/mcp/${SERVER}`, bearer(ADMIN));
+    await openSession(`${stack.base}/mcp/${SERVER}`, bearer(ADMIN));
     const after = await scrape();
     const labels = { method: 'initialize', server: SERVER, transport: 'mcp-2025', error_type: '' };
     expect(ops(after, labels) - ops(before, labels)).toBe(1);

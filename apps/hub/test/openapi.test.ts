@@ -71,7 +71,7 @@ describe('OpenAPI', () => {
       const response = await page.goto(`${base}${DOCS_PREFIX}`);
       expect(response?.status()).toBe(200);
       await page.locator('.swagger-ui .info .title').waitFor({ timeout: 20_000 });
-      expect(await page.locator('.swagger-ui .info .title').innerText()).toContain('MCP Hub API');
+      expect(await page.locator('.swagger-ui .info .title').textContent()).toContain('MCP Hub API');
       // Every operation of the document is listed (one block each).
       const doc = (await (await request(`${base}/openapi.json`)).body.json()) as {
         paths: Record<string, Record<string, unknown>>;

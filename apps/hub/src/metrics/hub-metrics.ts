@@ -62,6 +62,25 @@ export interface Operation {
   seconds: number;
 }
 
+/**
+ * Observes `value` in the child of `histogram` with `labels`, kept in `cache` (one per histogram): prom-client hashes the labels
+ * object on every observe otherwise, and these are observed on every call.
+ */
+function observeCached<L extends string>(
+  histogram: Histogram<L>,
+  cache: Map<string, { observe(v: number): void }>,
+  value: number,
+  labels: Record<L, string>,
+): void {
+  const key = Object.values(labels).join('\u0000');
+  let child = cache.get(key);
+  if (!child) {
+    child = histogram.labels(labels);
+    cache.set(key, child);
+  }
+  child.observe(value);
+}
+
 /** Adds one to `gauge` until the returned function is called (once; later calls do nothing). */
 function held(gauge: Gauge): () => void {
   gauge.inc();
@@ -102,8 +121,9 @@ export class HubMetrics {
   private readonly rateDecisions: Counter<'outcome' | 'scope'>;
   private readonly keyLookups: Counter<'result'>;
   private readonly limiterCheck: Histogram<'mode'>;
-  /** Children by their label values joined: prom-client hashes the labels object on every observe otherwise. */
+  /** Histogram children by label values, one map per histogram (bounded by LabelBudget's caps). */
   private readonly serverOpChildren = new Map<string, { observe(v: number): void }>();
+  private readonly clientOpChildren = new Map<string, { observe(v: number): void }>();
 
   constructor(sources: MetricsSources) {
     const registers = [this.registry];
@@ -258,34 +278,24 @@ export class HubMetrics {
   /** One operation answered at the edge. */
   operation(op: Operation): void {
     const server = this.labels.server(op.server);
-    const tool = op.tool === undefined ? '' : this.labels.tool(server, op.tool);
-    const key = `${op.method}\u0000${tool}\u0000${server}\u0000${op.transport}\u0000${op.errorType ?? ''}`;
-    let child = this.serverOpChildren.get(key);
-    if (!child) {
-      child = this.serverOps.labels({
-        mcp_method_name: op.method,
-        gen_ai_tool_name: tool,
-        server,
-        transport: op.transport,
-        error_type: op.errorType ?? '',
-      });
-      this.serverOpChildren.set(key, child);
-    }
-    child.observe(op.seconds);
+    observeCached(this.serverOps, this.serverOpChildren, op.seconds, {
+      mcp_method_name: op.method,
+      gen_ai_tool_name: op.tool === undefined ? '' : this.labels.tool(server, op.tool),
+      server,
+      transport: op.transport,
+      error_type: op.errorType ?? '',
+    });
   }
 
   /** One operation the hub sent to a worker. */
   clientOperation(method: string, server: string, tool: string | undefined, seconds: number, errorType?: string) {
     const s = this.labels.server(server);
-    this.clientOps.observe(
-      {
-        mcp_method_name: method,
-        gen_ai_tool_name: tool === undefined ? '' : this.labels.tool(s, tool),
-        server: s,
-        error_type: errorType ?? '',
-      },
-      seconds,
-    );
+    observeCached(this.clientOps, this.clientOpChildren, seconds, {
+      mcp_method_name: method,
+      gen_ai_tool_name: tool === undefined ? '' : this.labels.tool(s, tool),
+      server: s,
+      error_type: errorType ?? '',
+    });
   }
 
   /** Counts a request in flight; the function it returns (idempotent) ends it. */
