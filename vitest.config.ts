@@ -4,10 +4,14 @@ import { defineConfig } from 'vitest/config';
 // tests never run against a stale build. (Not plain "source": some dependencies, e.g. eventsource, publish
 // TypeScript under that name, and Vitest hands the conditions to Node.)
 const conditions = ['@mcp-hub/source', 'module', 'node', 'development|production'];
+// Test files run server-side, and Vitest hands these to Node (`--conditions`) for the dependencies it does not
+// transform: without "module", Node resolves packages as it does in production. (The OpenTelemetry packages publish
+// "module" builds with extension-less imports that Node cannot load.)
+const ssrConditions = conditions.filter((c) => c !== 'module');
 
 export default defineConfig({
   resolve: { conditions },
-  ssr: { resolve: { conditions } },
+  ssr: { resolve: { conditions: ssrConditions } },
   test: {
     globalSetup: ['test/global-setup.ts'],
     include: ['{apps,packages}/*/{src,test}/**/*.test.ts'],

@@ -12,6 +12,7 @@ import {
   registerErrorHandling,
   requestIdFrom,
   SecretBox,
+  startTracing,
 } from '@mcp-hub/shared';
 import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
@@ -126,6 +127,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     // Never fall back to open: an embedding that forgot the token must not serve everyone as admin.
     throw new Error('buildHub: auth is "token" but no admin token was given (set HUB_ADMIN_TOKEN, or HUB_AUTH=none)');
   }
+  // Off (undefined) unless OTEL_EXPORTER_OTLP_ENDPOINT is set: then the SDK is loaded and spans are exported.
+  const tracer = await startTracing({ service: 'mcp-hub', env: config.otel, log });
   const ownsRedis = deps.redis === undefined;
   const redis = deps.redis ?? createRedis(config.redisUrl, 'request', log.child({ component: 'redis' }));
   const keys = createKeys(config.keyPrefix);
@@ -342,7 +345,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // The one client for every path that talks to a worker; it tracks what is open so closing can end it.
   const client = new WorkerClient();
   const drain = new RequestDrain(app.server);
-  await app.register(toolCallRoutes, { cache, workers, client, guard, log, metrics });
+  await app.register(toolCallRoutes, { cache, workers, client, guard, log, metrics, tracer });
   if (metrics) await app.register(metricsRoutes, { metrics });
   await app.register(eventRoutes, { feed });
   const aggregator = new Aggregator({
@@ -353,6 +356,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     client,
     log,
     separator: config.toolSeparator,
+    tracer,
     maxAgeMs: config.cacheMaxAgeMs,
     listTimeoutMs: config.aggregateListTimeoutMs,
   });
@@ -395,6 +399,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     guard,
     log,
     metrics,
+    tracer,
     sessionUsed: (keyId, serverId) => reaper.remember(keyId, serverId),
   });
   await app.register(mcpAggregateRoutes, { aggregate, metrics });
@@ -434,6 +439,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     limiterRedis.disconnect();
     await closeRedis(subscriber);
     if (ownsRedis) redis.disconnect();
+    // The spans of the last calls go out before the process ends (bounded: a collector that is down waits 2 s).
+    await tracer?.shutdown();
   });
   return app;
 }

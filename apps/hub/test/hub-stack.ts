@@ -10,6 +10,8 @@ export interface HubStack {
   t: ReturnType<typeof testRedis>;
   registry: Registry;
   hubLogs: ReturnType<typeof captureLogger>;
+  /** The JSON lines of the supervisor and its workers (they write to the supervisor's stdout). */
+  processLines: Record<string, unknown>[];
   /** The hub's address, once listening (in tests and in `beforeAll` hooks registered after this). */
   base: string;
   hub?: FastifyInstance;
@@ -18,15 +20,29 @@ export interface HubStack {
 /**
  * A private key prefix on the test Redis, a real supervisor (no idle stops) and a hub with `adminToken` listening
  * on a free port, started before the file's tests (and before `beforeAll` hooks registered after this call) and
- * stopped after them, leaving no process or Redis record behind. `hubEnv` adds to the hub's configuration.
+ * stopped after them, leaving no process or Redis record behind. `hubEnv` adds to the hub's configuration,
+ * `supervisorEnv` to the supervisor's (both read when the stack starts).
  */
-export function useHubStack(adminToken: string, hubEnv: Record<string, string> = {}): HubStack {
+export function useHubStack(
+  adminToken: string,
+  hubEnv: Record<string, string> = {},
+  supervisorEnv: Record<string, string> = {},
+): HubStack {
   const t = testRedis();
-  const stack: HubStack = { t, registry: new Registry(t.redis, t.keys), hubLogs: captureLogger('hub'), base: '' };
   const processLines: Record<string, unknown>[] = [];
+  const stack: HubStack = {
+    t,
+    registry: new Registry(t.redis, t.keys),
+    hubLogs: captureLogger('hub'),
+    processLines,
+    base: '',
+  };
   let supervisor: ChildProcess | undefined;
   beforeAll(async () => {
-    supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, { MCP_WORKER_IDLE_TTL: '0' });
+    supervisor = startWatchedSupervisor(redisUrl(), t.prefix, processLines, {
+      MCP_WORKER_IDLE_TTL: '0',
+      ...supervisorEnv,
+    });
     stack.hub = await buildHub({
       config: loadHubConfig({
         REDIS_URL: redisUrl(),

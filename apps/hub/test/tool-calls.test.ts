@@ -194,6 +194,19 @@ describe('POST /mcp/:id/:tool through hub, supervisor and worker', () => {
     );
   });
 
+  it('with tracing off, passes the client traceparent on to the upstream as it came, and logs no trace ids', async () => {
+    const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    const res = await call('fixture', 'meta', {}, { traceparent, 'x-request-id': 'e2e-trace-off' });
+    const events = parseSse(res.text);
+    expect(events[0]?.event).toBe('result');
+    const content = (events[0]?.data.content ?? []) as { text: string }[];
+    const meta = JSON.parse(String(content[0]?.text)) as Record<string, unknown>;
+    expect(meta.traceparent).toBe(traceparent);
+    const accepted = hubLogs.lines.find((l) => l.event === 'tool.call.accepted' && l.request_id === 'e2e-trace-off');
+    expect(accepted).toBeDefined();
+    expect(accepted?.trace_id).toBeUndefined();
+  });
+
   it('calls a REST-backed tool against a local HTTP server, and the worker logs tool.http.*', async () => {
     restRequests = [];
     const res = await call('api', 'get_item', { itemId: 'a/b', verbose: true }, { 'x-request-id': 'e2e-rest-1' });

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { AppError, type Logger } from '@mcp-hub/shared';
+import { AppError, type Logger, spanName, TRACE_ATTR, type TraceSpan, traceFields } from '@mcp-hub/shared';
 import { isLost, type ToolProgress, type ToolResult, type Upstream } from './upstream/upstream.js';
 
 export interface CallRequest {
@@ -14,6 +14,10 @@ export interface CallRequest {
   onDispatch?: () => void;
   /** The upstream session to call (a client's own, in `per-client` mode); the runner's by default. */
   upstream?: Upstream;
+  /** The worker's span of the request (tracing on): the call to the upstream is its child, its ids go in the logs. */
+  span?: TraceSpan;
+  /** Tracing off: the caller's traceparent, passed on to the upstream as it came (the worker stays transparent). */
+  traceparent?: string;
 }
 
 export type CallOutcome =
@@ -22,6 +26,12 @@ export type CallOutcome =
   | { kind: 'error'; error: AppError; lost: boolean }
   /** The client went away; there is nobody to answer. */
   | { kind: 'cancelled' };
+
+/** The `error.type` of a call's span: none for a result, `tool_error` for one with isError. */
+export function outcomeError(outcome: CallOutcome): string | undefined {
+  if (outcome.kind === 'result') return outcome.result.isError ? 'tool_error' : undefined;
+  return outcome.kind === 'error' ? outcome.error.code : 'cancelled';
+}
 
 export interface CallRunnerDeps {
   upstream: Upstream;
@@ -120,7 +130,14 @@ export class CallRunner {
     const onClientGone = () => controller.abort(new ClientGoneError());
     if (clientSignal?.aborted) onClientGone();
     else clientSignal?.addEventListener('abort', onClientGone, { once: true });
-    log.info({ event: 'tool.call.start', request_id: requestId, tool }, 'tool call started');
+    const trace = traceFields(request.span);
+    log.info({ event: 'tool.call.start', request_id: requestId, ...trace, tool }, 'tool call started');
+    const hop = request.span?.child(spanName('tools/call', tool), 'client', {
+      [TRACE_ATTR.method]: 'tools/call',
+      [TRACE_ATTR.tool]: tool,
+      [TRACE_ATTR.hubRequestId]: requestId,
+      [TRACE_ATTR.networkTransport]: upstream.pid === undefined ? 'tcp' : 'pipe',
+    });
 
     let outcome: CallOutcome;
     let failure: unknown;
@@ -136,6 +153,7 @@ export class CallRunner {
         },
         timeoutMs,
         requestId,
+        traceparent: hop ? hop.traceparent : request.traceparent,
       });
       outcome = { kind: 'result', result };
     } catch (error) {
@@ -172,6 +190,7 @@ export class CallRunner {
         {
           event: 'tool.call.failed',
           request_id: requestId,
+          ...trace,
           tool,
           error: error.message,
           code: error.code,
@@ -181,7 +200,8 @@ export class CallRunner {
         'tool call failed',
       );
     }
-    log.info({ event: 'tool.call.done', request_id: requestId, tool, latency, status }, 'tool call done');
+    hop?.end(status === 'ok' ? undefined : status);
+    log.info({ event: 'tool.call.done', request_id: requestId, ...trace, tool, latency, status }, 'tool call done');
     return outcome;
   }
 }

@@ -10,8 +10,12 @@ import {
   registerErrorHandling,
   requestIdFrom,
   SseStream,
+  spanName,
   type ToolInput,
   type ToolResultEvent,
+  type Tracer,
+  toolCallAttributes,
+  validTraceparent,
   WORKER_CALLER_HEADER,
   WORKER_DISPATCH_HEADER,
   WORKER_ROUTES,
@@ -21,7 +25,7 @@ import {
 } from '@mcp-hub/shared';
 import type { McpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
-import type { CallRunner } from './call-runner.js';
+import { type CallRunner, outcomeError } from './call-runner.js';
 
 import type { ToolResult } from './upstream/upstream.js';
 
@@ -47,6 +51,8 @@ export interface HttpServerDeps {
   keepAliveIntervalMs: number;
   /** Serves the standard MCP endpoints (`/mcp`, `/sse`, `/messages`); left out, they are not routed. */
   front?: McpFront;
+  /** Traces each call (tracing on): a server span whose parent is the hub's hop (`traceparent`). */
+  tracer?: Tracer;
 }
 
 /** Where legacy SSE clients post their messages when the hub does not say (MESSAGES_PATH_HEADER). */
@@ -108,10 +114,24 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) client.abort();
     });
-    const call = { tool, args: args as Record<string, unknown>, requestId, clientSignal: client.signal };
+    const span = deps.tracer?.start(
+      spanName('tools/call', tool),
+      'server',
+      toolCallAttributes(requestId, tool),
+      validTraceparent(req.headers.traceparent),
+    );
+    const call = {
+      tool,
+      args: args as Record<string, unknown>,
+      requestId,
+      clientSignal: client.signal,
+      span,
+      traceparent: span ? undefined : validTraceparent(req.headers.traceparent),
+    };
 
     if (wantsJson(req.headers.accept)) {
       const outcome = await runner.run(call);
+      span?.end(outcomeError(outcome));
       // The runner logged it (tool.call.failed): the error handler does not log it again.
       if (outcome.kind === 'error') throw markLogged(outcome.error);
       if (outcome.kind === 'cancelled') return reply.hijack();
@@ -128,6 +148,7 @@ export function buildHttpServer(deps: HttpServerDeps): FastifyInstance {
         ? { onDispatch: () => stream.send('dispatched', { request_id: requestId }) }
         : {}),
     });
+    span?.end(outcomeError(outcome));
     // The last event and the end of the stream leave in one write.
     if (outcome.kind === 'result') stream.finish('result', resultBody(requestId, outcome.result));
     else if (outcome.kind === 'error') {

@@ -1,5 +1,16 @@
 import { randomUUID } from 'node:crypto';
-import { AppError, isRequestId, type Logger, REQUEST_ID_HEADER } from '@mcp-hub/shared';
+import {
+  AppError,
+  isRequestId,
+  type Logger,
+  metaTraceparent,
+  REQUEST_ID_HEADER,
+  spanName,
+  TRACE_ATTR,
+  type Tracer,
+  toolCallAttributes,
+  validTraceparent,
+} from '@mcp-hub/shared';
 import {
   type InputFlows,
   type McpFrontServerFactory,
@@ -21,7 +32,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/server';
 import { bridgeSession, handlePerSession } from './bridge-session.js';
-import type { CallRunner } from './call-runner.js';
+import { type CallRunner, outcomeError } from './call-runner.js';
 import type { Subscriber } from './client-fanout.js';
 import type { WorkerGate } from './http-server.js';
 import { PASSTHROUGH_METHODS, type PassthroughMethod, type UpstreamFeatures } from './upstream/upstream.js';
@@ -39,6 +50,8 @@ export interface McpBridgeDeps {
   requestTimeoutMs: number;
   /** Requests that wait on their client across rounds (`input_required`). */
   flows: InputFlows;
+  /** Traces tool calls (tracing on); unset: tracing is off. */
+  tracer?: Tracer;
 }
 
 const FEATURE_OF: Record<PassthroughMethod, keyof UpstreamFeatures> = {
@@ -135,21 +148,41 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
       throw toProtocolError(error);
     }
     const requestId = requestIdOf(rc, ctx);
-    return (await interactive(rc, async (link, signal, onProgress) => {
-      const outcome = await runner.run({
-        tool: name,
-        args: args as Record<string, unknown>,
-        requestId,
-        clientSignal: signal,
-        onProgress,
-        upstream: link.upstream,
+    // The parent: the hub's hop (its `traceparent` header), else the message's `_meta` (a hub→worker session).
+    const parent =
+      validTraceparent(rc.http?.req?.headers.get('traceparent') ?? undefined) ?? metaTraceparent(request.params);
+    const span = deps.tracer?.start(
+      spanName('tools/call', name),
+      'server',
+      { ...toolCallAttributes(requestId, name), [TRACE_ATTR.session]: session ? rc.sessionId : undefined },
+      parent,
+    );
+    let errorType: string | undefined;
+    try {
+      const result = await interactive(rc, async (link, signal, onProgress) => {
+        const outcome = await runner.run({
+          tool: name,
+          args: args as Record<string, unknown>,
+          requestId,
+          clientSignal: signal,
+          onProgress,
+          upstream: link.upstream,
+          span,
+          traceparent: span ? undefined : parent,
+        });
+        errorType = outcomeError(outcome);
+        if (outcome.kind === 'result') return outcome.result;
+        if (outcome.kind === 'cancelled') {
+          throw new ProtocolError(ProtocolErrorCode.InternalError, 'the request was cancelled');
+        }
+        throw toProtocolError(outcome.error);
       });
-      if (outcome.kind === 'result') return outcome.result;
-      if (outcome.kind === 'cancelled') {
-        throw new ProtocolError(ProtocolErrorCode.InternalError, 'the request was cancelled');
-      }
-      throw toProtocolError(outcome.error);
-    })) as never;
+      span?.end(errorType);
+      return result as never;
+    } catch (error) {
+      span?.end(errorType ?? 'internal');
+      throw error;
+    }
   });
 
   for (const method of PASSTHROUGH_METHODS) {

@@ -1,4 +1,4 @@
-import type { Logger, ServerSpec, SessionMode, WorkerConfig } from '@mcp-hub/shared';
+import type { Logger, ServerSpec, SessionMode, Tracer, WorkerConfig } from '@mcp-hub/shared';
 import { createMcpFront, InputFlows, type McpFront } from '@mcp-hub/shared/mcp-front';
 import type { CallRunner } from './call-runner.js';
 import type { WorkerGate } from './http-server.js';
@@ -26,6 +26,8 @@ export interface WorkerFrontDeps {
   sessionIdleTtlMs: number;
   perClientMaxSessions: number;
   perClientIdleMs: number;
+  /** Traces tool calls (tracing on); unset: tracing is off. */
+  tracer?: Tracer;
 }
 
 /**
@@ -62,6 +64,7 @@ export function createWorkerFront(deps: WorkerFrontDeps): McpFront {
       requestTimeoutMs: spec.timeoutMs,
       links,
       flows,
+      tracer: deps.tracer,
     }),
     log: mcpLog,
     ...(spec.transport === 'streamable-http'

@@ -9,6 +9,7 @@ import {
   type ServerSpec,
   type SessionMode,
   SSE_KEEP_ALIVE_INTERVAL_MS,
+  startTracing,
   type UpstreamStatus,
   WORKER_EXIT_CODES,
   type WorkerConfig,
@@ -114,13 +115,25 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
     log.warn({ event: 'registry.invalid_record', key, field, err }, 'a stored record does not parse'),
   );
 
+  // Off unless an OTLP endpoint is set (OTEL_*, handed on by the supervisor); loaded while the spec is read.
+  const tracing = startTracing({
+    service: 'mcp-hub-worker',
+    env: config.otel,
+    log,
+    resource: { 'service.instance.id': config.instance, 'mcp_hub.server.id': serverId },
+  }).catch((error: unknown) => {
+    log.warn({ event: 'tracing.start_failed', err: error }, 'tracing could not start; running without it');
+    return undefined;
+  });
   let serverSpec: ServerSpec;
   try {
     serverSpec = await loadServerSpec({ config, registry, redis, keys, log });
   } catch (error) {
     if (ownsRedis) await closeRedis(redis);
+    await (await tracing)?.shutdown();
     throw error;
   }
+  const tracer = await tracing;
 
   const launcher: StdioLauncher =
     config.stdioSandbox === 'bwrap'
@@ -213,6 +226,7 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
         sessionIdleTtlMs: options.mcpSessionIdleTtlMs,
         perClientMaxSessions: options.perClientMaxSessions,
         perClientIdleMs: options.perClientIdleMs,
+        tracer,
       });
     },
     (error) => log.error({ event: 'mcp.front_failed', err: error }, 'the MCP endpoint could not start'),
@@ -274,12 +288,14 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       runner,
       keepAliveIntervalMs: options.keepAliveIntervalMs,
       front,
+      tracer,
     });
     await app.listen({ host: config.host, port: config.port });
   } catch (error) {
     stopping = true;
     await upstream.close().catch(() => {});
     if (ownsRedis) await closeRedis(redis);
+    await tracer?.shutdown();
     throw error;
   }
   const port = (app.server.address() as AddressInfo).port;
@@ -324,6 +340,8 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       await step('upstream', () => upstream.close());
       await step('http', () => app.close());
       if (ownsRedis) await step('redis', () => closeRedis(redis));
+      // The spans of the last calls go out before the process ends (at most 2 s for a collector that is down).
+      if (tracer) await step('tracing', () => tracer.shutdown());
       rejectReady(new Error('the worker was closed before it was ready'));
       log.info({ event: 'worker.stopped' }, 'worker stopped');
     })();

@@ -73,7 +73,7 @@ describe('the built worker process', () => {
       pid: child.child.pid,
       specRev,
       upstream: 'connected',
-      tools: 6,
+      tools: 7,
     });
     const connected = logLines(child).find((line) => line.event === 'upstream.connected');
     expect(connected).toMatchObject({ service: 'worker', server: 'proc-echo', instance, pid: expect.any(Number) });

@@ -321,7 +321,7 @@ describe('stdio worker: echo fixture', () => {
     );
     const called = await callJson(port, 'fresh-tool', {});
     expect(called.body).toMatchObject({ content: [{ type: 'text', text: 'fresh-tool' }] });
-    expect(worker.health().tools).toBe(7);
+    expect(worker.health().tools).toBe(8);
   });
 
   it('reports activeCalls and idleMs', async () => {

@@ -125,6 +125,8 @@ export const common = {
     .regex(/^[A-Za-z0-9:{}_.-]{1,64}$/, 'must be 1-64 characters of A-Z, a-z, 0-9, : { } _ . -')
     .default(DEFAULT_KEY_PREFIX),
   LOG_LEVEL: z.enum(LOG_LEVELS, { error: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  /** Turns tracing on (tracing.ts; the other OTEL_* variables are read there): checked here so a typo stops the start. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
 };
 
 /** The fields every process's configuration has, from the `common` variables. */

@@ -16,6 +16,7 @@ import {
   stdioPolicyEnv,
 } from './config.js';
 import { DEFAULT_WORKER_BASE_PORT, DEFAULT_WORKER_PORT_RANGE } from './supervisor-config.js';
+import { otelEnv } from './tracing.js';
 
 export const DEFAULT_HUB_PORT = 8080;
 export const DEFAULT_BODY_LIMIT_BYTES = 1_048_576;
@@ -149,6 +150,8 @@ export interface HubConfig {
   metrics: boolean;
   /** HUB_METRICS_TOKEN: a bearer token that may read `/metrics` only (the admin token may too). */
   metricsToken: string | undefined;
+  /** The OTEL_* variables: tracing is on when they name an OTLP endpoint (tracing.ts). */
+  otel: Readonly<Record<string, string>>;
   /** `Host` values accepted besides loopback names, the bound address and the HUB_PUBLIC_URL host (`name` or `name:port`). */
   allowedHosts: readonly string[];
   /** The whole request (headers and body) must arrive within this; SSE answers are not affected. */
@@ -213,6 +216,7 @@ export function loadHubConfig(env: Env = process.env): Readonly<HubConfig> {
     alertDedupeMs: e.HUB_ALERT_DEDUPE,
     alertRetryBaseMs: e.HUB_ALERT_RETRY_BASE,
     metricsToken: e.HUB_METRICS_TOKEN,
+    otel: otelEnv(env),
     allowedHosts: e.HUB_ALLOWED_HOSTS.map((h) => h.toLowerCase()),
     requestTimeoutMs: e.HUB_REQUEST_TIMEOUT,
     headersTimeoutMs: e.HUB_HEADERS_TIMEOUT,

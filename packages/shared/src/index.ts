@@ -150,6 +150,23 @@ export {
   TOOL_SCHEMA_MAX_BYTES,
   TOOLS_MAX_PER_SERVER,
 } from './tool-limits.js';
+export {
+  type AttributeValue,
+  metaTraceparent,
+  otelEnv,
+  type SpanAttributes,
+  type SpanKindName,
+  spanName,
+  startTracing,
+  TRACE_ATTR,
+  type Tracer,
+  type TraceSpan,
+  type TracingOptions,
+  toolCallAttributes,
+  traceFields,
+  tracingEnabled,
+  validTraceparent,
+} from './tracing.js';
 export { describeProblems, type FieldProblem, parseOrThrow, zodProblems } from './validation.js';
 export {
   DEFAULT_STDIO_SANDBOX_DIR,

@@ -116,8 +116,8 @@ export const WORKER_INHERITED_ENV_VARS: readonly string[] = Object.freeze([
   'PROGRAMFILES',
   'PROCESSOR_ARCHITECTURE',
 ]);
-/** Prefixes of inherited variables: locale categories, and the stdio settings the worker reads itself. */
-export const WORKER_INHERITED_ENV_PREFIXES: readonly string[] = Object.freeze(['LC_', 'MCP_STDIO_']);
+/** Prefixes of inherited variables: locale categories, and the stdio and tracing (OpenTelemetry) settings the worker reads itself. */
+export const WORKER_INHERITED_ENV_PREFIXES: readonly string[] = Object.freeze(['LC_', 'MCP_STDIO_', 'OTEL_']);
 
 /** The allow-listed part of `env` (WORKER_INHERITED_ENV_VARS and _PREFIXES); empty values dropped. */
 export function workerInheritedEnv(env: Env): Record<string, string> {

@@ -14,6 +14,7 @@ import {
   stdioPolicyConfig,
   stdioPolicyEnv,
 } from './config.js';
+import { otelEnv } from './tracing.js';
 
 /** Largest message a worker takes from its upstream: the MCP SDK's own limit for stdio (10 MiB). */
 export const DEFAULT_UPSTREAM_MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
@@ -67,6 +68,8 @@ export interface WorkerConfig {
   stdioAllowedEnv: readonly string[];
   /** As the hub's (MCP_STDIO_CWD_ROOTS). */
   stdioCwdRoots: readonly string[] | undefined;
+  /** The OTEL_* variables (handed on by the supervisor): tracing is on when they name an OTLP endpoint. */
+  otel: Readonly<Record<string, string>>;
 }
 
 /** Reads a worker's configuration (set by its supervisor); throws ConfigError naming every bad variable. */
@@ -85,5 +88,6 @@ export function loadWorkerConfig(env: Env = process.env): Readonly<WorkerConfig>
     stdioSandboxDir: resolve(e.MCP_STDIO_SANDBOX_DIR),
     stdioSandboxReadOnlyPaths: e.MCP_STDIO_SANDBOX_READ_ONLY_PATHS,
     ...stdioPolicyConfig(e),
+    otel: otelEnv(env),
   });
 }

@@ -1,4 +1,14 @@
-import type { Logger, RuntimeRecord, ServerSpec } from '@mcp-hub/shared';
+import {
+  type Logger,
+  type RuntimeRecord,
+  type ServerSpec,
+  spanName,
+  TRACE_ATTR,
+  type Tracer,
+  type TraceSpan,
+  toolCallAttributes,
+  traceFields,
+} from '@mcp-hub/shared';
 import { progressSender } from '@mcp-hub/shared/mcp-front';
 import {
   type CallToolResult,
@@ -29,6 +39,8 @@ export interface AggregateCallsDeps {
   client: WorkerClient;
   log: Logger;
   separator: string;
+  /** Traces each call (a server span, a client span for the hop to the worker); unset: tracing is off. */
+  tracer?: Tracer;
   catalogFor: (principal: Principal) => Promise<Catalog>;
   /** Runs an operation on a worker session as a flow whose questions go to this request's client. */
   interactive: (
@@ -48,12 +60,41 @@ export interface AggregateCallsDeps {
 export class AggregateCalls {
   constructor(private readonly deps: AggregateCallsDeps) {}
 
+  /** `traceparent`: the client's, from its HTTP request or the message's `_meta` (the parent of the call's span). */
   async call(
     down: Downstream,
     name: string,
     args: Record<string, unknown>,
     requestId: string,
     rc: ServerContext,
+    traceparent?: string,
+  ): Promise<Record<string, unknown>> {
+    const span = this.deps.tracer?.start(
+      'tools/call',
+      'server',
+      toolCallAttributes(requestId, undefined, true),
+      traceparent,
+    );
+    // Tracing off: the client's traceparent goes on to the worker as it came.
+    if (!span) return this.run(down, name, args, requestId, rc, undefined, traceparent);
+    try {
+      const result = await this.run(down, name, args, requestId, rc, span, undefined);
+      span.end(result.isError === true ? 'tool_error' : undefined);
+      return result;
+    } catch (err) {
+      span.end(ProtocolError.isInstance(err) ? `rpc_${err.code}` : 'internal');
+      throw err;
+    }
+  }
+
+  private async run(
+    down: Downstream,
+    name: string,
+    args: Record<string, unknown>,
+    requestId: string,
+    rc: ServerContext,
+    span: TraceSpan | undefined,
+    clientTraceparent: string | undefined,
   ): Promise<Record<string, unknown>> {
     const { cache, guard, workers, log } = this.deps;
     const { principal } = down;
@@ -84,7 +125,20 @@ export class AggregateCalls {
     }
     let done: ((ok: boolean) => void) | undefined;
     let started = 0;
-    const fields = { request_id: requestId, server, tool, via: 'mcp' };
+    const fields = { request_id: requestId, ...traceFields(span), server, tool, via: 'mcp' };
+    let hop: TraceSpan | undefined;
+    let traceparent = clientTraceparent;
+    if (span) {
+      span.rename(spanName('tools/call', name));
+      span.set(TRACE_ATTR.tool, name);
+      span.set(TRACE_ATTR.hubServer, server);
+      hop = span.child(spanName('tools/call', tool), 'client', {
+        [TRACE_ATTR.method]: 'tools/call',
+        [TRACE_ATTR.tool]: tool,
+        [TRACE_ATTR.hubServer]: server,
+      });
+      traceparent = hop.traceparent;
+    }
     try {
       if (!this.mayListen(down, rc)) {
         // Nothing the worker could ask or tell this client: the REST call path, one hop cheaper than a worker
@@ -104,10 +158,12 @@ export class AggregateCalls {
               signal: rc.mcpReq.signal,
               timeoutMs: spec.timeoutMs,
               onProgress,
+              traceparent,
             }),
           { timeoutMs: spec.timeoutMs, requestId, ...(safeToRepeat(cached.tool) ? { repeatableTool: tool } : {}) },
         );
         done(!result.isError);
+        hop?.end(result.isError ? 'tool_error' : undefined);
         log.info({ event: 'tool.call.done', ...fields, latency: ms(started) }, 'tool call done');
         return result as Record<string, unknown>;
       }
@@ -117,12 +173,21 @@ export class AggregateCalls {
         spec,
         async (link, signal, onProgress) => {
           const outcome = (await link.client.request(
-            { method: 'tools/call', params: { name: tool, arguments: args, _meta: { [REQUEST_ID_META]: requestId } } },
+            {
+              method: 'tools/call',
+              params: {
+                name: tool,
+                arguments: args,
+                // The worker takes the span of this hop as its parent from here (a worker session has no per-call headers).
+                _meta: { [REQUEST_ID_META]: requestId, ...(traceparent ? { traceparent } : {}) },
+              },
+            },
             PASS_THROUGH,
             { signal, timeout: spec.timeoutMs + CALL_TIMEOUT_SLACK_MS, onprogress: onProgress },
           )) as CallToolResult;
           done?.(!outcome.isError);
           done = undefined;
+          hop?.end(outcome.isError ? 'tool_error' : undefined);
           log.info({ event: 'tool.call.done', ...fields, latency: ms(started) }, 'tool call done');
           return outcome;
         },
@@ -138,6 +203,7 @@ export class AggregateCalls {
     } catch (err) {
       done?.(false);
       const error = asAppError(err);
+      hop?.end(error.code, error.message);
       log.warn({ event: 'tool.call.failed', ...fields, code: error.code, error: error.message }, 'tool call failed');
       if (rc.mcpReq.signal.aborted)
         throw new ProtocolError(ProtocolErrorCode.InternalError, 'the request was cancelled');

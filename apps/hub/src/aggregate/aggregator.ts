@@ -1,4 +1,11 @@
-import type { Logger, Registry, ServerSpec } from '@mcp-hub/shared';
+import {
+  type Logger,
+  metaTraceparent,
+  type Registry,
+  type ServerSpec,
+  type Tracer,
+  validTraceparent,
+} from '@mcp-hub/shared';
 import { ProtocolError, ProtocolErrorCode, Server } from '@modelcontextprotocol/server';
 import type { CallGuard } from '../access/call-guard.js';
 import { canSee, type Principal } from '../access/principal.js';
@@ -23,6 +30,8 @@ export interface AggregatorDeps {
   log: Logger;
   /** Between namespace and tool name (default `__`). */
   separator: string;
+  /** Traces tool calls (tracing.ts); unset: tracing is off. */
+  tracer?: Tracer;
   /** The server list is re-read at least this often, even if an event was missed. */
   maxAgeMs: number;
   /** How long one worker may take to answer its part of a merged list, in milliseconds (default 5 s). */
@@ -147,7 +156,9 @@ export class Aggregator {
     });
     server.setRequestHandler('tools/call', async (request, rc) => {
       const requestId = requestIdOf(rc, ctx);
-      return (await this.calls.call(down, request.params.name, request.params.arguments ?? {}, requestId, rc)) as never;
+      const { name, arguments: args = {} } = request.params;
+      const traceparent = validTraceparent(rc.http?.req?.headers.get('traceparent')) ?? metaTraceparent(request.params);
+      return (await this.calls.call(down, name, args, requestId, rc, traceparent)) as never;
     });
     server.setRequestHandler('resources/list', async (request, rc) =>
       this.lists.mergedList(down, rc, 'resources/list', request.params?.cursor, (spec, item) => {

@@ -4,7 +4,14 @@ import {
   type Logger,
   MCP_REQUEST_HEADERS,
   MESSAGES_PATH_HEADER,
+  metaTraceparent,
   SLUG_RE,
+  spanName,
+  TRACE_ATTR,
+  type Tracer,
+  type TraceSpan,
+  traceFields,
+  validTraceparent,
   WORKER_ROUTES,
 } from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -23,6 +30,8 @@ export interface McpProxyRoutesOptions {
   log: Logger;
   /** Counts each POST as an MCP operation and each relayed stream (HUB_METRICS); unset: not counted. */
   metrics?: HubMetrics;
+  /** Traces each POST (a server span, a client span for the hop to the worker); unset: tracing is off. */
+  tracer?: Tracer;
   /**
    * Told when a key opens or uses an MCP session on a server's worker, so that the session can be ended there
    * once the key dies (the worker cannot tell a revoked key from a live one).
@@ -72,7 +81,7 @@ export function useMcpBodyParser(app: FastifyInstance): void {
  * - `GET /sse/:id` and `POST /messages/:id?sessionId=…`: the legacy HTTP+SSE transport.
  */
 export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesOptions): Promise<void> {
-  const { cache, workers, client, guard, log, metrics } = opts;
+  const { cache, workers, client, guard, log, metrics, tracer } = opts;
 
   useMcpBodyParser(app);
 
@@ -85,11 +94,19 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
 
   async function pass(req: IdRequest, reply: FastifyReply, path: string, headers?: Record<string, string>) {
     const observe = metrics && observeMcp(metrics, req, reply, path !== WORKER_ROUTES.mcp);
+    const span = tracer && req.method === 'POST' ? traceMcp(tracer, req, reply) : undefined;
     const id = await serverOf(req);
-    if (observe) {
-      observe.server = id;
+    span?.set(TRACE_ATTR.hubServer, id);
+    if (observe || span) {
+      if (observe) observe.server = id;
       const [name, ...more] = toolCallsOf(req.body);
-      if (name !== undefined && more.length === 0 && (await cache.tool(id, name))) observe.tool = name;
+      if (name !== undefined && more.length === 0 && (await cache.tool(id, name))) {
+        if (observe) observe.tool = name;
+        if (span) {
+          span.rename(spanName('tools/call', name));
+          span.set(TRACE_ATTR.tool, name);
+        }
+      }
     }
     // Every tools/call (each of a batch) is limited and counted like a call on the REST route.
     const dones: ((ok: boolean) => void)[] = [];
@@ -109,6 +126,8 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
     if (req.principal.kind === 'key' && opensOrUsesSession(req, path)) opts.sessionUsed(req.principal.keyId, id);
     const started = performance.now();
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
+    const hop = span?.child(spanName(methodLabel(req.body)), 'client', { [TRACE_ATTR.hubServer]: id });
+    const hopHeaders = hop ? { ...headers, traceparent: hop.traceparent } : headers;
     let outcome: RelayOutcome;
     try {
       outcome = await workers.withWorker(
@@ -118,7 +137,7 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
             target: { serverId: id, runtime },
             path: `${path}${query}`,
             body: req.method === 'POST' ? (rawBodies.get(req) ?? '') : undefined,
-            headers,
+            headers: hopHeaders,
             forwardHeaders: MCP_REQUEST_HEADERS,
             // The worker binds each MCP session to the caller that opened it.
             caller: callerId(req.principal),
@@ -131,15 +150,18 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
         { requestId: req.id },
       );
     } catch (err) {
+      hop?.end(err instanceof AppError ? err.code : 'internal');
       done(false);
       throw err;
     }
+    hop?.end(outcome.error ? 'broken_answer' : statusError(outcome.status));
     done(outcome.status >= 200 && outcome.status < 400 && outcome.error === undefined);
     if (observe && outcome.error) observe.errorType = 'broken_answer';
     log.info(
       {
         event: 'mcp.proxy.done',
         request_id: req.id,
+        ...traceFields(span),
         server: id,
         method: req.method,
         path,
@@ -202,6 +224,41 @@ export function rpcMethod(body: unknown): string | undefined {
   const first = Array.isArray(body) ? body[0] : body;
   if (first && typeof first === 'object' && 'method' in first && typeof first.method === 'string') return first.method;
   return undefined;
+}
+
+/**
+ * The server span of a POST on an MCP endpoint, named after its JSON-RPC method: its parent is the client's
+ * `traceparent` header, else the message's `params._meta.traceparent` (the OpenTelemetry MCP conventions); it ends
+ * with the answer, failed for a status of 400 or more.
+ */
+function traceMcp(tracer: Tracer, req: FastifyRequest, reply: FastifyReply): TraceSpan {
+  const body = req.body;
+  const message = Array.isArray(body) ? undefined : (body as { id?: unknown; params?: unknown } | undefined);
+  const method = methodLabel(body);
+  const session = req.headers['mcp-session-id'];
+  const version = req.headers['mcp-protocol-version'];
+  const rpcId = message?.id;
+  const span = tracer.start(
+    spanName(method),
+    'server',
+    {
+      [TRACE_ATTR.method]: method,
+      [TRACE_ATTR.session]: typeof session === 'string' ? session : undefined,
+      [TRACE_ATTR.protocolVersion]: typeof version === 'string' ? version : undefined,
+      [TRACE_ATTR.rpcRequestId]: typeof rpcId === 'string' || typeof rpcId === 'number' ? String(rpcId) : undefined,
+      [TRACE_ATTR.networkTransport]: 'tcp',
+      [TRACE_ATTR.networkProtocol]: 'http',
+      [TRACE_ATTR.hubRequestId]: req.id,
+    },
+    validTraceparent(req.headers.traceparent) ?? metaTraceparent(message?.params),
+  );
+  const res = reply.raw;
+  res.once('close', () => {
+    const status = res.writableFinished ? res.statusCode : 0;
+    span.set(TRACE_ATTR.httpStatus, status);
+    span.end(statusError(status));
+  });
+  return span;
 }
 
 /** What an MCP exchange is counted under; filled in as the request is understood. */

@@ -1,4 +1,18 @@
-import { AppError, type Logger, markLogged, type RuntimeRecord, SLUG_RE, workerToolPath } from '@mcp-hub/shared';
+import {
+  AppError,
+  type Logger,
+  markLogged,
+  type RuntimeRecord,
+  SLUG_RE,
+  spanName,
+  TRACE_ATTR,
+  type Tracer,
+  type TraceSpan,
+  toolCallAttributes,
+  traceFields,
+  validTraceparent,
+  workerToolPath,
+} from '@mcp-hub/shared';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { CallGuard } from '../access/call-guard.js';
 import { StreamAnswer } from '../http/stream-answer.js';
@@ -15,14 +29,16 @@ export interface ToolCallRoutesOptions {
   log: Logger;
   /** Counts each call at the edge and on the hop to the worker (HUB_METRICS); unset: not counted. */
   metrics?: HubMetrics;
+  /** Traces each call (a server span, a client span for the hop to the worker); unset: tracing is off. */
+  tracer?: Tracer;
 }
 
 /** The label of a server or tool a call named that does not exist. */
 const UNKNOWN = '(unknown)';
 
 type ToolCallRequest = FastifyRequest<{ Params: { id: string; tool: string } }>;
-/** Client request headers passed on to the worker (distributed tracing). */
-const TRACE_HEADERS = ['traceparent'] as const;
+/** Client request headers passed on to the worker (distributed tracing), when the hub does not trace itself. */
+const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
 
 function wantsJson(req: FastifyRequest): boolean {
   const accept = req.headers.accept ?? '';
@@ -35,7 +51,7 @@ function wantsJson(req: FastifyRequest): boolean {
  * hop to the worker is the hub's WorkerClient (docs/adr/0002-hub-to-worker-hop.md).
  */
 export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesOptions): Promise<void> {
-  const { cache, workers, client, guard, log, metrics } = opts;
+  const { cache, workers, client, guard, log, metrics, tracer } = opts;
   // Arguments are forwarded as the client sent them (no re-serialization on the hot path); an empty body
   // is an empty argument object, for tools that take none.
   const rawBodies = new WeakMap<object, string>();
@@ -61,10 +77,18 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       const labels = { server: UNKNOWN, tool: UNKNOWN };
       let errorType: string | undefined;
       const streamClosed = stream && metrics?.streamOpened();
+      // The client's traceparent (when valid) is the parent; the name gets its tool once the tool is known.
+      const span = tracer?.start(
+        'tools/call',
+        'server',
+        toolCallAttributes(requestId, undefined, true),
+        validTraceparent(req.headers.traceparent),
+      );
       log.info(
         {
           event: 'tool.call.accepted',
           request_id: requestId,
+          ...traceFields(span),
           server: id,
           tool,
           args_size: Number(req.headers['content-length'] ?? 0),
@@ -78,6 +102,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         const spec = SLUG_RE.test(id) ? await cache.server(id) : null;
         if (!spec) throw new AppError('server_not_found', `server "${id}" not found`);
         labels.server = id;
+        span?.set(TRACE_ATTR.hubServer, id);
         let [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
         if (!cached && runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) {
           // Before a worker first ran, a server's tools are unknown: that is "not yet", not "no such tool". The
@@ -87,6 +112,10 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         }
         if (!cached) throw new AppError('tool_not_found', `server "${id}" has no tool "${tool}"`);
         labels.tool = tool;
+        if (span) {
+          span.rename(spanName('tools/call', tool));
+          span.set(TRACE_ATTR.tool, tool);
+        }
         const problems = cached.validate(args);
         if (problems) {
           throw new AppError(
@@ -100,7 +129,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         try {
           const answered = await workers.withWorker(
             id,
-            (worker) => answer(req, reply, worker, spec.timeoutMs, args, stream),
+            (worker) => answer(req, reply, worker, spec.timeoutMs, args, stream, span),
             {
               known: runtime,
               timeoutMs: spec.timeoutMs,
@@ -121,7 +150,15 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         // stack; anything else is a bug, logged at error with its stack by the error handler.
         if (err instanceof AppError) {
           log.warn(
-            { event: 'tool.call.failed', request_id: requestId, server: id, tool, error: err.message, code: err.code },
+            {
+              event: 'tool.call.failed',
+              request_id: requestId,
+              ...traceFields(span),
+              server: id,
+              tool,
+              error: err.message,
+              code: err.code,
+            },
             'tool call failed',
           );
           markLogged(err);
@@ -130,6 +167,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         if (stream?.started) return stream.fail(err);
         throw err;
       } finally {
+        span?.end(errorType);
         if (streamClosed) streamClosed();
         metrics?.operation({
           method: 'tools/call',
@@ -159,10 +197,19 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     timeoutMs: number,
     args: unknown,
     stream: StreamAnswer | undefined,
+    span: TraceSpan | undefined,
   ): Promise<{ status: number; isError: boolean }> {
     const { id, tool } = req.params;
     const requestId = req.id;
-    const proxied = proxyLines(req, runtime);
+    // One client span per hop: a call resent to a worker's successor has two.
+    const hop = span?.child(spanName('tools/call', tool), 'client', {
+      [TRACE_ATTR.method]: 'tools/call',
+      [TRACE_ATTR.tool]: tool,
+      [TRACE_ATTR.hubServer]: id,
+      [TRACE_ATTR.serverAddress]: runtime.host,
+      [TRACE_ATTR.serverPort]: runtime.port,
+    });
+    const proxied = proxyLines(req, runtime, span);
     const clientGone = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableEnded) clientGone.abort();
@@ -180,6 +227,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         body: rawBodies.get(req),
         headers: req.headers,
         forwardHeaders: TRACE_HEADERS,
+        traceparent: hop?.traceparent,
         requestId,
         signal: clientGone.signal,
         timeoutMs,
@@ -190,6 +238,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       });
       status = 200;
       isError = result.isError;
+      hop?.end(isError ? 'tool_error' : undefined);
       metrics?.clientOperation(
         'tools/call',
         id,
@@ -203,13 +252,9 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         await reply.code(status).send({ request_id: requestId, ...result });
       }
     } catch (err) {
-      metrics?.clientOperation(
-        'tools/call',
-        id,
-        tool,
-        (performance.now() - hopStarted) / 1000,
-        err instanceof AppError ? err.code : 'internal',
-      );
+      const errorType = err instanceof AppError ? err.code : 'internal';
+      hop?.end(errorType, err instanceof Error ? err.message : undefined);
+      metrics?.clientOperation('tools/call', id, tool, (performance.now() - hopStarted) / 1000, errorType);
       if (!clientGone.signal.aborted) throw err;
       // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
       if (!stream?.started) reply.hijack();
@@ -222,10 +267,11 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
   }
 
   /** Logs `tool.call.proxy.start` now; the function it returns logs `tool.call.proxy.done` with the outcome. */
-  function proxyLines(req: ToolCallRequest, runtime: RuntimeRecord) {
+  function proxyLines(req: ToolCallRequest, runtime: RuntimeRecord, span: TraceSpan | undefined) {
     const { id, tool } = req.params;
     const fields = {
       request_id: req.id,
+      ...traceFields(span),
       server: id,
       tool,
       target_url: `${workerOrigin(runtime)}${workerToolPath(tool)}`,

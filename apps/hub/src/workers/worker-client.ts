@@ -102,6 +102,8 @@ export interface ToolCall {
   /** The client's request headers, of which `forwardHeaders` are passed on as they are. */
   headers?: IncomingHttpHeaders;
   forwardHeaders?: readonly string[];
+  /** The hub's span of this hop (tracing on): sent as `traceparent` instead of the client's. */
+  traceparent?: string;
 }
 
 /** An answer being relayed or a call being made, so that close() can end it. */
@@ -238,6 +240,7 @@ export class WorkerClient {
             accept: 'text/event-stream',
             [WORKER_DISPATCH_HEADER]: '1',
             ...forwarded(call.headers ?? {}, call.forwardHeaders),
+            ...(call.traceparent === undefined ? {} : { traceparent: call.traceparent }),
             ...this.hopHeaders(call.target, call.requestId),
           },
           body: call.body ?? JSON.stringify(call.args ?? {}),

@@ -1,3 +1,4 @@
+import { metaTraceparent } from '@mcp-hub/shared';
 import type { FetchLike } from '@modelcontextprotocol/client';
 
 /** JSON-RPC error code of the synthetic answers (the spec's "internal error"). */
@@ -32,8 +33,8 @@ export interface BoundedFetch {
 type JsonRpcId = string | number;
 
 /** The ids of the requests, and the ids named by `notifications/cancelled`, in an outgoing JSON-RPC body. */
-function outgoing(body: unknown): { ids: JsonRpcId[]; cancelled: JsonRpcId[] } {
-  const out = { ids: [] as JsonRpcId[], cancelled: [] as JsonRpcId[] };
+function outgoing(body: unknown): { ids: JsonRpcId[]; cancelled: JsonRpcId[]; traceparent?: string } {
+  const out: { ids: JsonRpcId[]; cancelled: JsonRpcId[]; traceparent?: string } = { ids: [], cancelled: [] };
   if (typeof body !== 'string') return out;
   let parsed: unknown;
   try {
@@ -46,12 +47,22 @@ function outgoing(body: unknown): { ids: JsonRpcId[]; cancelled: JsonRpcId[] } {
     const m = message as { id?: unknown; method?: unknown; params?: { requestId?: unknown } };
     if (typeof m.method !== 'string') continue;
     if ((typeof m.id === 'string' || typeof m.id === 'number') && m.id !== null) out.ids.push(m.id);
+    // The worker's span of a call (mcp-calls.ts) goes in the HTTP header too, for collectors that read only that.
+    const traceparent = Array.isArray(parsed) ? undefined : metaTraceparent(m.params);
+    if (traceparent) out.traceparent = traceparent;
     const target = m.params?.requestId;
     if (m.method === 'notifications/cancelled' && (typeof target === 'string' || typeof target === 'number')) {
       out.cancelled.push(target);
     }
   }
   return out;
+}
+
+/** The request's headers with `traceparent` set. */
+function traced(init: RequestInit | undefined, traceparent: string): Headers {
+  const headers = new Headers(init?.headers);
+  headers.set('traceparent', traceparent);
+  return headers;
 }
 
 function errorMessage(id: JsonRpcId, message: string): string {
@@ -244,7 +255,7 @@ export function createBoundedFetch(options: BoundedFetchOptions): BoundedFetch {
   };
 
   const bounded: FetchLike = async (url, init) => {
-    const { ids, cancelled } = outgoing(init?.body);
+    const { ids, cancelled, traceparent } = outgoing(init?.body);
     for (const id of cancelled) open.get(JSON.stringify(id))?.();
     const controller = new AbortController();
     const signal = init?.signal ? AbortSignal.any([init.signal, controller.signal]) : controller.signal;
@@ -258,7 +269,7 @@ export function createBoundedFetch(options: BoundedFetchOptions): BoundedFetch {
 
     let response: Response;
     try {
-      response = await base(url, { ...init, signal });
+      response = await base(url, { ...init, signal, ...(traceparent ? { headers: traced(init, traceparent) } : {}) });
     } catch (error) {
       release();
       throw error;

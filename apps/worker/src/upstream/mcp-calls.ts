@@ -54,7 +54,12 @@ export function forwardCall(
   options: CallToolOptions,
   failed: () => void,
 ): Promise<ToolResult> {
-  const request = { method: 'tools/call', params: { name, arguments: args } };
+  const request = {
+    method: 'tools/call',
+    params: options.traceparent
+      ? { name, arguments: args, _meta: { traceparent: options.traceparent } }
+      : { name, arguments: args },
+  };
   options.onDispatch?.();
   return send(client, request, PASS_THROUGH_RESULT, options.timeoutMs + SDK_TIMEOUT_SLACK_MS, options, failed);
 }

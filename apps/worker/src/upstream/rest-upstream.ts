@@ -169,6 +169,8 @@ class RestUpstream implements Upstream {
     if (this.machine.state !== 'connected') throw new AppError('worker_unavailable', 'the worker is shutting down');
     const { tool } = compiled;
     const { path, headers, body } = this.buildRequest(compiled, args);
+    // The worker's span of this call is the API's parent (after the operator's headers: it names this request).
+    if (options.traceparent) headers.traceparent = options.traceparent;
     const url = `${this.origin}${path}`;
     const method = tool.method;
     const fields = { request_id: options.requestId, method, url, tool: name };

@@ -23,6 +23,11 @@ export interface CallToolOptions {
   requestId: string;
   /** Called once, right before the call is handed to the upstream (nothing it can fail on comes after). */
   onDispatch?: () => void;
+  /**
+   * The W3C traceparent of the worker's span for this call (tracing on): MCP upstreams get it in
+   * `params._meta.traceparent` (and HTTP ones as a header too), REST APIs as a header.
+   */
+  traceparent?: string;
 }
 
 /** Errors of calls whose upstream (or worker) went away while it had them: whether they ran is unknown. */
