@@ -4,25 +4,90 @@
 //   - sequential calls alternating between the two hubs, call by call (one connection each): p50 of each and the
 //     median of the paired differences, so that a noisy moment hits both alike;
 //   - throughput at 64 callers in rounds in ABBA order (bench/load.mjs, its own process).
-// Then the number of series the hub exposes after this traffic.
-// Usage: pnpm bench metrics. Env: BENCH_METRICS_PAIRS (4000), BENCH_METRICS_ROUNDS (6), BENCH_SECONDS (3).
+// Then the number of series the hub exposes after this traffic, and after one call of every tool of 20 more servers
+// of 20 tools each (bench/many-tools-server.mjs): what a scrape costs as servers and tools grow.
+// Usage: pnpm bench metrics. Env: BENCH_METRICS_PAIRS (4000), BENCH_METRICS_ROUNDS (6), BENCH_SECONDS (3),
+// BENCH_METRICS_SERVERS (20), BENCH_METRICS_TOOLS (20).
 import { randomBytes } from 'node:crypto';
 import { Pool, request } from 'undici';
-import { createRun, envNumber, startEchoStack, startHub, waitForCall } from './harness.mjs';
-import { median, table } from './lib.mjs';
+import { createRun, envNumber, startEchoStack, startHub, waitForCall, waitRunning } from './harness.mjs';
+import { alive, descendantsOf, median, ROOT, sleep, table } from './lib.mjs';
 
 const PAIRS = Math.round(envNumber('BENCH_METRICS_PAIRS', 4_000));
 const ROUNDS = Math.round(envNumber('BENCH_METRICS_ROUNDS', 6));
 const SECONDS = envNumber('BENCH_SECONDS', 3);
 const WARMUP_PAIRS = 500;
 const TOOL_PATH = '/mcp/echo/echo';
+const SERVERS = Math.round(envNumber('BENCH_METRICS_SERVERS', 20));
+const TOOLS = Math.round(envNumber('BENCH_METRICS_TOOLS', 20));
+const MANY_TOOLS = `${ROOT}bench/many-tools-server.mjs`;
 
 const run = createRun('metrics');
 const startedAt = performance.now();
 const rates = { on: [], off: [] };
 let seq;
 let series;
+let manySeries;
 let logSummary = [];
+
+/** The sample lines of one scrape: in all, `mcp_*`, and the scrape's own time (ms) and size (bytes). */
+async function countSeries(origin, authorization) {
+  const started = performance.now();
+  const scraped = await request(`${origin}/metrics`, { headers: { authorization } });
+  const text = await scraped.body.text();
+  const ms = performance.now() - started;
+  const samples = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+  const byFamily = new Map();
+  for (const line of samples) {
+    const family = line.slice(0, line.search(/[{ ]/)).replace(/_(bucket|sum|count)$/, '');
+    byFamily.set(family, (byFamily.get(family) ?? 0) + 1);
+  }
+  const top = [...byFamily].sort((a, b) => b[1] - a[1]).slice(0, 3);
+  return { all: samples.length, mcp: samples.filter((l) => l.startsWith('mcp_')).length, ms, bytes: text.length, top };
+}
+
+/** Registers SERVERS servers of TOOLS tools, calls each tool once, counts the series, and removes the servers. */
+async function manyServersSeries(stack, origin, headers) {
+  const ids = Array.from({ length: SERVERS }, (_, i) => `many-${String(i + 1).padStart(2, '0')}`);
+  const pids = [];
+  run.defer('many-tools workers', async () => {
+    for (const id of ids) await stack.registry.deleteServer(id).catch(() => {});
+    await sleep(2_000);
+    for (const pid of pids.flatMap((p) => [p, ...descendantsOf(p)])) if (alive(pid)) process.kill(pid, 'SIGKILL');
+  });
+  for (const id of ids) {
+    await stack.registry.upsertServer(
+      {
+        id,
+        name: id,
+        namespace: id,
+        transport: 'stdio',
+        config: { command: process.execPath, args: [MANY_TOOLS], env: { TOOL_COUNT: String(TOOLS) } },
+        tags: [],
+        enabled: true,
+        timeoutMs: 60_000,
+      },
+      'create',
+    );
+  }
+  for (const id of ids) pids.push((await waitRunning(stack.registry, id, 120_000)).pid);
+  const pool = new Pool(origin, { connections: 8 });
+  const body = JSON.stringify({ message: 'x' });
+  const calls = ids.flatMap((id) =>
+    Array.from({ length: TOOLS }, (_, t) => `/mcp/${id}/t${String(t + 1).padStart(2, '0')}`),
+  );
+  for (let i = 0; i < calls.length; i += 8) {
+    await Promise.all(
+      calls.slice(i, i + 8).map(async (path) => {
+        const res = await pool.request({ path, method: 'POST', headers, body });
+        await res.body.text();
+        if (res.statusCode !== 200) throw new Error(`${path} answered ${res.statusCode}`);
+      }),
+    );
+  }
+  await pool.close();
+  return countSeries(origin, headers.authorization);
+}
 
 /** Alternates sequential calls between the hubs; resolves p50s and the median paired difference (ms). */
 async function pairedSequential(hubs, headers) {
@@ -84,10 +149,10 @@ try {
     }
   }
 
-  const scraped = await request(`${on.origin}/metrics`, { headers: { authorization: headers.authorization } });
-  const text = await scraped.body.text();
-  const samples = text.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
-  series = { all: samples.length, mcp: samples.filter((l) => l.startsWith('mcp_')).length };
+  series = await countSeries(on.origin, headers.authorization);
+
+  run.progress(`${SERVERS} servers of ${TOOLS} tools, every tool called once…`);
+  manySeries = await manyServersSeries(stack, on.origin, headers);
 } finally {
   logSummary = await run.finish(['hub', 'hub-off', 'supervisor']);
 }
@@ -108,6 +173,12 @@ const pairedUs = seq.paired * 1000;
 console.log(
   `\nPaired sequential difference (on − off, median of ${PAIRS} pairs): ${pairedUs.toFixed(1)} µs. ` +
     `Series exposed after this traffic: ${series.all} (${series.mcp} of them mcp_*).`,
+);
+const top = manySeries.top.map(([name, n]) => `${name} ${n}`).join(', ');
+console.log(
+  `After one call of each tool of ${SERVERS} more servers of ${TOOLS} tools: ${manySeries.all} series ` +
+    `(${manySeries.mcp} mcp_*; most: ${top}); one scrape ${manySeries.ms.toFixed(0)} ms, ` +
+    `${(manySeries.bytes / 1024).toFixed(0)} KiB.`,
 );
 if (logSummary.length > 0) {
   console.log('\nWarnings and errors in the logs\n');

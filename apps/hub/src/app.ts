@@ -103,6 +103,24 @@ const MAX_TIMEOUT_CHECK_INTERVAL_MS = 30_000;
 /** How often the keys of open MCP sessions are checked (rotation graces end, other replicas revoke). */
 const SESSION_KEY_CHECK_INTERVAL_MS = 5_000;
 
+/** One PING's round trip in seconds, for /metrics; undefined when it fails or takes over a second. */
+async function pingSeconds(client: Redis): Promise<number | undefined> {
+  if (client.status !== 'ready') return undefined;
+  const started = performance.now();
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => {
+    timer = setTimeout(() => resolve(false), 1_000);
+  });
+  try {
+    const answered = await Promise.race([client.ping().then(() => true), late]);
+    return answered ? (performance.now() - started) / 1000 : undefined;
+  } catch {
+    return undefined;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
 /** Resolves when the client is ready, or after `ms` (a Redis that is down is the limiter's fallback case). */
 function connected(client: Redis, ms: number): Promise<void> {
   if (client.status === 'ready') return Promise.resolve();
@@ -128,7 +146,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     throw new Error('buildHub: auth is "token" but no admin token was given (set HUB_ADMIN_TOKEN, or HUB_AUTH=none)');
   }
   // Off (undefined) unless OTEL_EXPORTER_OTLP_ENDPOINT is set: then the SDK is loaded and spans are exported.
-  const tracer = await startTracing({ service: 'mcp-hub', env: config.otel, log });
+  const tracer = await startTracing({ service: 'mcp-hub', env: config.otel, log }).catch((err: unknown) => {
+    log.warn({ event: 'tracing.start_failed', err }, 'tracing could not start; running without it');
+    return undefined;
+  });
   const ownsRedis = deps.redis === undefined;
   const redis = deps.redis ?? createRedis(config.redisUrl, 'request', log.child({ component: 'redis' }));
   const keys = createKeys(config.keyPrefix);
@@ -237,10 +258,17 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
         limiterMode: () => limiter.mode(),
         redisUp: () => !reach.down,
         supervisors: () => supervisorCounters(redis, keys),
+        aggregateSessions: () => aggregate.sessionCount(),
+        redisPing: () => pingSeconds(redis),
       })
     : undefined;
   const keyCache = new KeyCache(store.apiKeys, clock, reach, metrics && ((hit) => metrics.keyLookup(hit)));
   const limiterRedis = createRedis(config.redisUrl, 'limiter', log.child({ component: 'redis-limiter' }));
+  if (metrics) {
+    redis.on('error', () => metrics.redisError('request'));
+    subscriber.on('error', () => metrics.redisError('subscriber'));
+    limiterRedis.on('error', () => metrics.redisError('limiter'));
+  }
   const limiter = new RateLimiter(limiterRedis, keys, log, clock);
   // The limiter's client has no offline queue: until it is connected every check would fall back to memory.
   await connected(limiterRedis, LIMITER_CONNECT_WAIT_MS);
@@ -372,6 +400,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     maxSessions: config.mcpSessionsMax,
     maxSessionsPerProject: config.mcpSessionsPerProject,
     maxSessionsPerCaller: config.mcpSessionsPerKey,
+    ...(metrics ? { onSessionClosed: (seconds, transport) => metrics.sessionClosed(seconds, transport) } : {}),
   });
   const reaper = new SessionReaper({
     front: aggregate,
@@ -439,7 +468,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     limiterRedis.disconnect();
     await closeRedis(subscriber);
     if (ownsRedis) redis.disconnect();
-    // The spans of the last calls go out before the process ends (bounded: a collector that is down waits 2 s).
+  });
+  // Its own hook, so that a failed step above does not keep the last spans in: they go out before the process
+  // ends (bounded: a collector that is down costs 2 s).
+  app.addHook('onClose', async () => {
     await tracer?.shutdown();
   });
   return app;

@@ -143,6 +143,37 @@ describe('GET /metrics', () => {
     expect(ops(after, labels) - ops(before, labels)).toBe(1);
   });
 
+  it("gathers each worker's own figures (memory, CPU, MCP sessions) and the aggregated endpoint's sessions", async () => {
+    // The previous test left a 2025 session open on the server's worker; its supervisor hands the worker's
+    // /healthz figures to Redis with each heartbeat.
+    const samples = await waitFor(
+      "the worker's figures",
+      async () => {
+        const s = await scrape();
+        return sampleValue(s, 'mcp_worker_mcp_sessions', { server: SERVER }) >= 1 ? s : null;
+      },
+      20_000,
+    );
+    expect(sampleValue(samples, 'mcp_worker_resident_memory_bytes', { server: SERVER })).toBeGreaterThan(10 * 2 ** 20);
+    expect(sampleValue(samples, 'mcp_worker_cpu_seconds_total', { server: SERVER })).toBeGreaterThan(0);
+    expect(sampleValue(samples, 'mcp_worker_calls_in_flight', { server: SERVER })).toBe(0);
+    expect(sampleValue(samples, 'mcp_hub_redis_ping_seconds')).toBeGreaterThan(0);
+
+    const durations = (s: Sample[]) =>
+      sampleValue(s, 'mcp_server_session_duration_seconds_count', { transport: 'streamable-http' });
+    const before = await scrape();
+    const url = `${stack.base}/mcp`;
+    const session = await openSession(url, bearer(ADMIN));
+    const open = await scrape();
+    expect(sampleValue(open, 'mcp_hub_mcp_sessions_open')).toBe(sampleValue(before, 'mcp_hub_mcp_sessions_open') + 1);
+    const closed = await request(url, { method: 'DELETE', headers: { ...bearer(ADMIN), 'mcp-session-id': session } });
+    await closed.body.text();
+    expect(closed.statusCode).toBe(200);
+    const after = await scrape();
+    expect(sampleValue(after, 'mcp_hub_mcp_sessions_open')).toBe(sampleValue(before, 'mcp_hub_mcp_sessions_open'));
+    expect(durations(after)).toBe(durations(before) + 1);
+  });
+
   it('shows a killed worker coming back: the restart, and the worker up again', async () => {
     const before = await scrape();
     expect(sampleValue(before, 'mcp_hub_worker_up', { server: SERVER })).toBe(1);

@@ -268,12 +268,17 @@ describe('placeNewWorker', () => {
   const none = new Map<string, number>();
   const base = { project: '', runtime: null, workerMax: 1, perProjectMax: 1 };
 
-  it('starts a new server when there is a slot; a server with a record is a takeover', () => {
+  it('starts a new server when there is a slot; a server with a record is a takeover, one stopped idle a wake', () => {
     const slots = { running: none, total: 0, waiting: none };
     expect(placeNewWorker({ ...base, slots })).toEqual({ do: 'start', reason: 'start' });
     expect(placeNewWorker({ ...base, slots, runtime: record({ status: 'stopped' }) })).toEqual({
       do: 'start',
       reason: 'takeover',
+    });
+    // Counted as a wake-up from idle (mcp_supervisor_worker_spawns_total{reason="wake"}).
+    expect(placeNewWorker({ ...base, slots, runtime: record({ status: 'stopped', reason: 'idle' }) })).toEqual({
+      do: 'start',
+      reason: 'wake',
     });
   });
 

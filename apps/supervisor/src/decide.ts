@@ -134,7 +134,8 @@ export interface PlacementInput {
 }
 
 export type Placement =
-  | { do: 'start'; reason: 'start' | 'takeover' }
+  /** `wake`: a worker stopped for idleness, asked for again; `takeover`: a server whose record is another's. */
+  | { do: 'start'; reason: 'start' | 'takeover' | 'wake' }
   /** Wait for a slot; `writeRecord` is false when the record already says so (nothing to announce). */
   | { do: 'wait_pending'; reason: string; writeRecord: boolean };
 
@@ -151,7 +152,8 @@ export function placeNewWorker(input: PlacementInput): Placement {
     const already = runtime?.status === 'pending' && runtime.reason === admission.reason;
     return { do: 'wait_pending', reason: admission.reason, writeRecord: !already };
   }
-  return { do: 'start', reason: runtime ? 'takeover' : 'start' };
+  const idle = runtime?.status === 'stopped' && runtime.reason === 'idle';
+  return { do: 'start', reason: idle ? 'wake' : runtime ? 'takeover' : 'start' };
 }
 
 export interface FailedRunInput {

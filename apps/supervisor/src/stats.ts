@@ -1,5 +1,19 @@
+import type { WorkerHealth } from '@mcp-hub/shared';
+
 /** Label values kept per counter at most (reasons come from the supervisor's own code, but stay bounded). */
 const MAX_REASONS = 32;
+/** Workers whose figures go out with a heartbeat at most (the hub's /metrics caps its server labels at 500 too). */
+const MAX_WORKERS = 500;
+/** A worker's figures are left out once no health check answered for this long (it stopped, or is failing). */
+const WORKER_FIGURES_TTL_MS = 10_000;
+
+/** What a running worker said of itself at its last health check. */
+export interface WorkerFigures {
+  rssBytes: number;
+  cpuSeconds: number;
+  mcpSessions: number;
+  activeCalls: number;
+}
 
 /**
  * Counters of one supervisor since it started, for the hub's `/metrics` (the supervisor has no HTTP server): worker
@@ -13,6 +27,24 @@ export class SupervisorStats {
   private healthFailures = 0;
   private startups = 0;
   private startupSeconds = 0;
+  private readonly workers = new Map<string, { figures: WorkerFigures; at: number }>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** A running worker's own figures, from a health check that answered (/healthz). */
+  workerHealth(server: string, health: WorkerHealth): void {
+    if (health.rssBytes === undefined || health.cpuSeconds === undefined) return;
+    if (!this.workers.has(server) && this.workers.size >= MAX_WORKERS) return;
+    this.workers.set(server, {
+      figures: {
+        rssBytes: health.rssBytes,
+        cpuSeconds: health.cpuSeconds,
+        mcpSessions: health.mcpSessions ?? 0,
+        activeCalls: health.activeCalls,
+      },
+      at: this.now(),
+    });
+  }
 
   spawned(reason: string): void {
     bump(this.spawns, reason);
@@ -32,7 +64,14 @@ export class SupervisorStats {
   }
 
   toJSON(): SupervisorStatsRecord {
+    const workers: Record<string, WorkerFigures> = {};
+    const cutoff = this.now() - WORKER_FIGURES_TTL_MS;
+    for (const [server, { figures, at }] of this.workers) {
+      if (at < cutoff) this.workers.delete(server);
+      else workers[server] = figures;
+    }
     return {
+      workers,
       spawns: Object.fromEntries(this.spawns),
       failures: Object.fromEntries(this.failures),
       healthFailures: this.healthFailures,
@@ -43,6 +82,8 @@ export class SupervisorStats {
 }
 
 export interface SupervisorStatsRecord {
+  /** The running workers' own figures, by server id. */
+  workers: Record<string, WorkerFigures>;
   spawns: Record<string, number>;
   failures: Record<string, number>;
   healthFailures: number;

@@ -298,6 +298,7 @@ export class WorkerRuns {
       idleTtlMs: config.workerIdleTtlMs,
     });
     if (outcome.healthy) {
+      if (result.health) this.ctx.stats.workerHealth(w.id, result.health);
       w.healthFailures = 0;
       w.lastHeartbeat = new Date().toISOString();
       if (outcome.recovered) await workers.transition(w, 'healthy', 'recovered');

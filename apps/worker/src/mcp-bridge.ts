@@ -32,7 +32,7 @@ import {
   type Tool,
 } from '@modelcontextprotocol/server';
 import { bridgeSession, handlePerSession } from './bridge-session.js';
-import { type CallRunner, outcomeError } from './call-runner.js';
+import type { CallRunner } from './call-runner.js';
 import type { Subscriber } from './client-fanout.js';
 import type { WorkerGate } from './http-server.js';
 import { PASSTHROUGH_METHODS, type PassthroughMethod, type UpstreamFeatures } from './upstream/upstream.js';
@@ -157,7 +157,6 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
       { ...toolCallAttributes(requestId, name), [TRACE_ATTR.session]: session ? rc.sessionId : undefined },
       parent,
     );
-    let errorType: string | undefined;
     try {
       const result = await interactive(rc, async (link, signal, onProgress) => {
         const outcome = await runner.run({
@@ -170,17 +169,18 @@ function createBridgeServer(deps: McpBridgeDeps, ctx: McpServerContext): Server 
           span,
           traceparent: span ? undefined : parent,
         });
-        errorType = outcomeError(outcome);
         if (outcome.kind === 'result') return outcome.result;
         if (outcome.kind === 'cancelled') {
           throw new ProtocolError(ProtocolErrorCode.InternalError, 'the request was cancelled');
         }
         throw toProtocolError(outcome.error);
       });
-      span?.end(errorType);
+      // What this round answers (a round asking the client for input is no failure): later rounds of one call
+      // come back through here with the flow's outcome, so the type is read from the answer, not the operation.
+      span?.end((result as { isError?: unknown }).isError === true ? 'tool_error' : undefined);
       return result as never;
     } catch (error) {
-      span?.end(errorType ?? 'internal');
+      span?.end(protocolErrorType(error));
       throw error;
     }
   });
@@ -247,6 +247,13 @@ function requestIdOf(rc: ServerContext, ctx: McpServerContext): string {
   // A 2026-07-28 instance serves one request: the one whose id the factory was given.
   if (ctx.era === 'modern' && ctx.requestId) return ctx.requestId;
   return randomUUID();
+}
+
+/** The `error.type` of a failed request: the worker's code (tool_timeout, upstream_error…), else the JSON-RPC code. */
+function protocolErrorType(error: unknown): string {
+  if (!ProtocolError.isInstance(error)) return 'internal';
+  const code = (error.data as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : `rpc_${error.code}`;
 }
 
 /** An upstream's JSON-RPC error keeps its code; the worker's own failures become internal errors naming their code. */

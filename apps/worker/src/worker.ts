@@ -61,6 +61,12 @@ async function buildWorkerHttp(deps: HttpServerDeps) {
   return buildHttpServer(deps);
 }
 
+/** The worker process's resident memory and CPU seconds (user + system) since it started, for /healthz. */
+function processFigures(): { rssBytes: number; cpuSeconds: number } {
+  const cpu = process.cpuUsage();
+  return { rssBytes: process.memoryUsage.rss(), cpuSeconds: Math.round((cpu.user + cpu.system) / 1_000) / 1_000 };
+}
+
 /** How the server's MCP upstream is shared among clients (a REST API has no session to share). */
 function upstreamSessionMode(spec: ServerSpec): SessionMode {
   return spec.transport === 'rest' ? 'shared' : (spec.config.sessionMode ?? 'shared');
@@ -181,6 +187,8 @@ export async function startWorker(deps: WorkerDeps): Promise<Worker> {
       tools: sync.tools.length,
       activeCalls: runner.activeCalls,
       idleMs: runner.idleMs(),
+      ...processFigures(),
+      mcpSessions: front.sessionCount(),
     };
   }
 

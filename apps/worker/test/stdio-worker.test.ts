@@ -84,8 +84,13 @@ describe('stdio worker: server-everything', () => {
       tools: expect.any(Number),
       activeCalls: 0,
       idleMs: expect.any(Number),
+      // The process's own figures (here the test's process, which runs the worker in-process).
+      rssBytes: expect.any(Number),
+      cpuSeconds: expect.any(Number),
+      mcpSessions: 0,
     });
     expect(body.tools).toBeGreaterThan(5);
+    expect(body.rssBytes).toBeGreaterThan(10 * 2 ** 20);
   });
 
   it('writes its tools to the registry and lists them on GET /tools', async () => {

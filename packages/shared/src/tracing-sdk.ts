@@ -46,14 +46,16 @@ export function createTracer(options: TracingOptions): Tracer {
   // Process-wide (the API's one slot): the first tracer's logger stays (one per process outside tests).
   if (!diagSet) diag.setLogger(diagLogger(log), DiagLogLevel.WARN);
   diagSet = true;
-  const serviceName = env.OTEL_SERVICE_NAME
-    ? options.service === 'mcp-hub-worker'
-      ? `${env.OTEL_SERVICE_NAME}-worker`
-      : env.OTEL_SERVICE_NAME
-    : options.service;
-  const resource = detectResources({ detectors: [envDetector] }).merge(
-    resourceFromAttributes({ 'service.name': serviceName, ...options.resource }),
-  );
+  // OTEL_RESOURCE_ATTRIBUTES (read from the process environment); its service.name counts like OTEL_SERVICE_NAME.
+  const detected = detectResources({ detectors: [envDetector] });
+  const named = env.OTEL_SERVICE_NAME ?? detected.attributes['service.name'];
+  const serviceName =
+    typeof named === 'string' && named !== ''
+      ? options.service === 'mcp-hub-worker'
+        ? `${named}-worker`
+        : named
+      : options.service;
+  const resource = detected.merge(resourceFromAttributes({ 'service.name': serviceName, ...options.resource }));
   const exporter = new OTLPTraceExporter({
     url: tracesUrl(env),
     headers: parseHeaders(env.OTEL_EXPORTER_OTLP_TRACES_HEADERS ?? env.OTEL_EXPORTER_OTLP_HEADERS),
@@ -75,7 +77,7 @@ export function createTracer(options: TracingOptions): Tracer {
   });
   const tracer = provider.getTracer('mcp-hub');
   log.info(
-    { event: 'tracing.started', service_name: serviceName, endpoint: tracesUrl(env) },
+    { event: 'tracing.started', service_name: serviceName, endpoint: redactedUrl(tracesUrl(env)) },
     'exporting traces over OTLP',
   );
 
@@ -170,6 +172,16 @@ export function tracesUrl(env: Readonly<Record<string, string>>): string {
   if (traces) return traces;
   const base = env.OTEL_EXPORTER_OTLP_ENDPOINT ?? 'http://localhost:4318';
   return `${base.replace(/\/+$/, '')}/v1/traces`;
+}
+
+/** A URL for a log line: without credentials or query (a collector's token may sit in either). */
+function redactedUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.protocol}//${parsed.host}${parsed.pathname}`;
+  } catch {
+    return '(not a URL)';
+  }
 }
 
 /** `k1=v1,k2=v2` (values URL-encoded), as OTEL_EXPORTER_OTLP_HEADERS holds them; malformed pairs are skipped. */

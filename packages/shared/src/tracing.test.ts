@@ -14,7 +14,8 @@ describe('traceparent', () => {
       '',
       `${VALID} `,
       VALID.toUpperCase(),
-      '01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      'ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
+      `${VALID}-more`,
       '00-00000000000000000000000000000000-b7ad6b7169203331-01',
       '00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01',
       '00-0af7651916cd43dd8448eb211c80319-b7ad6b7169203331-01',
@@ -22,6 +23,13 @@ describe('traceparent', () => {
     ]) {
       expect(validTraceparent(bad), String(bad).slice(0, 60)).toBeUndefined();
     }
+  });
+
+  it('reads a later version by its first 55 characters, as version 00', () => {
+    const later = '01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+    expect(validTraceparent(later)).toBe(VALID);
+    expect(validTraceparent(`${later}-extra`)).toBe(VALID);
+    expect(validTraceparent(`${later}extra`)).toBeUndefined();
   });
 
   it('reads params._meta.traceparent of an MCP request', () => {

@@ -73,12 +73,21 @@ export function spanName(method: string, target?: string): string {
   return target ? `${method} ${target}` : method;
 }
 
-/** A valid W3C traceparent (version 00; trace and span ids not all zero). */
-const TRACEPARENT_RE = /^00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}$/;
+/** The version-00 part of a W3C traceparent: version, trace id and span id (not all zero), flags. */
+const TRACEPARENT_RE = /^([0-9a-f]{2})-((?!0{32})[0-9a-f]{32})-((?!0{16})[0-9a-f]{16})-([0-9a-f]{2})/;
+/** Longest traceparent read (a future version may append fields after the first 55 characters). */
+const MAX_TRACEPARENT = 256;
 
-/** `value` when it is a valid traceparent, else undefined (a client's malformed header starts a new trace). */
+/**
+ * A valid traceparent as version 00, else undefined (a client's malformed header starts a new trace). Version 00 is
+ * exactly 55 characters; a higher version (not `ff`) is read by its first 55, as W3C Trace Context asks.
+ */
 export function validTraceparent(value: unknown): string | undefined {
-  return typeof value === 'string' && value.length === 55 && TRACEPARENT_RE.test(value) ? value : undefined;
+  if (typeof value !== 'string' || value.length < 55 || value.length > MAX_TRACEPARENT) return undefined;
+  const match = TRACEPARENT_RE.exec(value);
+  if (!match || match[1] === 'ff') return undefined;
+  if (match[1] === '00' ? value.length !== 55 : value.length > 55 && value[55] !== '-') return undefined;
+  return match[1] === '00' ? value : `00-${match[2]}-${match[3]}-${match[4]}`;
 }
 
 /** The traceparent an MCP request carries in `params._meta` (OpenTelemetry MCP conventions), if valid. */

@@ -136,6 +136,13 @@ export const WorkerHealthSchema = z.object({
   activeCalls: z.number().int().nonnegative(),
   /** Milliseconds since the last call ended, or since start when there was none. */
   idleMs: z.number().int().nonnegative(),
+  /**
+   * The worker process's own resident memory and CPU time (user + system) since it started, and its open 2025-era
+   * MCP sessions: the supervisor hands them to the hub's /metrics. Optional: a worker of an older build omits them.
+   */
+  rssBytes: z.number().int().nonnegative().optional(),
+  cpuSeconds: z.number().nonnegative().optional(),
+  mcpSessions: z.number().int().nonnegative().optional(),
 });
 export type WorkerHealth = z.output<typeof WorkerHealthSchema>;
 

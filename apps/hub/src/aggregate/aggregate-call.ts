@@ -132,13 +132,17 @@ export class AggregateCalls {
       span.rename(spanName('tools/call', name));
       span.set(TRACE_ATTR.tool, name);
       span.set(TRACE_ATTR.hubServer, server);
+    }
+    /** The client span of the hop to the worker: once per call, after admission (a refused call has no hop). */
+    const startHop = () => {
+      if (!span || hop) return;
       hop = span.child(spanName('tools/call', tool), 'client', {
         [TRACE_ATTR.method]: 'tools/call',
         [TRACE_ATTR.tool]: tool,
         [TRACE_ATTR.hubServer]: server,
       });
       traceparent = hop.traceparent;
-    }
+    };
     try {
       if (!this.mayListen(down, rc)) {
         // Nothing the worker could ask or tell this client: the REST call path, one hop cheaper than a worker
@@ -146,6 +150,7 @@ export class AggregateCalls {
         started = performance.now();
         log.info({ event: 'tool.call.accepted', ...fields }, 'tool call accepted');
         done = await guard.admit(principal, server, tool);
+        startHop();
         const onProgress = progressSender(rc);
         const result = await workers.withWorker(
           server,
@@ -171,7 +176,9 @@ export class AggregateCalls {
         down,
         rc,
         spec,
+        // Runs once per call (later rounds answer the flow it started): the hop spans the whole call.
         async (link, signal, onProgress) => {
+          startHop();
           const outcome = (await link.client.request(
             {
               method: 'tools/call',

@@ -21,6 +21,9 @@ export const OTHER = 'other';
 /** Seconds: from 0.5 ms (a cached hop) to a minute (a slow tool). */
 const DURATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
+/** Seconds a client's MCP session lasts: a second to a day. */
+const SESSION_BUCKETS = [1, 10, 60, 300, 900, 1_800, 3_600, 7_200, 21_600, 86_400];
+
 /** Caps the distinct server and tool label values; the tail is `other`. */
 export class LabelBudget {
   private readonly tools = new Map<string, Set<string>>();
@@ -100,10 +103,24 @@ export interface MetricsSources {
   redisUp(): boolean;
   /** The counters every live supervisor wrote with its last heartbeat (one Redis read per scrape). */
   supervisors(): Promise<{ id: string; stats: SupervisorCounters }[]>;
+  /** Open 2025-era sessions on the aggregated endpoint (`/mcp`, `/sse`) of this hub. */
+  aggregateSessions(): number;
+  /** One PING's round trip to Redis in seconds; undefined when it failed or took over a second. */
+  redisPing(): Promise<number | undefined>;
+}
+
+/** What a running worker said of itself at its last health check. */
+export interface WorkerFigures {
+  rssBytes: number;
+  cpuSeconds: number;
+  mcpSessions: number;
+  activeCalls: number;
 }
 
 /** What a supervisor counts since it started (apps/supervisor/src/stats.ts writes it). */
 export interface SupervisorCounters {
+  /** Its running workers' own figures, by server id. */
+  workers: Record<string, WorkerFigures>;
   spawns: Record<string, number>;
   failures: Record<string, number>;
   healthFailures: number;
@@ -121,6 +138,8 @@ export class HubMetrics {
   private readonly rateDecisions: Counter<'outcome' | 'scope'>;
   private readonly keyLookups: Counter<'result'>;
   private readonly limiterCheck: Histogram<'mode'>;
+  private readonly sessionDuration: Histogram<'transport'>;
+  private readonly redisErrors: Counter<'client'>;
   /** Histogram children by label values, one map per histogram (bounded by LabelBudget's caps). */
   private readonly serverOpChildren = new Map<string, { observe(v: number): void }>();
   private readonly clientOpChildren = new Map<string, { observe(v: number): void }>();
@@ -141,6 +160,37 @@ export class HubMetrics {
       labelNames: ['mcp_method_name', 'gen_ai_tool_name', 'server', 'error_type'],
       buckets: DURATION_BUCKETS,
       registers,
+    });
+    this.sessionDuration = new Histogram({
+      name: 'mcp_server_session_duration_seconds',
+      help: 'How long clients kept their MCP sessions open on the aggregated endpoint, by transport (streamable-http, sse)',
+      labelNames: ['transport'],
+      buckets: SESSION_BUCKETS,
+      registers,
+    });
+    new Gauge({
+      name: 'mcp_hub_mcp_sessions_open',
+      help: "Clients' open 2025-era MCP sessions on the aggregated endpoint (per-server ones: mcp_worker_mcp_sessions)",
+      registers,
+      collect() {
+        this.set(sources.aggregateSessions());
+      },
+    });
+    this.redisErrors = new Counter({
+      name: 'mcp_hub_redis_errors_total',
+      help: 'Errors of the Redis connections by client (request, subscriber, limiter): refused, reset, timed out',
+      labelNames: ['client'],
+      registers,
+    });
+    new Gauge({
+      name: 'mcp_hub_redis_ping_seconds',
+      help: 'Round trip of one Redis PING at scrape time (absent when it failed or took over a second)',
+      registers,
+      async collect() {
+        this.reset();
+        const seconds = await sources.redisPing();
+        if (seconds !== undefined) this.set(seconds);
+      },
     });
     this.inFlight = new Gauge({
       name: 'mcp_hub_http_requests_in_flight',
@@ -233,7 +283,7 @@ export class HubMetrics {
   private supervisorSeries(sources: MetricsSources, registers: Registry[]): void {
     const spawns = new Counter({
       name: 'mcp_supervisor_worker_spawns_total',
-      help: 'Worker processes a supervisor started, by reason (start, takeover, restart, health, …)',
+      help: 'Worker processes a supervisor started, by reason (start, wake from idle, takeover, restart, health, …)',
       labelNames: ['supervisor', 'reason'],
       registers,
     });
@@ -255,6 +305,17 @@ export class HubMetrics {
       labelNames: ['supervisor'],
       registers,
     });
+    const workerGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['server'], registers });
+    const rss = workerGauge('mcp_worker_resident_memory_bytes', 'Resident memory of the worker process of a server');
+    const cpu = new Counter({
+      name: 'mcp_worker_cpu_seconds_total',
+      help: 'CPU seconds (user + system) the worker process of a server used since it started (resets with a new worker)',
+      labelNames: ['server'],
+      registers,
+    });
+    const sessions = workerGauge('mcp_worker_mcp_sessions', 'Open 2025-era MCP sessions on the worker of a server');
+    const calls = workerGauge('mcp_worker_calls_in_flight', 'Tool calls the worker of a server is running');
+    const labels = this.labels;
     new Counter({
       name: 'mcp_supervisor_worker_startup_seconds_total',
       help: 'Seconds from spawn to healthy, summed over the workers that became healthy',
@@ -263,7 +324,16 @@ export class HubMetrics {
       async collect() {
         const all = await sources.supervisors();
         for (const c of [this, spawns, failures, healthFailures, startups]) c.reset();
+        for (const g of [rss, cpu, sessions, calls]) g.reset();
         for (const { id, stats } of all) {
+          for (const [name, figures] of Object.entries(stats.workers)) {
+            const server = { server: labels.server(name) };
+            // Added, not set: servers past the label cap share `other`.
+            rss.inc(server, figures.rssBytes);
+            cpu.inc(server, figures.cpuSeconds);
+            sessions.inc(server, figures.mcpSessions);
+            calls.inc(server, figures.activeCalls);
+          }
           const supervisor = { supervisor: id };
           this.inc(supervisor, stats.startupSeconds);
           startups.inc(supervisor, stats.startups);
@@ -311,6 +381,16 @@ export class HubMetrics {
   rateLimit(allowed: boolean, scope: string, mode: string, seconds: number): void {
     this.rateDecisions.inc({ outcome: allowed ? 'allowed' : 'denied', scope });
     this.limiterCheck.observe({ mode }, seconds);
+  }
+
+  /** A client's MCP session on the aggregated endpoint closed after `seconds`. */
+  sessionClosed(seconds: number, transport: string): void {
+    this.sessionDuration.observe({ transport }, seconds);
+  }
+
+  /** An error event of one of the hub's Redis connections. */
+  redisError(client: 'request' | 'subscriber' | 'limiter'): void {
+    this.redisErrors.inc({ client });
   }
 
   keyLookup(hit: boolean): void {

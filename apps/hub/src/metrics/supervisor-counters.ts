@@ -4,7 +4,15 @@ import { z } from 'zod';
 import type { SupervisorCounters } from './hub-metrics.js';
 
 const count = z.number().int().nonnegative();
+const WorkerFiguresSchema = z.object({
+  rssBytes: count,
+  cpuSeconds: z.number().nonnegative(),
+  mcpSessions: count,
+  activeCalls: count,
+});
 const CountersSchema = z.object({
+  // Server ids (SLUG_RE: at most 64 characters); the supervisor sends at most 500.
+  workers: z.record(z.string().max(64), WorkerFiguresSchema).default({}),
   spawns: z.record(z.string().max(64), count),
   failures: z.record(z.string().max(64), count),
   healthFailures: count,

@@ -126,7 +126,8 @@ export async function mcpProxyRoutes(app: FastifyInstance, opts: McpProxyRoutesO
     if (req.principal.kind === 'key' && opensOrUsesSession(req, path)) opts.sessionUsed(req.principal.keyId, id);
     const started = performance.now();
     const query = req.url.includes('?') ? req.url.slice(req.url.indexOf('?')) : '';
-    const hop = span?.child(spanName(methodLabel(req.body)), 'client', { [TRACE_ATTR.hubServer]: id });
+    const method = methodLabel(req.body);
+    const hop = span?.child(spanName(method), 'client', { [TRACE_ATTR.method]: method, [TRACE_ATTR.hubServer]: id });
     const hopHeaders = hop ? { ...headers, traceparent: hop.traceparent } : headers;
     let outcome: RelayOutcome;
     try {
@@ -255,7 +256,7 @@ function traceMcp(tracer: Tracer, req: FastifyRequest, reply: FastifyReply): Tra
   const res = reply.raw;
   res.once('close', () => {
     const status = res.writableFinished ? res.statusCode : 0;
-    span.set(TRACE_ATTR.httpStatus, status);
+    if (status !== 0) span.set(TRACE_ATTR.httpStatus, status);
     span.end(statusError(status));
   });
   return span;

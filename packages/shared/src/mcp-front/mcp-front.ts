@@ -71,6 +71,8 @@ export interface McpFrontOptions {
    * era); undefined: the server factory serves it.
    */
   modernPassthrough?: (request: Request, body: unknown, requestId: string | undefined) => Promise<Response | undefined>;
+  /** Told how long each 2025 session lasted (seconds) and its transport, when it closes: for metrics. */
+  onSessionClosed?: (seconds: number, transport: 'streamable-http' | 'sse') => void;
 }
 
 export {
@@ -144,6 +146,7 @@ export function createMcpFront(options: McpFrontOptions): McpFront {
       projectKey: options.projectKey ?? (() => undefined),
     },
     options.sessionIdleTtlMs ?? 0,
+    options.onSessionClosed,
   );
   let closing: Promise<void> | undefined;
 

@@ -29,12 +29,15 @@ export interface SessionLimits {
  */
 export class SessionRegistry {
   private readonly sessions = new Map<string, FrontSession>();
+  private readonly openedAt = new WeakMap<FrontSession, number>();
   private readonly sweepTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly log: Logger,
     private readonly limits: SessionLimits,
     idleTtlMs: number,
+    /** Told how long each session lasted, in seconds, when it closes (metrics). */
+    private readonly onClosed?: (seconds: number, transport: FrontSession['kind']) => void,
   ) {
     this.sweepTimer =
       idleTtlMs > 0
@@ -107,6 +110,7 @@ export class SessionRegistry {
 
   open(session: FrontSession): void {
     this.sessions.set(session.id, session);
+    this.openedAt.set(session, performance.now());
     this.log.info(
       { event: 'mcp.session.open', session_id: session.id, era: 'legacy', transport: session.kind },
       'MCP session opened',
@@ -116,6 +120,8 @@ export class SessionRegistry {
   forget(session: FrontSession, reason: string): void {
     if (this.sessions.get(session.id) !== session) return;
     this.sessions.delete(session.id);
+    const opened = this.openedAt.get(session);
+    if (opened !== undefined) this.onClosed?.((performance.now() - opened) / 1000, session.kind);
     this.log.info(
       { event: 'mcp.session.close', session_id: session.id, era: 'legacy', transport: session.kind, reason },
       'MCP session closed',
