@@ -106,8 +106,8 @@ describe('GET /metrics', () => {
       sampleValue(after, 'mcp_client_operation_duration_seconds_count', labels) -
       sampleValue(before, 'mcp_client_operation_duration_seconds_count', labels);
     // Only the calls that reached the worker cross the hop.
-    expect(hop({ server: SERVER, gen_ai_tool_name: 'echo', error_type: '' })).toBe(3);
-    expect(hop({ server: SERVER, gen_ai_tool_name: 'tool-error', error_type: 'tool_error' })).toBe(1);
+    expect(hop({ server: SERVER, error_type: '' })).toBe(3);
+    expect(hop({ server: SERVER, error_type: 'tool_error' })).toBe(1);
     // An unknown server is one label value, whatever the id.
     expect(await call('echo', {}, bearer(ADMIN), 'not-a-server-1')).toBe(404);
     expect(await call('echo', {}, bearer(ADMIN), 'not-a-server-2')).toBe(404);

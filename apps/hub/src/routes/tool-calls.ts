@@ -242,7 +242,6 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       metrics?.clientOperation(
         'tools/call',
         id,
-        tool,
         (performance.now() - hopStarted) / 1000,
         isError ? 'tool_error' : undefined,
       );
@@ -254,7 +253,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
     } catch (err) {
       const errorType = err instanceof AppError ? err.code : 'internal';
       hop?.end(errorType, err instanceof Error ? err.message : undefined);
-      metrics?.clientOperation('tools/call', id, tool, (performance.now() - hopStarted) / 1000, errorType);
+      metrics?.clientOperation('tools/call', id, (performance.now() - hopStarted) / 1000, errorType);
       if (!clientGone.signal.aborted) throw err;
       // Nobody to answer: the worker saw the disconnect and cancelled the call upstream.
       if (!stream?.started) reply.hijack();
