@@ -17,12 +17,14 @@ import {
 import { createMcpFront } from '@mcp-hub/shared/mcp-front';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Redis } from 'ioredis';
+import { Agent } from 'undici';
 import { CallGuard } from './access/call-guard.js';
 import { KeyCache } from './access/key-cache.js';
 import { requirePolicyRows } from './access/policy.js';
 import { canSee, type Principal, principalProject } from './access/principal.js';
 import { ServerWriteGuard } from './access/server-writes.js';
 import { SessionReaper } from './access/session-reaper.js';
+import { guardedConnector } from './access/url-guard.js';
 import { Aggregator } from './aggregate/aggregator.js';
 import { Alerter } from './alerts/alerter.js';
 import { alertTriggers } from './alerts/triggers.js';
@@ -326,9 +328,14 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     };
   };
   const webhooks = new AlertWebhookStore(redis, keys, secrets);
+  // Deliveries check each address they connect to (a webhook's name may resolve elsewhere than when it was added).
+  const alertAgent = new Agent({
+    connect: guardedConnector({ denyPrivate: config.denyPrivateUrls, doors: localDoors, timeoutMs: 5_000 }),
+  });
   const alerter = new Alerter(redis, keys.alertDedupe, webhooks, log, {
     dedupeMs: config.alertDedupeMs,
     retryBaseMs: config.alertRetryBaseMs,
+    dispatcher: alertAgent,
   });
   triggers = alertTriggers(alerter, {
     toolCount: (id) => cache.toolCount(id),
@@ -472,6 +479,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // Its own hook, so that a failed step above does not keep the last spans in: they go out before the process
   // ends (bounded: a collector that is down costs 2 s).
   app.addHook('onClose', async () => {
+    await alertAgent.close().catch(() => {});
     await tracer?.shutdown();
   });
   return app;

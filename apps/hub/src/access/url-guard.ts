@@ -2,6 +2,7 @@ import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import ipaddr from 'ipaddr.js';
+import { buildConnector } from 'undici';
 
 type Address = ipaddr.IPv4 | ipaddr.IPv6;
 
@@ -173,6 +174,43 @@ export async function localDoorReason(
   }
   const local = addresses.find((a) => isLocalAddress(a, own));
   return local === undefined ? undefined : `${host}:${port} reaches ${door} on this host (${local})`;
+}
+
+export interface ConnectGuard {
+  /** Refuse private, loopback, link-local and reserved addresses (HUB_DENY_PRIVATE_URLS). */
+  denyPrivate: boolean;
+  doors: () => LocalDoors;
+  /** Time to connect, in milliseconds. */
+  timeoutMs: number;
+}
+
+/**
+ * An undici connector that checks the address it connects to, not only the URL when it was written: the name is
+ * resolved here, checked as the URL checks check it (the hub's and the workers' doors; private addresses when
+ * denied), and the socket opened to that very address (TLS still verifies the certificate for the name). A name
+ * that resolves elsewhere after its URL was accepted (DNS rebinding) reaches nothing the URL could not.
+ */
+export function guardedConnector(
+  guard: ConnectGuard,
+  resolve: Resolver = defaultResolve,
+  own?: ReadonlySet<string>,
+): buildConnector.connector {
+  const connect = buildConnector({ timeout: guard.timeoutMs });
+  return (opts, callback) => {
+    void (async () => {
+      const host = opts.hostname.replace(/^\[|\]$/g, '');
+      const addresses = await addressesOf(host, resolve);
+      const resolved: Resolver = async () => addresses;
+      const url = `${opts.protocol}//${opts.hostname}${opts.port ? `:${opts.port}` : ''}/`;
+      const reason =
+        (await localDoorReason(url, guard.doors(), resolved, own)) ??
+        (guard.denyPrivate ? await deniedUrlReason(url, resolved) : undefined);
+      if (reason !== undefined) throw new Error(`connection refused by the hub's URL rules: ${reason}`);
+      const address = addresses[0];
+      if (address === undefined) throw new Error(`${host} does not resolve`);
+      connect({ ...opts, hostname: address, servername: opts.servername ?? (isIP(host) ? undefined : host) }, callback);
+    })().catch((err: Error) => callback(err, null));
+  };
 }
 
 async function defaultResolve(host: string): Promise<string[]> {

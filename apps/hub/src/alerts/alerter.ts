@@ -1,7 +1,7 @@
 import { createHmac, randomUUID } from 'node:crypto';
 import type { Logger } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
-import { request } from 'undici';
+import { type Dispatcher, request } from 'undici';
 import type { AlertWebhookStore } from './webhook-store.js';
 
 /** What the hub alerts on (a webhook may ask for some of them only). */
@@ -30,9 +30,16 @@ export interface AlerterOptions {
   retryBaseMs?: number;
   attempts?: number;
   timeoutMs?: number;
+  /** Sends the deliveries (one that checks each address at connect time: url-guard.ts guardedConnector). */
+  dispatcher?: Dispatcher;
 }
 
-const DEFAULTS = { dedupeMs: 10 * 60_000, retryBaseMs: 1_000, attempts: 6, timeoutMs: 5_000 };
+const DEFAULTS: Required<Omit<AlerterOptions, 'dispatcher'>> & { dispatcher?: Dispatcher } = {
+  dedupeMs: 10 * 60_000,
+  retryBaseMs: 1_000,
+  attempts: 6,
+  timeoutMs: 5_000,
+};
 /** Alerts being delivered (with their retries) at most; more are dropped with a warn line. */
 const MAX_PENDING = 1_000;
 
@@ -130,6 +137,7 @@ export class Alerter {
         body,
         headersTimeout: this.opts.timeoutMs,
         bodyTimeout: this.opts.timeoutMs,
+        ...(this.opts.dispatcher ? { dispatcher: this.opts.dispatcher } : {}),
       });
       status = res.statusCode;
       await res.body.dump();
