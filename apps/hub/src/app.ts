@@ -332,7 +332,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   const alertAgent = new Agent({
     connect: guardedConnector({ denyPrivate: config.denyPrivateUrls, doors: localDoors, timeoutMs: 5_000 }),
   });
-  const alerter = new Alerter(redis, keys.alertDedupe, webhooks, log, {
+  const alerter = new Alerter(redis, keys, webhooks, log, {
     dedupeMs: config.alertDedupeMs,
     retryBaseMs: config.alertRetryBaseMs,
     dispatcher: alertAgent,

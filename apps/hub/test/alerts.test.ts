@@ -1,10 +1,12 @@
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ServerSpecBody } from '@mcp-hub/shared';
+import { loadHubConfig, type ServerSpecBody } from '@mcp-hub/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hubApi } from '../../../test/hub-api.js';
 import { echoServer, fixture, waitFor } from '../../../test/processes.js';
+import { captureLogger, redisUrl } from '../../../test/support.js';
+import { buildHub } from '../src/index.js';
 import { useHubStack } from './hub-stack.js';
 
 // Issue 15, item 6: alert webhooks. A real supervisor runs stdio servers that die at start (a crash loop); a local
@@ -104,6 +106,47 @@ describe('alert webhooks', () => {
     // Only that webhook got it.
     expect(deliveries.filter((d) => d.headers['x-mcp-hub-event'] === 'test')).toHaveLength(1);
     expect((await api('POST', '/api/alerts/webhooks/wh_nothing/test')).status).toBe(404);
+  });
+
+  it('keeps a retry in Redis: a hub that stops after a failed attempt leaves it to another hub', async () => {
+    const hook = await api('POST', '/api/alerts/webhooks', { url: `${receiverBase}/fail-first`, events: ['test'] });
+    expect(hook.status).toBe(201);
+    const hookId = hook.json.id as string;
+    const other = await buildHub({
+      config: loadHubConfig({
+        REDIS_URL: redisUrl(),
+        KEY_PREFIX: t.prefix,
+        HUB_PORT: '0',
+        HUB_ADMIN_TOKEN: ADMIN,
+        HUB_ALERT_RETRY_BASE: '1s',
+      }),
+      log: captureLogger('hub').log,
+    });
+    const otherBase = await other.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const res = await hubApi(() => otherBase, ADMIN)('POST', `/api/alerts/webhooks/${hookId}/test`);
+      expect(res.status).toBe(202);
+      await waitFor(
+        'the retry queued',
+        async () => ((await t.redis.zcard(t.keys.alertRetries)) === 1 ? true : null),
+        10_000,
+      );
+    } finally {
+      await other.close();
+    }
+    // The hub of this file (which never had the alert) sends the second attempt when it is due.
+    const attempts = await waitFor(
+      'the second attempt',
+      async () => {
+        const got = deliveries.filter((d) => d.path === '/fail-first' && d.headers['x-mcp-hub-event'] === 'test');
+        return got.length >= 2 ? got : null;
+      },
+      15_000,
+    );
+    expect(attempts.map((d) => d.answered)).toEqual([503, 200]);
+    expect(new Set(attempts.map((d) => d.headers['x-mcp-hub-delivery'])).size).toBe(1);
+    expect(await t.redis.zcard(t.keys.alertRetries)).toBe(0);
+    expect((await api('DELETE', `/api/alerts/webhooks/${hookId}`)).status).toBe(204);
   });
 
   it('fires one signed alert for a crash loop, and sends it again to a receiver that failed the first attempt', async () => {

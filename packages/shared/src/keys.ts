@@ -24,6 +24,8 @@ export interface RedisKeys {
   supervisorStats(supervisorId: string): string;
   /** hash: alert webhook id → JSON webhook (url, events, sealed signing secret, createdAt) */
   readonly alertWebhooks: string;
+  /** Alert deliveries waiting for their next attempt: a sorted set (member: the delivery as JSON, score: due ms). */
+  readonly alertRetries: string;
   /** string, PX: set while an alert of that type and server was sent recently (deduplication across hubs) */
   alertDedupe(alert: string): string;
   /** SCAN MATCH pattern of every runtime record key */
@@ -70,6 +72,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     /** The server's last failures, newest first (a capped list of JSON records: FailureRecord). */
     failures: (serverId: string) => `${prefix}failures:${serverId}`,
     alertWebhooks: `${prefix}alert_webhooks`,
+    alertRetries: `${prefix}alert_retries`,
     supervisorStats: (supervisorId: string) => `${prefix}supervisor_stats:${supervisorId}`,
     alertDedupe: (alert: string) => `${prefix}alert_dedupe:${alert}`,
     runtimePattern: `${escapeGlob(prefix)}server_runtime:*`,

@@ -42,29 +42,65 @@ const DEFAULTS: Required<Omit<AlerterOptions, 'dispatcher'>> & { dispatcher?: Di
 };
 /** Alerts being delivered (with their retries) at most; more are dropped with a warn line. */
 const MAX_PENDING = 1_000;
+/** Deliveries waiting in Redis for their next attempt at most (across hubs); more are given up with a warn line. */
+const MAX_QUEUED = 1_000;
+/** Due retries one hub claims per look at the queue. */
+const CLAIM_BATCH = 20;
+
+/** A delivery waiting for its next attempt (the webhook's URL and secret are read again when it is due). */
+interface QueuedDelivery {
+  webhook: string;
+  delivery: string;
+  type: AlertType;
+  body: string;
+  attempt: number;
+}
 
 /**
  * Sends alerts to the registered webhooks: a JSON POST signed with the webhook's secret (`X-MCP-Hub-Signature:
- * t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`), retried with a doubling backoff until a 2xx (at least
- * once, as long as this hub runs: the same `X-MCP-Hub-Delivery` id on every attempt, for receivers to drop
- * repeats), and deduplicated per type and server for `dedupeMs` across replicas (a Redis `SET NX`; in memory
- * while Redis is down).
+ * t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">`), retried with a doubling backoff until a 2xx (the same
+ * `X-MCP-Hub-Delivery` id on every attempt, for receivers to drop repeats), and deduplicated per type and server
+ * for `dedupeMs` across replicas (a Redis `SET NX`; in memory while Redis is down). A retry waits in Redis
+ * (`alert_retries`, scored by when it is due) and any hub running claims it when due (`ZREM`: one hub only), so a
+ * delivery outlives the hub that failed it; while Redis is down it waits in this hub's memory.
  */
+function parseQueued(member: string): QueuedDelivery | undefined {
+  try {
+    const value = JSON.parse(member) as Partial<QueuedDelivery>;
+    if (
+      typeof value.webhook === 'string' &&
+      typeof value.delivery === 'string' &&
+      typeof value.body === 'string' &&
+      typeof value.attempt === 'number' &&
+      (ALERT_TYPES as readonly string[]).includes(String(value.type))
+    ) {
+      return value as QueuedDelivery;
+    }
+  } catch {
+    // not ours
+  }
+  return undefined;
+}
+
 export class Alerter {
   private readonly opts: typeof DEFAULTS;
   private readonly localDedupe = new Map<string, number>();
   private pending = 0;
   private readonly timers = new Set<NodeJS.Timeout>();
   private closed = false;
+  private readonly poller: NodeJS.Timeout;
+  private polling = false;
 
   constructor(
     private readonly redis: Redis,
-    private readonly dedupeKey: (id: string) => string,
+    private readonly keys: { alertDedupe(id: string): string; alertRetries: string },
     private readonly webhooks: AlertWebhookStore,
     private readonly log: Logger,
     options: AlerterOptions = {},
   ) {
     this.opts = { ...DEFAULTS, ...options };
+    this.poller = setInterval(() => void this.claimDue(), Math.min(1_000, this.opts.retryBaseMs));
+    this.poller.unref();
   }
 
   /**
@@ -102,7 +138,7 @@ export class Alerter {
 
   private async firstInWindow(key: string): Promise<boolean> {
     try {
-      return (await this.redis.set(this.dedupeKey(key), '1', 'PX', this.opts.dedupeMs, 'NX')) === 'OK';
+      return (await this.redis.set(this.keys.alertDedupe(key), '1', 'PX', this.opts.dedupeMs, 'NX')) === 'OK';
     } catch {
       const now = Date.now();
       const last = this.localDedupe.get(key);
@@ -149,13 +185,18 @@ export class Alerter {
       this.log.info({ event: 'alert.delivered', webhook, delivery, type, attempt }, 'alert delivered');
       return;
     }
-    if (this.closed || attempt >= this.opts.attempts) {
+    if (attempt >= this.opts.attempts) {
       this.pending--;
       this.log.warn({ event: 'alert.undelivered', webhook, delivery, type, attempt, status }, 'alert not delivered');
       return;
     }
     const wait = this.opts.retryBaseMs * 2 ** (attempt - 1);
     this.log.warn({ event: 'alert.retry', webhook, delivery, type, attempt, status, wait_ms: wait }, 'alert retry');
+    const next: QueuedDelivery = { webhook, delivery, type, body, attempt: attempt + 1 };
+    this.pending--;
+    if ((await this.enqueue(next, Date.now() + wait)) || this.closed) return;
+    // Redis is away: the retry waits in this hub's memory instead.
+    this.pending++;
     const timer = setTimeout(() => {
       this.timers.delete(timer);
       void this.deliver(webhook, url, secret, delivery, type, body, attempt + 1);
@@ -164,8 +205,57 @@ export class Alerter {
     this.timers.add(timer);
   }
 
+  /** Puts a retry in the shared queue; false when Redis could not take it. */
+  private async enqueue(next: QueuedDelivery, dueMs: number): Promise<boolean> {
+    try {
+      if ((await this.redis.zcard(this.keys.alertRetries)) >= MAX_QUEUED) {
+        this.log.warn(
+          { event: 'alert.undelivered', webhook: next.webhook, delivery: next.delivery, type: next.type },
+          'too many alert retries queued; this one is given up',
+        );
+        return true;
+      }
+      await this.redis.zadd(this.keys.alertRetries, dueMs, JSON.stringify(next));
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** Claims the due retries (each by one hub: the one whose ZREM removed it) and sends them. */
+  private async claimDue(): Promise<void> {
+    if (this.closed || this.polling) return;
+    this.polling = true;
+    try {
+      const due = await this.redis.zrangebyscore(this.keys.alertRetries, '-inf', Date.now(), 'LIMIT', 0, CLAIM_BATCH);
+      for (const member of due) {
+        if (this.closed || this.pending >= MAX_PENDING) break;
+        if ((await this.redis.zrem(this.keys.alertRetries, member)) !== 1) continue;
+        const next = parseQueued(member);
+        const hook = next && (await this.webhooks.get(next.webhook));
+        // A webhook deleted meanwhile gets nothing more.
+        if (!next || !hook) continue;
+        this.pending++;
+        void this.deliver(
+          hook.id,
+          hook.url,
+          await this.webhooks.secretOf(hook),
+          next.delivery,
+          next.type,
+          next.body,
+          next.attempt,
+        );
+      }
+    } catch {
+      // Redis away: the next look tries again.
+    } finally {
+      this.polling = false;
+    }
+  }
+
   close(): void {
     this.closed = true;
+    clearInterval(this.poller);
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
   }

@@ -54,6 +54,13 @@ export class AlertWebhookStore {
     return { ...view(stored), secret };
   }
 
+  async get(id: string): Promise<StoredWebhook | null> {
+    const value = await this.redis.hget(this.keys.alertWebhooks, id);
+    if (value === null) return null;
+    const parsed = StoredWebhookSchema.safeParse(JSON.parse(value));
+    return parsed.success ? parsed.data : null;
+  }
+
   async exists(id: string): Promise<boolean> {
     return (await this.redis.hexists(this.keys.alertWebhooks, id)) === 1;
   }
