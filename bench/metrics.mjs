@@ -1,9 +1,7 @@
 // What the Prometheus metrics cost on a tool call (issue 15: ≤ 5 % of the throughput, ≤ 20 µs at p50):
 // `POST /mcp/echo/echo` through two hubs on one Redis, supervisor and worker, one with metrics (the default)
-// and one with HUB_METRICS=off, both with the admin token and at LOG_LEVEL=info:
-//   - sequential calls alternating between the two hubs, call by call (one connection each): p50 of each and the
-//     median of the paired differences, so that a noisy moment hits both alike;
-//   - throughput at 64 callers in rounds in ABBA order (bench/load.mjs, its own process).
+// and one with HUB_METRICS=off, both with the admin token and at LOG_LEVEL=info, compared side by side
+// (bench/on-off.mjs: paired sequential calls, then ABBA throughput rounds at 64 callers).
 // Then the number of series the hub exposes after this traffic, and after one call of every tool of 20 more servers
 // of 20 tools each (bench/many-tools-server.mjs): what a scrape costs as servers and tools grow.
 // Usage: pnpm bench metrics. Env: BENCH_METRICS_PAIRS (4000), BENCH_METRICS_ROUNDS (6), BENCH_SECONDS (3),
@@ -11,12 +9,12 @@
 import { randomBytes } from 'node:crypto';
 import { Pool, request } from 'undici';
 import { createRun, envNumber, startEchoStack, startHub, waitForCall, waitRunning } from './harness.mjs';
-import { alive, descendantsOf, median, ROOT, sleep, table } from './lib.mjs';
+import { alive, descendantsOf, ROOT, sleep, table } from './lib.mjs';
+import { compareHubs, comparisonTable } from './on-off.mjs';
 
 const PAIRS = Math.round(envNumber('BENCH_METRICS_PAIRS', 4_000));
 const ROUNDS = Math.round(envNumber('BENCH_METRICS_ROUNDS', 6));
 const SECONDS = envNumber('BENCH_SECONDS', 3);
-const WARMUP_PAIRS = 500;
 const TOOL_PATH = '/mcp/echo/echo';
 const SERVERS = Math.round(envNumber('BENCH_METRICS_SERVERS', 20));
 const TOOLS = Math.round(envNumber('BENCH_METRICS_TOOLS', 20));
@@ -24,8 +22,7 @@ const MANY_TOOLS = `${ROOT}bench/many-tools-server.mjs`;
 
 const run = createRun('metrics');
 const startedAt = performance.now();
-const rates = { on: [], off: [] };
-let seq;
+let compared;
 let series;
 let manySeries;
 let logSummary = [];
@@ -89,30 +86,6 @@ async function manyServersSeries(stack, origin, headers) {
   return countSeries(origin, headers.authorization);
 }
 
-/** Alternates sequential calls between the hubs; resolves p50s and the median paired difference (ms). */
-async function pairedSequential(hubs, headers) {
-  const pools = hubs.map((h) => new Pool(h.origin, { connections: 1 }));
-  const times = hubs.map(() => []);
-  const body = JSON.stringify({ message: 'x' });
-  for (let i = 0; i < WARMUP_PAIRS + PAIRS; i++) {
-    // The order flips every pair: neither hub always goes first.
-    const order = i % 2 === 0 ? [0, 1] : [1, 0];
-    for (const k of order) {
-      const s = performance.now();
-      const res = await pools[k].request({ path: TOOL_PATH, method: 'POST', headers, body });
-      await res.body.text();
-      if (res.statusCode !== 200) throw new Error(`${hubs[k].name} answered ${res.statusCode}`);
-      if (i >= WARMUP_PAIRS) times[k].push(performance.now() - s);
-    }
-  }
-  await Promise.all(pools.map((p) => p.close()));
-  return {
-    on: median(times[0]),
-    off: median(times[1]),
-    paired: median(times[0].map((t, i) => t - times[1][i])),
-  };
-}
-
 try {
   const stack = await startEchoStack(run, { prefix: 'bench-metrics:' });
   const token = randomBytes(24).toString('hex');
@@ -125,29 +98,15 @@ try {
   const headers = { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${token}` };
   for (const hub of [on, off]) await waitForCall(`${hub.origin}${TOOL_PATH}`, { authorization: headers.authorization });
 
-  run.progress(`${PAIRS} sequential pairs…`);
-  seq = await pairedSequential([on, off], headers);
-
-  for (let i = 0; i < ROUNDS; i++) {
-    run.progress(`throughput round ${i + 1} of ${ROUNDS}…`);
-    const order = i % 2 === 0 ? [on, off] : [off, on];
-    for (const hub of order) {
-      const out = await run.runLoad({
-        label: hub.name,
-        kind: 'http',
-        origin: hub.origin,
-        paths: [TOOL_PATH],
-        accept: 'application/json',
-        headers: { authorization: headers.authorization },
-        warmupSeconds: 0.5,
-        sequential: null,
-        levels: [64],
-        seconds: SECONDS,
-        watch: [],
-      });
-      rates[hub === on ? 'on' : 'off'].push(out.phases.find((p) => p.name === 'c64')?.rate ?? 0);
-    }
-  }
+  compared = await compareHubs(run, {
+    a: on,
+    b: off,
+    path: TOOL_PATH,
+    headers,
+    pairs: PAIRS,
+    rounds: ROUNDS,
+    seconds: SECONDS,
+  });
 
   series = await countSeries(on.origin, headers.authorization);
 
@@ -157,19 +116,15 @@ try {
   logSummary = await run.finish(['hub', 'hub-off', 'supervisor']);
 }
 
-const ms = (v) => v.toFixed(3);
 console.log(
   `\nMetrics on against off (pnpm bench metrics, ${((performance.now() - startedAt) / 1000).toFixed(0)} s)\n`,
 );
-console.log(
-  table([
-    ['hub', 'p50 sequential ms', `calls/s at 64 callers, ${ROUNDS} ABBA rounds`, 'median calls/s'],
-    ['metrics on', ms(seq.on), rates.on.map((r) => r.toFixed(0)).join(', '), median(rates.on).toFixed(0)],
-    ['metrics off', ms(seq.off), rates.off.map((r) => r.toFixed(0)).join(', '), median(rates.off).toFixed(0)],
-  ]),
+const { text, ratio, pairedUs } = comparisonTable(
+  { a: { name: 'metrics on' }, b: { name: 'metrics off' } },
+  compared,
+  ROUNDS,
 );
-const ratio = median(rates.on) / median(rates.off);
-const pairedUs = seq.paired * 1000;
+console.log(text);
 console.log(
   `\nPaired sequential difference (on − off, median of ${PAIRS} pairs): ${pairedUs.toFixed(1)} µs. ` +
     `Series exposed after this traffic: ${series.all} (${series.mcp} of them mcp_*).`,

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from 'node:timers/promises';
 import { serializerCompiler } from '@fastify/type-provider-zod';
 import {
   AppError,
@@ -469,6 +470,10 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     app.server.closeAllConnections();
   });
   app.addHook('onClose', async () => {
+    // Alert deliveries in flight first, while Redis is there to queue their retries: a second's grace, then cut
+    // (a cut attempt is queued as failed, for another hub or the next start).
+    await Promise.race([alertAgent.close(), delay(1_000)]);
+    await alertAgent.destroy().catch(() => {});
     await client.close();
     limiter.close();
     await usage.close();
@@ -479,7 +484,6 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // Its own hook, so that a failed step above does not keep the last spans in: they go out before the process
   // ends (bounded: a collector that is down costs 2 s).
   app.addHook('onClose', async () => {
-    await alertAgent.close().catch(() => {});
     await tracer?.shutdown();
   });
   return app;

@@ -4,7 +4,7 @@ import type { WorkerHealth } from '@mcp-hub/shared';
 const MAX_REASONS = 32;
 /** Workers whose figures go out with a heartbeat at most (the hub's /metrics caps its server labels at 500 too). */
 const MAX_WORKERS = 500;
-/** A worker's figures are left out once no health check answered for this long (it stopped, or is failing). */
+/** A worker's figures are left out once no health check answered for this long (at least 3 health intervals). */
 const WORKER_FIGURES_TTL_MS = 10_000;
 
 /** What a running worker said of itself at its last health check. */
@@ -29,7 +29,19 @@ export class SupervisorStats {
   private startupSeconds = 0;
   private readonly workers = new Map<string, { figures: WorkerFigures; at: number }>();
 
-  constructor(private readonly now: () => number = Date.now) {}
+  private readonly figuresTtlMs: number;
+
+  constructor(
+    healthIntervalMs = 0,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.figuresTtlMs = Math.max(WORKER_FIGURES_TTL_MS, 3 * healthIntervalMs);
+  }
+
+  /** The worker of `server` exited: its figures go at once. */
+  workerGone(server: string): void {
+    this.workers.delete(server);
+  }
 
   /** A running worker's own figures, from a health check that answered (/healthz). */
   workerHealth(server: string, health: WorkerHealth): void {
@@ -65,7 +77,7 @@ export class SupervisorStats {
 
   toJSON(): SupervisorStatsRecord {
     const workers: Record<string, WorkerFigures> = {};
-    const cutoff = this.now() - WORKER_FIGURES_TTL_MS;
+    const cutoff = this.now() - this.figuresTtlMs;
     for (const [server, { figures, at }] of this.workers) {
       if (at < cutoff) this.workers.delete(server);
       else workers[server] = figures;

@@ -90,7 +90,7 @@ export function createSupervisor(deps: SupervisorDeps): Supervisor {
     workers: new WorkerSet({ store, log, supervisorId, enqueue }),
     enqueue,
     isClosed: () => closed,
-    stats: new SupervisorStats(),
+    stats: new SupervisorStats(config.healthIntervalMs),
   };
   const runs = new WorkerRuns(ctx, entry);
   const adoption = new Adoption(ctx, runs);

@@ -115,6 +115,8 @@ export class WorkerRuns {
   /** The process of run `run` went away. Notices about an earlier run are ignored. */
   async onExit(w: ManagedWorker, run: number, info: ExitInfo): Promise<void> {
     const { ports, store, workers, log } = this.ctx;
+    // Its figures (for the hub's /metrics) go with it; a successor's come with its first health check.
+    if (workers.isCurrent(w) && w.run === run) this.ctx.stats.workerGone(w.id);
     if (this.ctx.isClosed() || !workers.isCurrent(w) || w.run !== run || !hasProcess(w.status)) return;
     if (w.status === 'stopping') return;
     log.warn(

@@ -1,5 +1,5 @@
 import { lookup } from 'node:dns/promises';
-import { isIP } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { networkInterfaces } from 'node:os';
 import ipaddr from 'ipaddr.js';
 import { buildConnector } from 'undici';
@@ -195,20 +195,33 @@ export function guardedConnector(
   resolve: Resolver = defaultResolve,
   own?: ReadonlySet<string>,
 ): buildConnector.connector {
-  const connect = buildConnector({ timeout: guard.timeoutMs });
   return (opts, callback) => {
     void (async () => {
       const host = opts.hostname.replace(/^\[|\]$/g, '');
       const addresses = await addressesOf(host, resolve);
+      if (addresses.length === 0) throw new Error(`${host} does not resolve`);
       const resolved: Resolver = async () => addresses;
-      const url = `${opts.protocol}//${opts.hostname}${opts.port ? `:${opts.port}` : ''}/`;
+      const url = `${opts.protocol}//${isIPv6(host) ? `[${host}]` : host}${opts.port ? `:${opts.port}` : ''}/`;
       const reason =
         (await localDoorReason(url, guard.doors(), resolved, own)) ??
         (guard.denyPrivate ? await deniedUrlReason(url, resolved) : undefined);
       if (reason !== undefined) throw new Error(`connection refused by the hub's URL rules: ${reason}`);
-      const address = addresses[0];
-      if (address === undefined) throw new Error(`${host} does not resolve`);
-      connect({ ...opts, hostname: address, servername: opts.servername ?? (isIP(host) ? undefined : host) }, callback);
+      // The socket goes to the addresses just checked, none other (a lookup that answers them); Node tries them in
+      // turn (autoSelectFamily) and TLS verifies the certificate for the name.
+      const lookup = (
+        _name: string,
+        options: { all?: boolean },
+        done: (err: Error | null, address: string | { address: string; family: number }[], family?: number) => void,
+      ) => {
+        const first = addresses[0] as string;
+        if (options.all)
+          done(
+            null,
+            addresses.map((address) => ({ address, family: isIP(address) })),
+          );
+        else done(null, first, isIP(first));
+      };
+      buildConnector({ timeout: guard.timeoutMs, lookup } as buildConnector.BuildOptions)(opts, callback);
     })().catch((err: Error) => callback(err, null));
   };
 }

@@ -46,6 +46,15 @@ const MAX_PENDING = 1_000;
 const MAX_QUEUED = 1_000;
 /** Due retries one hub claims per look at the queue. */
 const CLAIM_BATCH = 20;
+/** How long a claimed retry is this hub's: past it (the hub died mid-attempt), another hub may claim it again. */
+const LEASE_MS = 60_000;
+/** Claims a queued retry if it is still due (KEYS[1]: the queue; ARGV: member, now, lease end): 1 when won. */
+const CLAIM_SCRIPT = `local due = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if due and tonumber(due) <= tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+return 0`;
 
 /** A delivery waiting for its next attempt (the webhook's URL and secret are read again when it is due). */
 interface QueuedDelivery {
@@ -54,6 +63,13 @@ interface QueuedDelivery {
   type: AlertType;
   body: string;
   attempt: number;
+}
+
+/** One attempt in hand: with the webhook's URL and secret, and the queue entry it was claimed from, if any. */
+interface Attempt extends QueuedDelivery {
+  url: string;
+  secret: string;
+  claimed?: string | undefined;
 }
 
 /**
@@ -99,7 +115,7 @@ export class Alerter {
     options: AlerterOptions = {},
   ) {
     this.opts = { ...DEFAULTS, ...options };
-    this.poller = setInterval(() => void this.claimDue(), Math.min(1_000, this.opts.retryBaseMs));
+    this.poller = setInterval(() => void this.claimDue(), Math.max(100, Math.min(1_000, this.opts.retryBaseMs)));
     this.poller.unref();
   }
 
@@ -131,8 +147,18 @@ export class Alerter {
         this.log.warn({ event: 'alert.dropped', type: alert.type, webhook: hook.id }, 'too many alerts pending');
         continue;
       }
+      let secret: string;
+      try {
+        secret = await this.webhooks.secretOf(hook);
+      } catch (err) {
+        this.log.warn(
+          { event: 'alert.dropped', type: alert.type, webhook: hook.id, err },
+          'webhook secret does not open',
+        );
+        continue;
+      }
       this.pending++;
-      void this.deliver(hook.id, hook.url, await this.webhooks.secretOf(hook), delivery, alert.type, body, 1);
+      void this.deliver({ webhook: hook.id, url: hook.url, secret, delivery, type: alert.type, body, attempt: 1 });
     }
   }
 
@@ -148,20 +174,13 @@ export class Alerter {
     }
   }
 
-  private async deliver(
-    webhook: string,
-    url: string,
-    secret: string,
-    delivery: string,
-    type: AlertType,
-    body: string,
-    attempt: number,
-  ): Promise<void> {
+  private async deliver(job: Attempt): Promise<void> {
+    const { webhook, delivery, type, body, attempt } = job;
     let status = 0;
     try {
       const t = Math.floor(Date.now() / 1000);
-      const signature = createHmac('sha256', secret).update(`${t}.${body}`).digest('hex');
-      const res = await request(url, {
+      const signature = createHmac('sha256', job.secret).update(`${t}.${body}`).digest('hex');
+      const res = await request(job.url, {
         method: 'POST',
         headers: {
           'content-type': 'application/json',
@@ -180,29 +199,38 @@ export class Alerter {
     } catch {
       status = 0;
     }
-    if (status >= 200 && status < 300) {
+    try {
+      if (status >= 200 && status < 300) {
+        this.log.info({ event: 'alert.delivered', webhook, delivery, type, attempt }, 'alert delivered');
+        return;
+      }
+      if (attempt >= this.opts.attempts) {
+        this.log.warn({ event: 'alert.undelivered', webhook, delivery, type, attempt, status }, 'alert not delivered');
+        return;
+      }
+      const wait = this.opts.retryBaseMs * 2 ** (attempt - 1);
+      this.log.warn({ event: 'alert.retry', webhook, delivery, type, attempt, status, wait_ms: wait }, 'alert retry');
+      if (await this.enqueue({ webhook, delivery, type, body, attempt: attempt + 1 }, Date.now() + wait)) return;
+      // Redis is away: the retry waits in this hub's memory instead (not once the hub is closing).
+      if (this.closed || this.timers.size >= MAX_PENDING) {
+        this.log.warn(
+          { event: 'alert.undelivered', webhook, delivery, type, attempt, status, reason: 'redis_unavailable' },
+          'alert retry could not be kept',
+        );
+        return;
+      }
+      const timer = setTimeout(() => {
+        this.timers.delete(timer);
+        this.pending++;
+        void this.deliver({ ...job, attempt: attempt + 1, claimed: undefined });
+      }, wait);
+      timer.unref();
+      this.timers.add(timer);
+    } finally {
       this.pending--;
-      this.log.info({ event: 'alert.delivered', webhook, delivery, type, attempt }, 'alert delivered');
-      return;
+      // Done with the queue entry this attempt came from (its successor, if any, is queued already).
+      if (job.claimed !== undefined) await this.redis.zrem(this.keys.alertRetries, job.claimed).catch(() => {});
     }
-    if (attempt >= this.opts.attempts) {
-      this.pending--;
-      this.log.warn({ event: 'alert.undelivered', webhook, delivery, type, attempt, status }, 'alert not delivered');
-      return;
-    }
-    const wait = this.opts.retryBaseMs * 2 ** (attempt - 1);
-    this.log.warn({ event: 'alert.retry', webhook, delivery, type, attempt, status, wait_ms: wait }, 'alert retry');
-    const next: QueuedDelivery = { webhook, delivery, type, body, attempt: attempt + 1 };
-    this.pending--;
-    if ((await this.enqueue(next, Date.now() + wait)) || this.closed) return;
-    // Redis is away: the retry waits in this hub's memory instead.
-    this.pending++;
-    const timer = setTimeout(() => {
-      this.timers.delete(timer);
-      void this.deliver(webhook, url, secret, delivery, type, body, attempt + 1);
-    }, wait);
-    timer.unref();
-    this.timers.add(timer);
   }
 
   /** Puts a retry in the shared queue; false when Redis could not take it. */
@@ -222,32 +250,43 @@ export class Alerter {
     }
   }
 
-  /** Claims the due retries (each by one hub: the one whose ZREM removed it) and sends them. */
+  /**
+   * Claims the due retries and sends them. A claim is a lease (CLAIM_SCRIPT pushes the entry's time LEASE_MS on, if
+   * it is still due: one hub wins); the entry goes only once its attempt ended, so a hub that dies mid-attempt
+   * leaves it to be claimed again when the lease runs out.
+   */
   private async claimDue(): Promise<void> {
     if (this.closed || this.polling) return;
     this.polling = true;
     try {
-      const due = await this.redis.zrangebyscore(this.keys.alertRetries, '-inf', Date.now(), 'LIMIT', 0, CLAIM_BATCH);
+      const now = Date.now();
+      const due = await this.redis.zrangebyscore(this.keys.alertRetries, '-inf', now, 'LIMIT', 0, CLAIM_BATCH);
       for (const member of due) {
         if (this.closed || this.pending >= MAX_PENDING) break;
-        if ((await this.redis.zrem(this.keys.alertRetries, member)) !== 1) continue;
+        const won = await this.redis.eval(CLAIM_SCRIPT, 1, this.keys.alertRetries, member, now, now + LEASE_MS);
+        if (won !== 1) continue;
         const next = parseQueued(member);
         const hook = next && (await this.webhooks.get(next.webhook));
-        // A webhook deleted meanwhile gets nothing more.
-        if (!next || !hook) continue;
+        let secret: string | undefined;
+        try {
+          secret = hook ? await this.webhooks.secretOf(hook) : undefined;
+        } catch {
+          // a secret sealed with another key: given up below
+        }
+        if (!next || !hook || secret === undefined) {
+          // Not ours, a webhook deleted meanwhile, or a secret that no longer opens: nothing more to send.
+          this.log.warn(
+            { event: 'alert.undelivered', webhook: next?.webhook, delivery: next?.delivery },
+            'alert retry dropped',
+          );
+          await this.redis.zrem(this.keys.alertRetries, member);
+          continue;
+        }
         this.pending++;
-        void this.deliver(
-          hook.id,
-          hook.url,
-          await this.webhooks.secretOf(hook),
-          next.delivery,
-          next.type,
-          next.body,
-          next.attempt,
-        );
+        void this.deliver({ ...next, url: hook.url, secret, claimed: member });
       }
     } catch {
-      // Redis away: the next look tries again.
+      // Redis away: the next look tries again (a lease taken meanwhile runs out).
     } finally {
       this.polling = false;
     }

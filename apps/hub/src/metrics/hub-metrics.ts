@@ -85,6 +85,23 @@ function observeCached<L extends string>(
   child.observe(value);
 }
 
+/**
+ * Runs `fill` once for a scrape however many metrics ask: prom-client reads every metric of a scrape at once, so
+ * each metric of a group awaits the same run (which resets and fills them all) before its values are read. A read
+ * that fails leaves the group empty rather than failing the whole scrape (Redis away: the rest still answers).
+ */
+function oncePerScrape(fill: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => {
+    running ??= fill()
+      .catch(() => {})
+      .finally(() => {
+        running = undefined;
+      });
+    return running;
+  };
+}
+
 /** Adds one to `gauge` until the returned function is called (once; later calls do nothing). */
 function held(gauge: Gauge): () => void {
   gauge.inc();
@@ -171,7 +188,7 @@ export class HubMetrics {
     });
     new Gauge({
       name: 'mcp_hub_mcp_sessions_open',
-      help: "Clients' open 2025-era MCP sessions on the aggregated endpoint (per-server ones: mcp_worker_mcp_sessions)",
+      help: "Clients' open sessionful MCP sessions (2025-era Streamable HTTP, legacy SSE) on the aggregated endpoint",
       registers,
       collect() {
         this.set(sources.aggregateSessions());
@@ -243,37 +260,42 @@ export class HubMetrics {
     });
     this.supervisorSeries(sources, registers);
     const labels = this.labels;
-    const byStatus = new Gauge({
+    let byStatus: Gauge<'status'> | undefined;
+    let up: Gauge<'server'> | undefined;
+    let restarts: Gauge<'server'> | undefined;
+    const refresh = oncePerScrape(async () => {
+      const runtimes = await sources.runtimes();
+      for (const g of [byStatus, up, restarts]) g?.reset();
+      const counts = new Map<string, number>();
+      for (const r of runtimes) {
+        counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
+        const server = labels.server(r.server);
+        restarts?.inc({ server }, r.restarts);
+        up?.inc({ server }, r.status === 'running' ? 1 : 0);
+      }
+      for (const [status, n] of counts) byStatus?.set({ status }, n);
+    });
+    const collect = () => refresh();
+    byStatus = new Gauge({
       name: 'mcp_hub_workers',
       help: 'Workers by runtime status, as their records in Redis say',
       labelNames: ['status'],
       registers,
+      collect,
     });
-    const up = new Gauge({
+    up = new Gauge({
       name: 'mcp_hub_worker_up',
       help: '1 when the worker of a server is running',
       labelNames: ['server'],
       registers,
+      collect,
     });
-    new Gauge({
+    restarts = new Gauge({
       name: 'mcp_hub_worker_restarts',
       help: 'Restarts of the worker of a server since it was registered (its runtime record)',
       labelNames: ['server'],
       registers,
-      async collect() {
-        const runtimes = await sources.runtimes();
-        this.reset();
-        byStatus.reset();
-        up.reset();
-        const counts = new Map<string, number>();
-        for (const r of runtimes) {
-          counts.set(r.status, (counts.get(r.status) ?? 0) + 1);
-          const server = labels.server(r.server);
-          this.inc({ server }, r.restarts);
-          up.inc({ server }, r.status === 'running' ? 1 : 0);
-        }
-        for (const [status, n] of counts) byStatus.set({ status }, n);
-      },
+      collect,
     });
   }
 
@@ -282,68 +304,80 @@ export class HubMetrics {
    * starts again from zero, which Prometheus reads as a counter reset).
    */
   private supervisorSeries(sources: MetricsSources, registers: Registry[]): void {
-    const spawns = new Counter({
-      name: 'mcp_supervisor_worker_spawns_total',
-      help: 'Worker processes a supervisor started, by reason (start, wake from idle, takeover, restart, health, …)',
-      labelNames: ['supervisor', 'reason'],
-      registers,
-    });
-    const failures = new Counter({
-      name: 'mcp_supervisor_worker_failures_total',
-      help: 'Failed worker runs by reason (exited, start_timeout, unhealthy, no_free_port)',
-      labelNames: ['supervisor', 'reason'],
-      registers,
-    });
-    const healthFailures = new Counter({
-      name: 'mcp_supervisor_health_check_failures_total',
-      help: 'Failed health checks of running workers',
-      labelNames: ['supervisor'],
-      registers,
-    });
-    const startups = new Counter({
-      name: 'mcp_supervisor_worker_startups_total',
-      help: 'Workers that became healthy after a spawn (with mcp_supervisor_worker_startup_seconds_total: the mean spawn-to-healthy time)',
-      labelNames: ['supervisor'],
-      registers,
-    });
-    const workerGauge = (name: string, help: string) => new Gauge({ name, help, labelNames: ['server'], registers });
-    const rss = workerGauge('mcp_worker_resident_memory_bytes', 'Resident memory of the worker process of a server');
-    const cpu = new Counter({
-      name: 'mcp_worker_cpu_seconds_total',
-      help: 'CPU seconds (user + system) the worker process of a server used since it started (resets with a new worker)',
-      labelNames: ['server'],
-      registers,
-    });
-    const sessions = workerGauge('mcp_worker_mcp_sessions', 'Open 2025-era MCP sessions on the worker of a server');
-    const calls = workerGauge('mcp_worker_calls_in_flight', 'Tool calls the worker of a server is running');
     const labels = this.labels;
-    new Counter({
-      name: 'mcp_supervisor_worker_startup_seconds_total',
-      help: 'Seconds from spawn to healthy, summed over the workers that became healthy',
-      labelNames: ['supervisor'],
-      registers,
-      async collect() {
-        const all = await sources.supervisors();
-        for (const c of [this, spawns, failures, healthFailures, startups]) c.reset();
-        for (const g of [rss, cpu, sessions, calls]) g.reset();
-        for (const { id, stats } of all) {
-          for (const [name, figures] of Object.entries(stats.workers)) {
-            const server = { server: labels.server(name) };
-            // Added, not set: servers past the label cap share `other`.
-            rss.inc(server, figures.rssBytes);
-            cpu.inc(server, figures.cpuSeconds);
-            sessions.inc(server, figures.mcpSessions);
-            calls.inc(server, figures.activeCalls);
-          }
-          const supervisor = { supervisor: id };
-          this.inc(supervisor, stats.startupSeconds);
-          startups.inc(supervisor, stats.startups);
-          healthFailures.inc(supervisor, stats.healthFailures);
-          for (const [reason, n] of Object.entries(stats.spawns)) spawns.inc({ ...supervisor, reason }, n);
-          for (const [reason, n] of Object.entries(stats.failures)) failures.inc({ ...supervisor, reason }, n);
-        }
-      },
+    const all: (Counter<string> | Gauge<string>)[] = [];
+    const refresh = oncePerScrape(async () => {
+      const supervisors = await sources.supervisors();
+      for (const m of all) m.reset();
+      // A server reported by two supervisors (a takeover while the silent one's record lives) counts once: the
+      // later record (supervisors come oldest heartbeat first) wins.
+      const figures = new Map<string, WorkerFigures>();
+      for (const { id, stats } of supervisors) {
+        for (const [name, f] of Object.entries(stats.workers)) figures.set(name, f);
+        const supervisor = { supervisor: id };
+        startupSeconds.inc(supervisor, stats.startupSeconds);
+        startups.inc(supervisor, stats.startups);
+        healthFailures.inc(supervisor, stats.healthFailures);
+        for (const [reason, n] of Object.entries(stats.spawns)) spawns.inc({ ...supervisor, reason }, n);
+        for (const [reason, n] of Object.entries(stats.failures)) failures.inc({ ...supervisor, reason }, n);
+      }
+      for (const [name, f] of figures) {
+        const server = { server: labels.server(name) };
+        // Gauges are added (servers past the label cap share `other`); CPU time is a counter, and a sum of
+        // several workers' could fall when one restarts (a false reset): `other` has none.
+        rss.inc(server, f.rssBytes);
+        sessions.inc(server, f.mcpSessions);
+        calls.inc(server, f.activeCalls);
+        if (server.server !== OTHER) cpu.inc(server, f.cpuSeconds);
+      }
     });
+    const collect = () => refresh();
+    const counter = (name: string, help: string, labelNames: string[]) => {
+      const made = new Counter({ name, help, labelNames, registers, collect });
+      all.push(made);
+      return made;
+    };
+    const gauge = (name: string, help: string) => {
+      const made = new Gauge({ name, help, labelNames: ['server'], registers, collect });
+      all.push(made);
+      return made;
+    };
+    const spawns = counter(
+      'mcp_supervisor_worker_spawns_total',
+      'Worker processes a supervisor started, by reason (start, wake from idle, takeover, restart, health, …)',
+      ['supervisor', 'reason'],
+    );
+    const failures = counter(
+      'mcp_supervisor_worker_failures_total',
+      'Failed worker runs by reason (exited, start_timeout, unhealthy, no_free_port)',
+      ['supervisor', 'reason'],
+    );
+    const healthFailures = counter(
+      'mcp_supervisor_health_check_failures_total',
+      'Failed health checks of running workers',
+      ['supervisor'],
+    );
+    const startups = counter(
+      'mcp_supervisor_worker_startups_total',
+      'Workers that became healthy after a spawn (with mcp_supervisor_worker_startup_seconds_total: the mean spawn-to-healthy time)',
+      ['supervisor'],
+    );
+    const startupSeconds = counter(
+      'mcp_supervisor_worker_startup_seconds_total',
+      'Seconds from spawn to healthy, summed over the workers that became healthy',
+      ['supervisor'],
+    );
+    const rss = gauge('mcp_worker_resident_memory_bytes', 'Resident memory of the worker process of a server');
+    const cpu = counter(
+      'mcp_worker_cpu_seconds_total',
+      'CPU seconds (user + system) the worker process of a server used since it started (resets with a new worker)',
+      ['server'],
+    );
+    const sessions = gauge(
+      'mcp_worker_mcp_sessions',
+      'Open sessionful MCP sessions (2025-era Streamable HTTP and legacy SSE) on the worker of a server',
+    );
+    const calls = gauge('mcp_worker_calls_in_flight', 'Tool calls the worker of a server is running');
   }
 
   /** One operation answered at the edge. */
