@@ -46,6 +46,7 @@ import { RegistryCache } from './registry-cache.js';
 import { alertRoutes } from './routes/alerts.js';
 import { discoveryRoutes } from './routes/discovery.js';
 import { eventRoutes } from './routes/events.js';
+import { groupRoutes } from './routes/groups.js';
 import { healthRoutes } from './routes/health.js';
 import { mcpAggregateRoutes } from './routes/mcp-aggregate.js';
 import { callerId, mcpProxyRoutes } from './routes/mcp-proxy.js';
@@ -55,6 +56,7 @@ import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
 import { AuditStream } from './stores/audit-stream.js';
 import { AuditTrail } from './stores/audit-trail.js';
+import { GroupStore } from './stores/group-store.js';
 import { ProjectStore } from './stores/project-store.js';
 import { UsageRecorder } from './stores/usage.js';
 import { ToolValidatorFactory } from './validation/tool-validator.js';
@@ -373,6 +375,16 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     rotationGraceMs: config.keyRotationGraceMs,
     keyChanged: (keyId, project) => reaper.keyChanged(keyId, project),
   });
+  const groups = new GroupStore(
+    redis,
+    keys,
+    registry,
+    async (project) => (await store.getProject(project)) !== null,
+    clock,
+    (key, field, err) =>
+      log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
+  );
+  await app.register(groupRoutes, { groups, projects: store, audit });
   const workers = new WorkerLocator(cache, registry, log, {
     wakeTimeoutMs: config.wakeTimeoutMs,
     workerWaitMs: config.workerWaitMs,

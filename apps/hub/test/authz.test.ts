@@ -104,6 +104,12 @@ async function createWebhook(): Promise<string> {
   return (res.json() as { id: string }).id;
 }
 
+/** A server group of project A holding `server`. */
+async function groupOfA(id: string, server: string): Promise<void> {
+  const res = await call('POST', `/api/projects/${A}/groups`, admin, { id, name: id, serverIds: [server] });
+  expect(res.statusCode, res.body).toBe(201);
+}
+
 /** A server of project A that nothing runs (no supervisor in this test), with one tool. */
 async function serverOfA(id: string): Promise<void> {
   const res = await call('PUT', `/api/servers/${id}`, admin, {
@@ -322,6 +328,8 @@ const SAMPLE_BODIES: Record<string, (n: number) => unknown> = {
   'POST /api/projects/:pid/members': () => ({ id: 'someone@example.com', role: 'reporter' }),
   'POST /api/projects/:pid/keys': () => ({ name: 'made by the matrix', role: 'reporter' }),
   'POST /api/projects/:pid/keys/:keyId/rotate': () => ({ graceMs: 0 }),
+  'POST /api/projects/:pid/groups': (n) => ({ id: `made-${n}`, name: 'made by the matrix' }),
+  'PUT /api/projects/:pid/groups/:gid': () => ({ name: 'replaced by the matrix', serverIds: [] }),
   'POST /api/servers': (n) => ({
     id: `made-${n}`,
     transport: 'streamable-http',
@@ -418,6 +426,8 @@ describe('every route × every credential', () => {
     await serverOfA(serverId);
     const victim = await createKey(A, { name: `victim-${n}`, role: 'reporter' });
     const webhook = pattern.includes(':webhookId') ? await createWebhook() : '';
+    const group = `group-${n}`;
+    if (pattern.includes(':gid')) await groupOfA(group, serverId);
     const url =
       pattern
         .replace(/:(\w+)/g, (_, param: string) => {
@@ -427,6 +437,7 @@ describe('every route × every credential', () => {
             keyId: victim.id,
             tool: 'echo',
             webhookId: webhook,
+            gid: group,
           };
           const value = fill[param];
           if (value === undefined) throw new Error(`no sample value for :${param} (${row}): add one to the matrix`);

@@ -22,6 +22,8 @@ export interface RedisKeys {
   failures(serverId: string): string;
   /** string, PX: JSON counters of one supervisor (spawns, failures, health-check failures, startup time) */
   supervisorStats(supervisorId: string): string;
+  /** hash: group id → JSON server group (name, description, serverIds, timestamps), one per project */
+  groups(project: string): string;
   /** hash: alert webhook id → JSON webhook (url, events, sealed signing secret, createdAt) */
   readonly alertWebhooks: string;
   /** Alert deliveries waiting for their next attempt: a sorted set (member: the delivery as JSON, score: due ms). */
@@ -71,6 +73,7 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     runtime: (serverId: string) => `${prefix}server_runtime:${serverId}`,
     /** The server's last failures, newest first (a capped list of JSON records: FailureRecord). */
     failures: (serverId: string) => `${prefix}failures:${serverId}`,
+    groups: (project: string) => `${prefix}groups:${project}`,
     alertWebhooks: `${prefix}alert_webhooks`,
     alertRetries: `${prefix}alert_retries`,
     supervisorStats: (supervisorId: string) => `${prefix}supervisor_stats:${supervisorId}`,

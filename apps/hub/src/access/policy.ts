@@ -66,6 +66,19 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   'DELETE /api/projects/:pid/keys/:keyId': member('owner', 'keys:manage', inProject),
   'POST /api/projects/:pid/keys/:keyId/rotate': member('owner', 'keys:manage', inProject),
 
+  // Server groups: a project's curated sets of its servers (reading them is reading servers; writing, writing).
+  'GET /api/projects/:pid/groups': member('reporter', 'servers:read', inProject),
+  'POST /api/projects/:pid/groups': member('developer', 'servers:write', inProject),
+  'GET /api/projects/:pid/groups/:gid': member('reporter', 'servers:read', inProject),
+  'PUT /api/projects/:pid/groups/:gid': member('developer', 'servers:write', inProject),
+  'DELETE /api/projects/:pid/groups/:gid': member('developer', 'servers:write', inProject),
+  'PUT /api/projects/:pid/groups/:gid/servers/:id': member('developer', 'servers:write', { ...inProject, ...onServer }),
+  'DELETE /api/projects/:pid/groups/:gid/servers/:id': member('developer', 'servers:write', {
+    ...inProject,
+    ...onServer,
+  }),
+  'GET /api/groups': admin,
+
   'GET /api/servers': member('reporter', 'servers:read'),
   // stdio servers run a command on the host: the route also requires `owner` for those.
   'POST /api/servers': member('developer', 'servers:write'),
