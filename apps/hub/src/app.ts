@@ -54,6 +54,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
+import { GroupRouter } from './routing/router.js';
 import { AuditStream } from './stores/audit-stream.js';
 import { AuditTrail } from './stores/audit-trail.js';
 import { GroupStore } from './stores/group-store.js';
@@ -384,7 +385,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     (key, field, err) =>
       log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  await app.register(groupRoutes, { groups, projects: store, audit });
+  await app.register(groupRoutes, { groups, projects: store, audit, router: new GroupRouter(config.toolSeparator) });
   const workers = new WorkerLocator(cache, registry, log, {
     wakeTimeoutMs: config.wakeTimeoutMs,
     workerWaitMs: config.workerWaitMs,

@@ -134,6 +134,44 @@ describe('server groups', () => {
     expect((gone.json.error as { code: string }).code).toBe('group_not_found');
   });
 
+  it('explains where a call would go: by rule, by namespace, and falling back when the target stops', async () => {
+    const created = await api('PUT', `/api/projects/${A}/groups/routed`, {
+      name: 'Routed',
+      serverIds: ['ga-one', 'ga-two'],
+      rules: [{ id: 'prefer-two', priority: 10, condition: { tool: 'ech*' }, target: { server: 'ga-two' } }],
+    });
+    expect(created.status).toBe(201);
+    const route = async (tool: string) =>
+      (
+        await api(
+          'POST',
+          `/api/projects/${A}/groups/routed/route`,
+          { tool, arguments: { message: 'x' } },
+          keys.aReporter,
+        )
+      ).json;
+    expect(await route('echo')).toMatchObject({ server: 'ga-two', tool: 'echo', by: 'rule', rule: 'prefer-two' });
+    expect(await route('ga-one__echo')).toMatchObject({ server: 'ga-one', tool: 'echo', by: 'namespace' });
+    // A rule aimed outside the group is refused when written.
+    const outside = await api('PUT', `/api/projects/${A}/groups/routed`, {
+      name: 'Routed',
+      serverIds: ['ga-one'],
+      rules: [{ id: 'x', target: { server: 'ga-two' } }],
+    });
+    expect(outside.status).toBe(400);
+    // The rule's target stops (its server is disabled): the call falls back to the member that runs.
+    await stack.registry.upsertServer({ ...echoServer('ga-two', { project: A }), enabled: false }, 'replace');
+    await waitFor(
+      'ga-two stopped',
+      async () => ((await stack.registry.getRuntime('ga-two'))?.status !== 'running' ? true : null),
+      20_000,
+    );
+    const fallback = await route('echo');
+    expect(fallback).toMatchObject({ server: 'ga-one', by: 'tool' });
+    expect((fallback.steps as string[])[0]).toMatch(/^rule prefer-two: matched, but no target can serve: ga-two \(/);
+    await stack.registry.upsertServer(echoServer('ga-two', { project: A }), 'replace');
+  });
+
   it('shows another project nothing, and the admin every group', async () => {
     const other = await api('GET', `/api/projects/${A}/groups`, undefined, keys.bOwner);
     expect(other.status).toBe(404);
@@ -144,6 +182,7 @@ describe('server groups', () => {
     const all = await api('GET', '/api/groups');
     expect((all.json.groups as GroupView[]).map((g) => `${g.project}/${g.id}`).sort()).toEqual([
       `${A}/core`,
+      `${A}/routed`,
       `${B}/b-set`,
     ]);
   });

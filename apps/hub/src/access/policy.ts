@@ -77,6 +77,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
     ...inProject,
     ...onServer,
   }),
+  // A dry run: where a call would go and why (nothing is called).
+  'POST /api/projects/:pid/groups/:gid/route': member('reporter', 'servers:read', inProject),
   'GET /api/groups': admin,
 
   'GET /api/servers': member('reporter', 'servers:read'),

@@ -1,5 +1,6 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { z } from 'zod';
+import type { GroupRouter } from '../routing/router.js';
 import type { AuditTrail } from '../stores/audit-trail.js';
 import {
   CreateGroupBodySchema,
@@ -16,6 +17,7 @@ export interface GroupRoutesOptions {
   groups: GroupStore;
   projects: ProjectStore;
   audit: AuditTrail;
+  router: GroupRouter;
 }
 
 const Pid = z.strictObject({ pid: z.string().min(1).max(128) });
@@ -24,6 +26,20 @@ const PidGidServer = PidGid.extend({ id: z.string().min(1).max(128) });
 /** A group as the routes answer it: with the health of its members, read when asked. */
 const GroupViewSchema = GroupSchema.extend({ health: GroupHealthSchema });
 const GroupListSchema = z.object({ groups: z.array(GroupViewSchema) });
+const RouteQuerySchema = z.strictObject({
+  tool: z.string().min(1).max(256),
+  arguments: z.record(z.string(), z.unknown()).default({}),
+});
+const RouteDecisionSchema = z.object({
+  server: z.string().optional(),
+  tool: z.string().optional(),
+  by: z.enum(['rule', 'namespace', 'tool', 'none']),
+  rule: z.string().optional(),
+  candidates: z.array(
+    z.object({ id: z.string(), status: z.string(), weight: z.number(), tool: z.string(), hasTool: z.boolean() }),
+  ),
+  steps: z.array(z.string()),
+});
 
 /**
  * Server groups (issue 16, item 1): `/api/projects/:pid/groups…` for a project's members (who may call each is in
@@ -71,6 +87,7 @@ export const groupRoutes: FastifyPluginAsyncZod<GroupRoutesOptions> = async (app
     },
     async (req, reply) => {
       const { before, group } = await groups.put(req.params.pid, req.params.gid, req.body);
+      opts.router.forget(group.project, group.id);
       await audit.record(req, before ? 'group.update' : 'group.create', target(group), group.project, before, group);
       return reply.status(before ? 200 : 201).send(await view(group));
     },
@@ -81,6 +98,7 @@ export const groupRoutes: FastifyPluginAsyncZod<GroupRoutesOptions> = async (app
     { schema: { params: PidGid, response: { 204: z.null(), ...errorResponses } } },
     async (req, reply) => {
       const before = await groups.remove(req.params.pid, req.params.gid);
+      opts.router.forget(before.project, before.id);
       await audit.record(req, 'group.delete', target(before), before.project, before, null);
       return reply.status(204).send(null);
     },
@@ -112,6 +130,17 @@ export const groupRoutes: FastifyPluginAsyncZod<GroupRoutesOptions> = async (app
       },
     });
   }
+
+  // Where a call would go, and why (nothing is called, and the round robin does not move).
+  app.post(
+    '/api/projects/:pid/groups/:gid/route',
+    { schema: { params: PidGid, body: RouteQuerySchema, response: { 200: RouteDecisionSchema, ...errorResponses } } },
+    async (req) => {
+      const group = await groups.get(req.params.pid, req.params.gid);
+      const call = { tool: req.body.tool, args: req.body.arguments };
+      return opts.router.decide(group, call, await groups.members(group), true);
+    },
+  );
 
   app.get('/api/groups', { schema: { response: { 200: GroupListSchema, ...errorResponses } } }, async () => {
     const projects = await opts.projects.listProjects();

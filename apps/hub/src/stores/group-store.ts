@@ -10,6 +10,8 @@ import {
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import type { MemberView } from '../routing/router.js';
+import { checkRules, RuleSchema, RulesSchema, targetsOf } from '../routing/rules.js';
 import { compare, projectNotFound, RedisRecordStore, sortById } from './store-records.js';
 
 /** Groups one project may have, and servers one group may hold. */
@@ -28,6 +30,8 @@ export const GroupBodySchema = z.strictObject({
     .max(MAX_GROUP_SERVERS, `a group holds at most ${MAX_GROUP_SERVERS} servers`)
     .refine((ids) => new Set(ids).size === ids.length, 'serverIds must not repeat a server')
     .default([]),
+  /** Routing rules (routing/rules.ts): their targets must be members. */
+  rules: RulesSchema,
 });
 export type GroupBody = z.input<typeof GroupBodySchema>;
 export const CreateGroupBodySchema = GroupBodySchema.extend({ id: slug('id') });
@@ -39,6 +43,7 @@ export const GroupSchema = z.object({
   name: z.string(),
   description: z.string().optional(),
   serverIds: z.array(z.string()),
+  rules: z.array(RuleSchema).default([]),
   createdAt: z.string(),
   updatedAt: z.string(),
 });
@@ -111,6 +116,7 @@ export class GroupStore extends RedisRecordStore {
   /** Creates a group; throws project_not_found, server_not_found, group_exists, invalid_request (too many). */
   async create(project: string, body: CreateGroupBody): Promise<Group> {
     const input = parseOrThrow(CreateGroupBodySchema, body, 'group');
+    checkRules(input.rules, input.serverIds);
     await this.requireProject(project);
     await this.requireServers(project, input.serverIds);
     const key = this.keys.groups(project);
@@ -128,6 +134,7 @@ export class GroupStore extends RedisRecordStore {
   /** Creates or replaces group `id`; `before` is null when it did not exist. */
   async put(project: string, id: string, body: GroupBody): Promise<{ before: Group | null; group: Group }> {
     const input = parseOrThrow(GroupBodySchema, body, 'group');
+    checkRules(input.rules, input.serverIds);
     await this.requireProject(project);
     await this.requireServers(project, input.serverIds);
     const key = this.keys.groups(project);
@@ -166,6 +173,10 @@ export class GroupStore extends RedisRecordStore {
       if (!before || json === null) throw groupNotFound(project, id);
       const has = before.serverIds.includes(server);
       if (has === member) return { before, group: before };
+      const targeting = before.rules.find((rule) => targetsOf(rule).some((t) => t.id === server));
+      if (!member && targeting) {
+        throw new AppError('invalid_request', `rule "${targeting.id}" targets "${server}": change the rule first`);
+      }
       if (member && before.serverIds.length >= MAX_GROUP_SERVERS) {
         throw new AppError('invalid_request', `a group holds at most ${MAX_GROUP_SERVERS} servers`);
       }
@@ -193,12 +204,36 @@ export class GroupStore extends RedisRecordStore {
     return { members: servers.length, running: byStatus.running ?? 0, byStatus, servers };
   }
 
-  private fields(input: z.output<typeof GroupBodySchema>): Pick<Group, 'name' | 'description' | 'serverIds'> {
+  private fields(input: z.output<typeof GroupBodySchema>): Pick<Group, 'name' | 'description' | 'serverIds' | 'rules'> {
     return {
       name: input.name,
       ...(input.description === undefined ? {} : { description: input.description }),
       serverIds: [...input.serverIds].sort(compare),
+      rules: input.rules,
     };
+  }
+
+  /** What the router needs of each member now: namespace, runtime status, and its tools (read from Redis). */
+  async members(group: Group): Promise<Map<string, MemberView>> {
+    const out = new Map<string, MemberView>();
+    await Promise.all(
+      group.serverIds.map(async (id) => {
+        const [spec, runtime, tools] = await Promise.all([
+          this.registry.getServer(id),
+          this.registry.getRuntime(id),
+          this.registry.listTools(id),
+        ]);
+        if (!spec || spec.project !== group.project) return;
+        const names = new Set(tools.map((t) => t.name));
+        out.set(id, {
+          id,
+          namespace: spec.namespace ?? spec.id,
+          status: runtime?.status ?? 'stopped',
+          hasTool: (name) => names.has(name),
+        });
+      }),
+    );
+    return out;
   }
 
   private async requireProject(project: string): Promise<void> {

@@ -1,0 +1,155 @@
+import { conditionMismatch, type Rule, targetsOf } from './rules.js';
+
+/** What the router knows of one member of a group when it decides. */
+export interface MemberView {
+  id: string;
+  namespace: string;
+  /** The runtime status (`running`, `backoff`, …), or `missing` for a server deleted since it joined. */
+  status: string;
+  /** Whether the server lists this tool. */
+  hasTool(name: string): boolean;
+}
+
+export interface Candidate {
+  id: string;
+  status: string;
+  weight: number;
+  /** The tool's name on this server (the call's name without this server's namespace prefix). */
+  tool: string;
+  hasTool: boolean;
+}
+
+/** Where a call would go, and why: every rule looked at, and the candidates of the step that decided. */
+export interface RouteDecision {
+  /** The chosen server, or undefined when none can serve the call. */
+  server?: string;
+  /** The tool's name on that server. */
+  tool?: string;
+  /** `rule`, `namespace`, `tool` (a member that has the tool), or `none`. */
+  by: 'rule' | 'namespace' | 'tool' | 'none';
+  rule?: string;
+  candidates: Candidate[];
+  steps: string[];
+}
+
+export interface GroupForRouting {
+  project: string;
+  id: string;
+  serverIds: readonly string[];
+  rules: readonly Rule[];
+}
+
+/**
+ * Decides which member of a group serves a call (issue 16): the enabled rules by priority (highest first; equal
+ * priorities in their order) whose condition matches, each falling back to the next when none of its targets runs
+ * with the tool; then the member whose namespace prefixes the tool's name; then any running member that has the
+ * tool. Among several candidates, smooth weighted round robin, its state per group and rule in this hub.
+ */
+export class GroupRouter {
+  /** Smooth weighted round robin: the current weights of each candidate set. */
+  private readonly rounds = new Map<string, Map<string, number>>();
+
+  constructor(private readonly separator: string) {}
+
+  /** `dryRun` explains without moving the round robin on. */
+  decide(
+    group: GroupForRouting,
+    call: { tool: string; args: unknown },
+    members: ReadonlyMap<string, MemberView>,
+    dryRun = false,
+  ): RouteDecision {
+    const steps: string[] = [];
+    const candidate = (id: string, weight: number): Candidate => {
+      const member = members.get(id);
+      const tool = this.toolOn(member, call.tool);
+      return { id, weight, tool, status: member?.status ?? 'missing', hasTool: member?.hasTool(tool) === true };
+    };
+    const serving = (c: Candidate) => c.status === 'running' && c.hasTool;
+    const describe = (list: Candidate[]) =>
+      list.map((c) => `${c.id} (${c.status}${c.hasTool ? '' : ', no such tool'})`).join(', ');
+
+    const ordered = group.rules
+      .map((rule, index) => ({ rule, index }))
+      .sort((a, b) => b.rule.priority - a.rule.priority || a.index - b.index);
+    for (const { rule } of ordered) {
+      if (!rule.enabled) {
+        steps.push(`rule ${rule.id}: disabled`);
+        continue;
+      }
+      const why = conditionMismatch(rule, call.tool, call.args);
+      if (why) {
+        steps.push(`rule ${rule.id}: no match (${why})`);
+        continue;
+      }
+      const candidates = targetsOf(rule).map((t) => candidate(t.id, t.weight));
+      const ready = candidates.filter(serving);
+      if (ready.length === 0) {
+        steps.push(`rule ${rule.id}: matched, but no target can serve: ${describe(candidates)}; falling back`);
+        continue;
+      }
+      const chosen = this.pick(`${group.project}/${group.id}/rule:${rule.id}`, ready, dryRun);
+      steps.push(`rule ${rule.id}: matched; ${chosen.id} chosen${ready.length > 1 ? ' by weighted round robin' : ''}`);
+      return { server: chosen.id, tool: chosen.tool, by: 'rule', rule: rule.id, candidates, steps };
+    }
+
+    const prefixed = group.serverIds
+      .map((id) => members.get(id))
+      .find((m) => m !== undefined && call.tool.startsWith(`${m.namespace}${this.separator}`));
+    if (prefixed) {
+      const c = candidate(prefixed.id, 1);
+      if (serving(c)) {
+        steps.push(`namespace ${prefixed.namespace}: ${prefixed.id}`);
+        return { server: c.id, tool: c.tool, by: 'namespace', candidates: [c], steps };
+      }
+      steps.push(`namespace ${prefixed.namespace}: ${describe([c])}; falling back`);
+    }
+
+    const all = group.serverIds.map((id) => candidate(id, 1));
+    const ready = all.filter(serving);
+    if (ready.length > 0) {
+      const chosen = this.pick(`${group.project}/${group.id}/tool:${call.tool}`, ready, dryRun);
+      steps.push(
+        `tool ${call.tool}: ${chosen.id}${ready.length > 1 ? ' by round robin among the members that have it' : ''}`,
+      );
+      return { server: chosen.id, tool: chosen.tool, by: 'tool', candidates: all, steps };
+    }
+    steps.push(`no member can serve ${call.tool}: ${describe(all) || 'the group is empty'}`);
+    return { by: 'none', candidates: all, steps };
+  }
+
+  /** Forgets a group's round-robin state (it was changed or deleted). */
+  forget(project: string, group: string): void {
+    const prefix = `${project}/${group}/`;
+    for (const key of this.rounds.keys()) if (key.startsWith(prefix)) this.rounds.delete(key);
+  }
+
+  private toolOn(member: MemberView | undefined, tool: string): string {
+    const prefix = member ? `${member.namespace}${this.separator}` : undefined;
+    return prefix && tool.startsWith(prefix) ? tool.slice(prefix.length) : tool;
+  }
+
+  /** Smooth weighted round robin (each gains its weight; the largest is chosen and pays the total). */
+  private pick(key: string, ready: Candidate[], dryRun: boolean): Candidate {
+    const first = ready[0] as Candidate;
+    if (ready.length === 1) return first;
+    const stored = this.rounds.get(key) ?? new Map<string, number>();
+    const current = dryRun ? new Map(stored) : stored;
+    let total = 0;
+    let best = first;
+    for (const c of ready) {
+      const value = (current.get(c.id) ?? 0) + c.weight;
+      current.set(c.id, value);
+      total += c.weight;
+      if (value > (current.get(best.id) ?? 0)) best = c;
+    }
+    current.set(best.id, (current.get(best.id) ?? 0) - total);
+    if (!dryRun) {
+      if (!this.rounds.has(key) && this.rounds.size >= MAX_ROUNDS) this.rounds.clear();
+      this.rounds.set(key, current);
+    }
+    return best;
+  }
+}
+
+/** Candidate sets whose round-robin state a hub keeps at most (past it, every set starts again). */
+const MAX_ROUNDS = 10_000;
