@@ -54,7 +54,7 @@ import { metricsRoutes } from './routes/metrics.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
-import { GroupRouter } from './routing/router.js';
+import { cachedMembers, GroupRouter } from './routing/router.js';
 import { AuditStream } from './stores/audit-stream.js';
 import { AuditTrail } from './stores/audit-trail.js';
 import { GroupStore } from './stores/group-store.js';
@@ -385,7 +385,8 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     (key, field, err) =>
       log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
-  await app.register(groupRoutes, { groups, projects: store, audit, router: new GroupRouter(config.toolSeparator) });
+  const groupRouter = new GroupRouter(config.toolSeparator);
+  await app.register(groupRoutes, { groups, projects: store, audit, router: groupRouter });
   const workers = new WorkerLocator(cache, registry, log, {
     wakeTimeoutMs: config.wakeTimeoutMs,
     workerWaitMs: config.workerWaitMs,
@@ -394,7 +395,20 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // The one client for every path that talks to a worker; it tracks what is open so closing can end it.
   const client = new WorkerClient();
   const drain = new RequestDrain(app.server);
-  await app.register(toolCallRoutes, { cache, workers, client, guard, log, metrics, tracer });
+  await app.register(toolCallRoutes, {
+    cache,
+    workers,
+    client,
+    guard,
+    log,
+    metrics,
+    tracer,
+    groups: {
+      store: groups,
+      router: groupRouter,
+      members: (group, tool) => cachedMembers(cache, config.toolSeparator, group, tool),
+    },
+  });
   if (metrics) await app.register(metricsRoutes, { metrics });
   await app.register(eventRoutes, { feed });
   const aggregator = new Aggregator({

@@ -331,6 +331,7 @@ const SAMPLE_BODIES: Record<string, (n: number) => unknown> = {
   'POST /api/projects/:pid/groups': (n) => ({ id: `made-${n}`, name: 'made by the matrix' }),
   'PUT /api/projects/:pid/groups/:gid': () => ({ name: 'replaced by the matrix', serverIds: [] }),
   'POST /api/projects/:pid/groups/:gid/route': () => ({ tool: 'echo' }),
+  'POST /api/projects/:pid/groups/:gid/tools/:tool': () => ({}),
   'POST /api/servers': (n) => ({
     id: `made-${n}`,
     transport: 'streamable-http',

@@ -1,3 +1,4 @@
+import { request } from 'undici';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { hubApi } from '../../../test/hub-api.js';
 import { echoServer, waitFor } from '../../../test/processes.js';
@@ -172,6 +173,59 @@ describe('server groups', () => {
     await stack.registry.upsertServer(echoServer('ga-two', { project: A }), 'replace');
   });
 
+  it('calls through a group: the rule’s server answers, a killed worker is waited for, a stopped server is stood in for; no call fails', async () => {
+    await waitFor(
+      'ga-two running again',
+      async () => ((await stack.registry.getRuntime('ga-two'))?.status === 'running' ? true : null),
+      30_000,
+    );
+    const made = await api('PUT', `/api/projects/${A}/groups/failover`, {
+      name: 'Failover',
+      serverIds: ['ga-one', 'ga-two'],
+      rules: [{ id: 'primary', target: { server: 'ga-two' } }],
+    });
+    expect(made.status).toBe(201);
+    const served: string[] = [];
+    let failed = 0;
+    const callOnce = async () => {
+      const requestId = `failover-${served.length}`;
+      const res = await request(`${stack.base}/api/projects/${A}/groups/failover/tools/echo`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${keys.aReporter}`,
+          'content-type': 'application/json',
+          accept: 'application/json',
+          'x-request-id': requestId,
+        },
+        body: JSON.stringify({ message: requestId }),
+      });
+      const body = (await res.body.json()) as { isError?: boolean; content?: { text: string }[] };
+      if (res.statusCode !== 200 || body.isError || body.content?.[0]?.text !== requestId) failed++;
+      const line = stack.hubLogs.lines.find((l) => l.event === 'tool.call.accepted' && l.request_id === requestId);
+      served.push(String(line?.server));
+    };
+    for (let i = 0; i < 3; i++) await callOnce();
+    expect(served).toEqual(['ga-two', 'ga-two', 'ga-two']);
+    // Its worker killed: the supervisor starts another at once, and a call that found the old one gone waits
+    // for it (HUB_WORKER_WAIT) rather than fail.
+    const runtime = await stack.registry.getRuntime('ga-two');
+    process.kill(runtime?.pid as number, 'SIGKILL');
+    for (let i = 0; i < 20; i++) await callOnce();
+    expect(failed).toBe(0);
+    // Its server stopped (disabled) while calls go on: they go to ga-one, none fails; back when it runs again.
+    const before = served.length;
+    await stack.registry.upsertServer({ ...echoServer('ga-two', { project: A }), enabled: false }, 'replace');
+    const deadline = Date.now() + 20_000;
+    while (Date.now() < deadline && !served.slice(before).includes('ga-one')) await callOnce();
+    for (let i = 0; i < 5; i++) await callOnce();
+    expect(served.slice(-5)).toEqual(['ga-one', 'ga-one', 'ga-one', 'ga-one', 'ga-one']);
+    await stack.registry.upsertServer(echoServer('ga-two', { project: A }), 'replace');
+    const back = Date.now() + 30_000;
+    while (Date.now() < back && served.at(-1) !== 'ga-two') await callOnce();
+    expect(served.at(-1)).toBe('ga-two');
+    expect(failed).toBe(0);
+  }, 90_000);
+
   it('shows another project nothing, and the admin every group', async () => {
     const other = await api('GET', `/api/projects/${A}/groups`, undefined, keys.bOwner);
     expect(other.status).toBe(404);
@@ -182,6 +236,7 @@ describe('server groups', () => {
     const all = await api('GET', '/api/groups');
     expect((all.json.groups as GroupView[]).map((g) => `${g.project}/${g.id}`).sort()).toEqual([
       `${A}/core`,
+      `${A}/failover`,
       `${A}/routed`,
       `${B}/b-set`,
     ]);

@@ -79,6 +79,8 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   }),
   // A dry run: where a call would go and why (nothing is called).
   'POST /api/projects/:pid/groups/:gid/route': member('reporter', 'servers:read', inProject),
+  // A call through a group: its rules pick the server (limits and usage count per server, as any call).
+  'POST /api/projects/:pid/groups/:gid/tools/:tool': member('reporter', 'tools:call', inProject),
   'GET /api/groups': admin,
 
   'GET /api/servers': member('reporter', 'servers:read'),

@@ -18,6 +18,8 @@ import type { CallGuard } from '../access/call-guard.js';
 import { StreamAnswer } from '../http/stream-answer.js';
 import type { HubMetrics } from '../metrics/hub-metrics.js';
 import type { RegistryCache } from '../registry-cache.js';
+import type { GroupRouter, MemberView } from '../routing/router.js';
+import type { Group, GroupStore } from '../stores/group-store.js';
 import { type WorkerClient, workerOrigin } from '../workers/worker-client.js';
 import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
 
@@ -31,12 +33,18 @@ export interface ToolCallRoutesOptions {
   metrics?: HubMetrics;
   /** Traces each call (a server span, a client span for the hop to the worker); unset: tracing is off. */
   tracer?: Tracer;
+  /** Calls through server groups (`POST /api/projects/:pid/groups/:gid/tools/:tool`); unset: not routed. */
+  groups?: {
+    store: GroupStore;
+    router: GroupRouter;
+    /** What the router needs of each member for a call of `tool` (from the registry cache). */
+    members(group: Group, tool: string): Promise<Map<string, MemberView>>;
+  };
 }
 
 /** The label of a server or tool a call named that does not exist. */
 const UNKNOWN = '(unknown)';
 
-type ToolCallRequest = FastifyRequest<{ Params: { id: string; tool: string } }>;
 /** Client request headers passed on to the worker (distributed tracing), when the hub does not trace itself. */
 const TRACE_HEADERS = ['traceparent', 'tracestate'] as const;
 
@@ -67,119 +75,154 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
   app.post<{ Params: { id: string; tool: string } }>(
     '/mcp/:id/:tool',
     { config: { logRequest: false } },
-    async (req, reply) => {
-      const { id, tool } = req.params;
-      const requestId = req.id;
-      const args = req.body ?? {};
-      const stream = wantsJson(req) ? undefined : new StreamAnswer(reply, log);
-      const started = performance.now();
-      // Label values only for what exists: a client cannot mint series by naming servers or tools.
-      const labels = { server: UNKNOWN, tool: UNKNOWN };
-      let errorType: string | undefined;
-      const streamClosed = stream && metrics?.streamOpened();
-      // The client's traceparent (when valid) is the parent; the name gets its tool once the tool is known.
-      const span = tracer?.start(
-        'tools/call',
-        'server',
-        toolCallAttributes(requestId, undefined, true),
-        validTraceparent(req.headers.traceparent),
-      );
-      log.info(
-        {
-          event: 'tool.call.accepted',
-          request_id: requestId,
-          ...traceFields(span),
-          server: id,
-          tool,
-          args_size: Number(req.headers['content-length'] ?? 0),
-        },
-        'tool call accepted',
-      );
-      try {
-        if (typeof args !== 'object' || Array.isArray(args) || args === null) {
-          throw new AppError('invalid_arguments', 'the body must be a JSON object of tool arguments');
-        }
-        const spec = SLUG_RE.test(id) ? await cache.server(id) : null;
-        if (!spec) throw new AppError('server_not_found', `server "${id}" not found`);
-        labels.server = id;
-        span?.set(TRACE_ATTR.hubServer, id);
-        let [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
-        if (!cached && runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) {
-          // Before a worker first ran, a server's tools are unknown: that is "not yet", not "no such tool". The
-          // call waits for the worker (which lists its tools before it runs), then looks again.
-          runtime = await workers.running(id, { known: runtime, timeoutMs: spec.timeoutMs, requestId });
-          cached = await cache.tool(id, tool);
-        }
-        if (!cached) throw new AppError('tool_not_found', `server "${id}" has no tool "${tool}"`);
-        labels.tool = tool;
-        if (span) {
-          span.rename(spanName('tools/call', tool));
-          span.set(TRACE_ATTR.tool, tool);
-        }
-        const problems = cached.validate(args);
-        if (problems) {
-          throw new AppError(
-            'invalid_arguments',
-            `invalid arguments for ${id}/${tool}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
-            problems,
-          );
-        }
-        const done = await guard.admit(req.principal, id, tool, reply);
-        let status = 0;
-        try {
-          const answered = await workers.withWorker(
-            id,
-            (worker) => answer(req, reply, worker, spec.timeoutMs, args, stream, span),
-            {
-              known: runtime,
-              timeoutMs: spec.timeoutMs,
-              requestId,
-              ...(safeToRepeat(cached.tool) ? { repeatableTool: tool } : {}),
-            },
-          );
-          status = answered.status;
-          if (answered.isError) errorType = 'tool_error';
-          else if (status === 0) errorType = 'cancelled';
-        } finally {
-          done(status >= 200 && status < 400);
-        }
-        return reply;
-      } catch (err) {
-        errorType = err instanceof AppError ? err.code : 'internal';
-        // An expected failure (503 worker_unavailable, 429 rate_limited, 4xx) is this one warn line without a
-        // stack; anything else is a bug, logged at error with its stack by the error handler.
-        if (err instanceof AppError) {
-          log.warn(
-            {
-              event: 'tool.call.failed',
-              request_id: requestId,
-              ...traceFields(span),
-              server: id,
-              tool,
-              error: err.message,
-              code: err.code,
-            },
-            'tool call failed',
-          );
-          markLogged(err);
-        }
-        // The client already has an event stream: the failure is its last event.
-        if (stream?.started) return stream.fail(err);
-        throw err;
-      } finally {
-        span?.end(errorType);
-        if (streamClosed) streamClosed();
-        metrics?.operation({
-          method: 'tools/call',
-          tool: labels.tool,
-          server: labels.server,
-          transport: 'rest',
-          errorType,
-          seconds: (performance.now() - started) / 1000,
-        });
-      }
-    },
+    (req, reply) => handleCall(req, reply, req.params.id, req.params.tool),
   );
+
+  if (opts.groups) {
+    const { store: groups, router, members } = opts.groups;
+    // A call through a server group: its rules pick the member (routing/router.ts), then it is a call of that
+    // server's tool like the one above (arguments checked, limits and usage per server, SSE or JSON answer).
+    app.post<{ Params: { pid: string; gid: string; tool: string } }>(
+      '/api/projects/:pid/groups/:gid/tools/:tool',
+      { config: { logRequest: false } },
+      async (req, reply) => {
+        const { pid, gid, tool } = req.params;
+        const group = await groups.get(pid, gid);
+        const decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));
+        if (decision.server === undefined || decision.tool === undefined) {
+          throw new AppError('worker_unavailable', `no member of group "${gid}" can serve "${tool}" now`, {
+            candidates: decision.candidates.map(({ id, status, hasTool }) => ({ id, status, hasTool })),
+            steps: decision.steps,
+          });
+        }
+        return handleCall(req, reply, decision.server, decision.tool, { group: `${pid}/${gid}`, rule: decision.rule });
+      },
+    );
+  }
+
+  /**
+   * One call of server `id`'s tool `tool`: validate the arguments against the tool's schema, find the server's
+   * worker, and answer its events as an event stream (or one JSON body). `via` names the group (and rule) that
+   * chose the server, for the log.
+   */
+  async function handleCall(
+    req: FastifyRequest,
+    reply: FastifyReply,
+    id: string,
+    tool: string,
+    via?: { group: string; rule: string | undefined },
+  ): Promise<FastifyReply> {
+    const requestId = req.id;
+    const args = req.body ?? {};
+    const stream = wantsJson(req) ? undefined : new StreamAnswer(reply, log);
+    const started = performance.now();
+    // Label values only for what exists: a client cannot mint series by naming servers or tools.
+    const labels = { server: UNKNOWN, tool: UNKNOWN };
+    let errorType: string | undefined;
+    const streamClosed = stream && metrics?.streamOpened();
+    // The client's traceparent (when valid) is the parent; the name gets its tool once the tool is known.
+    const span = tracer?.start(
+      'tools/call',
+      'server',
+      toolCallAttributes(requestId, undefined, true),
+      validTraceparent(req.headers.traceparent),
+    );
+    log.info(
+      {
+        event: 'tool.call.accepted',
+        request_id: requestId,
+        ...traceFields(span),
+        server: id,
+        tool,
+        ...(via ? { group: via.group, rule: via.rule } : {}),
+        args_size: Number(req.headers['content-length'] ?? 0),
+      },
+      'tool call accepted',
+    );
+    try {
+      if (typeof args !== 'object' || Array.isArray(args) || args === null) {
+        throw new AppError('invalid_arguments', 'the body must be a JSON object of tool arguments');
+      }
+      const spec = SLUG_RE.test(id) ? await cache.server(id) : null;
+      if (!spec) throw new AppError('server_not_found', `server "${id}" not found`);
+      labels.server = id;
+      span?.set(TRACE_ATTR.hubServer, id);
+      let [cached, runtime] = await Promise.all([cache.tool(id, tool), cache.runtime(id)]);
+      if (!cached && runtime?.status !== 'running' && (await cache.toolCount(id)) === 0) {
+        // Before a worker first ran, a server's tools are unknown: that is "not yet", not "no such tool". The
+        // call waits for the worker (which lists its tools before it runs), then looks again.
+        runtime = await workers.running(id, { known: runtime, timeoutMs: spec.timeoutMs, requestId });
+        cached = await cache.tool(id, tool);
+      }
+      if (!cached) throw new AppError('tool_not_found', `server "${id}" has no tool "${tool}"`);
+      labels.tool = tool;
+      if (span) {
+        span.rename(spanName('tools/call', tool));
+        span.set(TRACE_ATTR.tool, tool);
+      }
+      const problems = cached.validate(args);
+      if (problems) {
+        throw new AppError(
+          'invalid_arguments',
+          `invalid arguments for ${id}/${tool}: ${problems.map((p) => `${p.path}: ${p.message}`).join('; ')}`,
+          problems,
+        );
+      }
+      const done = await guard.admit(req.principal, id, tool, reply);
+      let status = 0;
+      try {
+        const answered = await workers.withWorker(
+          id,
+          (worker) => answer(req, reply, id, tool, worker, spec.timeoutMs, args, stream, span),
+          {
+            known: runtime,
+            timeoutMs: spec.timeoutMs,
+            requestId,
+            ...(safeToRepeat(cached.tool) ? { repeatableTool: tool } : {}),
+          },
+        );
+        status = answered.status;
+        if (answered.isError) errorType = 'tool_error';
+        else if (status === 0) errorType = 'cancelled';
+      } finally {
+        done(status >= 200 && status < 400);
+      }
+      return reply;
+    } catch (err) {
+      errorType = err instanceof AppError ? err.code : 'internal';
+      // An expected failure (503 worker_unavailable, 429 rate_limited, 4xx) is this one warn line without a
+      // stack; anything else is a bug, logged at error with its stack by the error handler.
+      if (err instanceof AppError) {
+        log.warn(
+          {
+            event: 'tool.call.failed',
+            request_id: requestId,
+            ...traceFields(span),
+            server: id,
+            tool,
+            error: err.message,
+            code: err.code,
+          },
+          'tool call failed',
+        );
+        markLogged(err);
+      }
+      // The client already has an event stream: the failure is its last event.
+      if (stream?.started) return stream.fail(err);
+      throw err;
+    } finally {
+      span?.end(errorType);
+      if (streamClosed) streamClosed();
+      metrics?.operation({
+        method: 'tools/call',
+        tool: labels.tool,
+        server: labels.server,
+        transport: 'rest',
+        errorType,
+        seconds: (performance.now() - started) / 1000,
+      });
+    }
+  }
 
   /**
    * Sends the call to a worker and answers the client. The hub reads the worker's event stream itself (with
@@ -191,15 +234,16 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
    */
   /** Resolves the worker's status (0 when there was none) and whether the result was a tool error. */
   async function answer(
-    req: ToolCallRequest,
+    req: FastifyRequest,
     reply: FastifyReply,
+    id: string,
+    tool: string,
     runtime: RuntimeRecord,
     timeoutMs: number,
     args: unknown,
     stream: StreamAnswer | undefined,
     span: TraceSpan | undefined,
   ): Promise<{ status: number; isError: boolean }> {
-    const { id, tool } = req.params;
     const requestId = req.id;
     // One client span per hop: a call resent to a worker's successor has two.
     const hop = span?.child(spanName('tools/call', tool), 'client', {
@@ -209,7 +253,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       [TRACE_ATTR.serverAddress]: runtime.host,
       [TRACE_ATTR.serverPort]: runtime.port,
     });
-    const proxied = proxyLines(req, runtime, span);
+    const proxied = proxyLines(req, id, tool, runtime, span);
     const clientGone = new AbortController();
     const onClose = () => {
       if (!reply.raw.writableEnded) clientGone.abort();
@@ -266,8 +310,13 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
   }
 
   /** Logs `tool.call.proxy.start` now; the function it returns logs `tool.call.proxy.done` with the outcome. */
-  function proxyLines(req: ToolCallRequest, runtime: RuntimeRecord, span: TraceSpan | undefined) {
-    const { id, tool } = req.params;
+  function proxyLines(
+    req: FastifyRequest,
+    id: string,
+    tool: string,
+    runtime: RuntimeRecord,
+    span: TraceSpan | undefined,
+  ) {
     const fields = {
       request_id: req.id,
       ...traceFields(span),

@@ -153,3 +153,39 @@ export class GroupRouter {
 
 /** Candidate sets whose round-robin state a hub keeps at most (past it, every set starts again). */
 const MAX_ROUNDS = 10_000;
+
+/** The registry cache's answers a call's routing needs. */
+export interface MemberSource {
+  server(
+    id: string,
+  ): Promise<{ id: string; project?: string | undefined; namespace?: string | undefined; enabled?: boolean } | null>;
+  runtime(id: string): Promise<{ status: string } | null>;
+  tool(id: string, name: string): Promise<unknown | null>;
+}
+
+/**
+ * What the router needs of a group's members for a call of `tool`, read from the hub's registry cache (no Redis
+ * round trip on the call path): each member's namespace and runtime status, and whether it lists the tool (under
+ * the name it knows: without its namespace prefix). Servers of another project or disabled are left out.
+ */
+export async function cachedMembers(
+  cache: MemberSource,
+  separator: string,
+  group: { project: string; serverIds: readonly string[] },
+  tool: string,
+): Promise<Map<string, MemberView>> {
+  const out = new Map<string, MemberView>();
+  await Promise.all(
+    group.serverIds.map(async (id) => {
+      const spec = await cache.server(id);
+      if (!spec || spec.project !== group.project || spec.enabled === false) return;
+      const namespace = spec.namespace ?? spec.id;
+      const prefix = `${namespace}${separator}`;
+      const name = tool.startsWith(prefix) ? tool.slice(prefix.length) : tool;
+      const [runtime, found] = await Promise.all([cache.runtime(id), cache.tool(id, name)]);
+      const listed = found !== null && found !== undefined;
+      out.set(id, { id, namespace, status: runtime?.status ?? 'stopped', hasTool: (n) => listed && n === name });
+    }),
+  );
+  return out;
+}
