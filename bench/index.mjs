@@ -3,7 +3,7 @@
 // servers, a few minutes) run only when named, e.g. `pnpm bench mcp auth`, so that the default run stays near
 // the 5 minutes it was meant to take.
 const DEFAULT_SUITES = ['supervisor', 'calls'];
-const SUITES = [...DEFAULT_SUITES, 'mcp', 'auth', 'supervisor-redis', 'idle', 'metrics', 'tracing'];
+const SUITES = [...DEFAULT_SUITES, 'mcp', 'auth', 'supervisor-redis', 'idle', 'metrics', 'tracing', 'groups'];
 const wanted = process.argv.slice(2).filter((a) => a !== '--');
 const unknown = wanted.filter((s) => !SUITES.includes(s));
 if (unknown.length > 0) {

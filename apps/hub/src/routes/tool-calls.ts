@@ -87,7 +87,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       { config: { logRequest: false } },
       async (req, reply) => {
         const { pid, gid, tool } = req.params;
-        const group = await groups.get(pid, gid);
+        const group = await groups.forCall(pid, gid);
         const decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));
         if (decision.server === undefined || decision.tool === undefined) {
           throw new AppError('worker_unavailable', `no member of group "${gid}" can serve "${tool}" now`, {

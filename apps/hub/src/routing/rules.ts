@@ -84,13 +84,31 @@ export function checkRules(rules: readonly Rule[], members: readonly string[]): 
   }
 }
 
-/** `*` any run of characters, `?` one character; everything else literal. Compiled once per glob (RE2). */
+/**
+ * `*` any run of characters, `?` one character; everything else literal. The classic iterative matcher (back to the
+ * last `*` on a mismatch): O(glob × name) at worst, no regex, nothing to compile.
+ */
 export function globMatches(glob: string, name: string): boolean {
-  const source = glob
-    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
-    .replace(/\*/g, '.*')
-    .replace(/\?/g, '.');
-  return regexOf(`^${source}$`)?.test(name) === true;
+  let g = 0;
+  let n = 0;
+  let star = -1;
+  let resume = 0;
+  while (n < name.length) {
+    if (g < glob.length && (glob[g] === '?' || (glob[g] !== '*' && glob[g] === name[n]))) {
+      g++;
+      n++;
+    } else if (g < glob.length && glob[g] === '*') {
+      star = g++;
+      resume = n;
+    } else if (star >= 0) {
+      g = star + 1;
+      n = ++resume;
+    } else {
+      return false;
+    }
+  }
+  while (g < glob.length && glob[g] === '*') g++;
+  return g === glob.length;
 }
 
 /** Compiled regexes of rules, by pattern (RE2: linear time, whatever the argument). */

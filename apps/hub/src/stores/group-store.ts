@@ -14,6 +14,11 @@ import type { MemberView } from '../routing/router.js';
 import { checkRules, RuleSchema, RulesSchema, targetsOf } from '../routing/rules.js';
 import { compare, projectNotFound, RedisRecordStore, sortById } from './store-records.js';
 
+/** How long a hub serves calls from a group it read (changes through other replicas show within this). */
+export const CACHE_TTL_MS = 1_000;
+/** Groups a hub keeps parsed at most (past it, all are read again). */
+const MAX_CACHED = 10_000;
+
 /** Groups one project may have, and servers one group may hold. */
 export const MAX_GROUPS_PER_PROJECT = 100;
 export const MAX_GROUP_SERVERS = 100;
@@ -86,6 +91,8 @@ function groupNotFound(project: string, id: string): AppError {
  */
 export class GroupStore extends RedisRecordStore {
   private readonly redis: Redis & GroupCommands;
+  /** Groups as the call path reads them, parsed, for CACHE_TTL_MS (this hub's own writes drop them at once). */
+  private readonly cached = new Map<string, { group: Group; at: number }>();
 
   constructor(
     redis: Redis,
@@ -111,6 +118,31 @@ export class GroupStore extends RedisRecordStore {
     const group = json === null ? null : this.parse(this.keys.groups(project), id, json, GroupSchema);
     if (!group) throw groupNotFound(project, id);
     return group;
+  }
+
+  /**
+   * A group for the call path: from this hub's memory when it was read in the last CACHE_TTL_MS (a change made
+   * through another replica shows within that), else read (and parsed) once. Throws group_not_found.
+   */
+  async forCall(project: string, id: string): Promise<Group> {
+    const key = `${project}/${id}`;
+    const hit = this.cached.get(key);
+    const now = performance.now();
+    if (hit && now - hit.at < CACHE_TTL_MS) return hit.group;
+    const json = await this.redis.hget(this.keys.groups(project), id);
+    const group = json === null ? null : this.parse(this.keys.groups(project), id, json, GroupSchema);
+    if (!group) {
+      this.cached.delete(key);
+      throw groupNotFound(project, id);
+    }
+    if (!this.cached.has(key) && this.cached.size >= MAX_CACHED) this.cached.clear();
+    this.cached.set(key, { group, at: now });
+    return group;
+  }
+
+  /** Drops a group from the call path's memory (written or deleted through this hub). */
+  private dropCached(project: string, id: string): void {
+    this.cached.delete(`${project}/${id}`);
   }
 
   /** Creates a group; throws project_not_found, server_not_found, group_exists, invalid_request (too many). */
@@ -147,6 +179,7 @@ export class GroupStore extends RedisRecordStore {
       const now = this.nowIso();
       const group: Group = { ...this.fields(input), id, project, createdAt: before?.createdAt ?? now, updatedAt: now };
       const status = await this.redis.mcpPutGroup(key, id, json, JSON.stringify(group));
+      this.dropCached(project, id);
       return status === 'ok' ? { before, group } : undefined;
     });
   }
@@ -154,6 +187,7 @@ export class GroupStore extends RedisRecordStore {
   /** Deletes group `id`, answering what it was; throws group_not_found. */
   async remove(project: string, id: string): Promise<Group> {
     const before = await this.get(project, id);
+    this.dropCached(project, id);
     if ((await this.redis.hdel(this.keys.groups(project), id)) === 0) throw groupNotFound(project, id);
     return before;
   }
@@ -185,6 +219,7 @@ export class GroupStore extends RedisRecordStore {
         : before.serverIds.filter((s) => s !== server);
       const group: Group = { ...before, serverIds, updatedAt: this.nowIso() };
       const status = await this.redis.mcpPutGroup(key, id, json, JSON.stringify(group));
+      this.dropCached(project, id);
       return status === 'ok' ? { before, group } : undefined;
     });
   }
