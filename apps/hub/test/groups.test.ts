@@ -98,6 +98,7 @@ describe('server groups', () => {
     ]) {
       expect((await api('POST', `/api/projects/${A}/groups`, bad)).status, JSON.stringify(bad)).toBe(400);
     }
+    expect((await api('PUT', `/api/projects/${A}/groups/Not%20A%20Slug`, { name: 'x' })).status).toBe(400);
     const reporter = await api('POST', `/api/projects/${A}/groups`, { id: 'r', name: 'r' }, keys.aReporter);
     expect(reporter.status).toBe(403);
     // Nothing of that was stored.
@@ -153,6 +154,14 @@ describe('server groups', () => {
       ).json;
     expect(await route('echo')).toMatchObject({ server: 'ga-two', tool: 'echo', by: 'rule', rule: 'prefer-two' });
     expect(await route('ga-one__echo')).toMatchObject({ server: 'ga-one', tool: 'echo', by: 'namespace' });
+    // Its tools: each name once, with the members that list it.
+    const tools = (await api('GET', `/api/projects/${A}/groups/routed/tools`, undefined, keys.aReporter)).json
+      .tools as { name: string; servers: { id: string; status: string }[] }[];
+    expect(tools.find((t) => t.name === 'echo')?.servers).toEqual([
+      { id: 'ga-one', status: 'running' },
+      { id: 'ga-two', status: 'running' },
+    ]);
+    expect(tools.map((t) => t.name)).toContain('meta');
     // A rule aimed outside the group is refused when written.
     const outside = await api('PUT', `/api/projects/${A}/groups/routed`, {
       name: 'Routed',
@@ -206,6 +215,10 @@ describe('server groups', () => {
     };
     for (let i = 0; i < 3; i++) await callOnce();
     expect(served).toEqual(['ga-two', 'ga-two', 'ga-two']);
+    // A tool no member has is no tool (404), not an outage to retry.
+    const unknown = await api('POST', `/api/projects/${A}/groups/failover/tools/no-such-tool`, {}, keys.aReporter);
+    expect(unknown.status).toBe(404);
+    expect((unknown.json.error as { code: string }).code).toBe('tool_not_found');
     // Its worker killed: the supervisor starts another at once, and a call that found the old one gone waits
     // for it (HUB_WORKER_WAIT) rather than fail.
     const runtime = await stack.registry.getRuntime('ga-two');

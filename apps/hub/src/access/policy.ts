@@ -77,6 +77,7 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
     ...inProject,
     ...onServer,
   }),
+  'GET /api/projects/:pid/groups/:gid/tools': member('reporter', 'servers:read', inProject),
   // A dry run: where a call would go and why (nothing is called).
   'POST /api/projects/:pid/groups/:gid/route': member('reporter', 'servers:read', inProject),
   // A call through a group: its rules pick the server (limits and usage count per server, as any call).

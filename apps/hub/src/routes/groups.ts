@@ -1,4 +1,5 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
+import { SLUG_RE } from '@mcp-hub/shared';
 import { z } from 'zod';
 import type { GroupRouter } from '../routing/router.js';
 import type { AuditTrail } from '../stores/audit-trail.js';
@@ -9,6 +10,7 @@ import {
   GroupHealthSchema,
   GroupSchema,
   type GroupStore,
+  GroupToolSchema,
 } from '../stores/group-store.js';
 import type { ProjectStore } from '../stores/project-store.js';
 import { errorResponses } from './schemas.js';
@@ -21,7 +23,11 @@ export interface GroupRoutesOptions {
 }
 
 const Pid = z.strictObject({ pid: z.string().min(1).max(128) });
-const PidGid = z.strictObject({ pid: z.string().min(1).max(128), gid: z.string().min(1).max(128) });
+// A group id is a slug (PUT creates one from the path).
+const PidGid = z.strictObject({
+  pid: z.string().min(1).max(128),
+  gid: z.string().regex(SLUG_RE, 'a group id is 1-63 characters of a-z, 0-9, _ and -'),
+});
 const PidGidServer = PidGid.extend({ id: z.string().min(1).max(128) });
 /** A group as the routes answer it: with the health of its members, read when asked. */
 const GroupViewSchema = GroupSchema.extend({ health: GroupHealthSchema });
@@ -130,6 +136,17 @@ export const groupRoutes: FastifyPluginAsyncZod<GroupRoutesOptions> = async (app
       },
     });
   }
+
+  app.get(
+    '/api/projects/:pid/groups/:gid/tools',
+    {
+      schema: {
+        params: PidGid,
+        response: { 200: z.object({ tools: z.array(GroupToolSchema) }), ...errorResponses },
+      },
+    },
+    async (req) => ({ tools: await groups.tools(await groups.get(req.params.pid, req.params.gid)) }),
+  );
 
   // Where a call would go, and why (nothing is called, and the round robin does not move).
   app.post(

@@ -18,7 +18,7 @@ import type { CallGuard } from '../access/call-guard.js';
 import { StreamAnswer } from '../http/stream-answer.js';
 import type { HubMetrics } from '../metrics/hub-metrics.js';
 import type { RegistryCache } from '../registry-cache.js';
-import type { GroupRouter, MemberView } from '../routing/router.js';
+import type { GroupRouter, MemberView, RouteDecision } from '../routing/router.js';
 import type { Group, GroupStore } from '../stores/group-store.js';
 import { type WorkerClient, workerOrigin } from '../workers/worker-client.js';
 import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
@@ -41,6 +41,9 @@ export interface ToolCallRoutesOptions {
     members(group: Group, tool: string): Promise<Map<string, MemberView>>;
   };
 }
+
+/** Longest tool name a call through a group may name. */
+const MAX_TOOL_NAME = 256;
 
 /** The label of a server or tool a call named that does not exist. */
 const UNKNOWN = '(unknown)';
@@ -87,13 +90,37 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       { config: { logRequest: false } },
       async (req, reply) => {
         const { pid, gid, tool } = req.params;
-        const group = await groups.forCall(pid, gid);
-        const decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));
-        if (decision.server === undefined || decision.tool === undefined) {
-          throw new AppError('worker_unavailable', `no member of group "${gid}" can serve "${tool}" now`, {
-            candidates: decision.candidates.map(({ id, status, hasTool }) => ({ id, status, hasTool })),
-            steps: decision.steps,
-          });
+        let decision: RouteDecision;
+        try {
+          if (!SLUG_RE.test(gid)) throw new AppError('group_not_found', `group "${gid}" not found`);
+          const group = await groups.forCall(pid, gid);
+          // Names past this length are no tool of any server (and would only cost the rules' matching).
+          if (tool.length > MAX_TOOL_NAME) throw new AppError('tool_not_found', `no tool "${tool.slice(0, 64)}…"`);
+          decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));
+          if (decision.server === undefined || decision.tool === undefined) {
+            if (decision.candidates.every((c) => !c.hasTool)) {
+              throw new AppError('tool_not_found', `no member of group "${gid}" has a tool "${tool}"`);
+            }
+            throw new AppError('worker_unavailable', `no member of group "${gid}" can serve "${tool}" now`, {
+              candidates: decision.candidates.map(({ id, status }) => ({ id, status })),
+            });
+          }
+        } catch (err) {
+          if (err instanceof AppError) {
+            log.warn(
+              {
+                event: 'tool.call.failed',
+                request_id: req.id,
+                group: `${pid}/${gid}`,
+                tool: tool.slice(0, 256),
+                error: err.message,
+                code: err.code,
+              },
+              'tool call failed',
+            );
+            markLogged(err);
+          }
+          throw err;
         }
         return handleCall(req, reply, decision.server, decision.tool, { group: `${pid}/${gid}`, rule: decision.rule });
       },

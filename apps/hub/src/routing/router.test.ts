@@ -9,7 +9,9 @@ import { checkRules, globMatches, type Rule, RuleSchema } from './rules.js';
 const member = (id: string, status = 'running', tools = ['echo', 'search']): MemberView => ({
   id,
   namespace: id,
-  status,
+  status: status === 'idle' ? 'stopped' : status,
+  // As cachedMembers says: stopped for idleness, or on its way back.
+  wakeable: ['idle', 'starting', 'restarting', 'backoff'].includes(status),
   hasTool: (name) => tools.includes(name),
 });
 const members = (...list: MemberView[]) => new Map(list.map((m) => [m.id, m]));
@@ -46,6 +48,25 @@ describe('GroupRouter', () => {
       'rule primary: matched, but no target can serve: a (backoff); falling back',
       'rule secondary: matched, but no target can serve: b (running, no such tool); falling back',
     ]);
+  });
+
+  it('wakes an idle member (or waits for one coming back) when none runs, keeping the rules first', () => {
+    const router = new GroupRouter('__');
+    const rules = [rule({ id: 'prefer-b', target: { server: 'b' } })];
+    const decision = router.decide(
+      group(rules, ['a', 'b']),
+      { tool: 'echo', args: {} },
+      members(member('a', 'idle'), member('b', 'idle')),
+    );
+    expect(decision).toMatchObject({ server: 'b', by: 'rule', rule: 'prefer-b' });
+    expect(decision.steps.at(-1)).toBe('rule prefer-b: matched; b chosen (to wake or wait for)');
+    // A running member still wins over waking one.
+    const mixed = router.decide(
+      group(rules, ['a', 'b']),
+      { tool: 'echo', args: {} },
+      members(member('a'), member('b', 'idle')),
+    );
+    expect(mixed).toMatchObject({ server: 'a', by: 'tool' });
   });
 
   it('answers none, with every candidate and its state, when nothing can serve', () => {

@@ -6,6 +6,11 @@ export interface MemberView {
   namespace: string;
   /** The runtime status (`running`, `backoff`, …), or `missing` for a server deleted since it joined. */
   status: string;
+  /**
+   * Not running, but a call would get it: stopped for idleness (the call wakes it) or on its way back (starting,
+   * restarting, backing off: the call waits for it, HUB_WORKER_WAIT).
+   */
+  wakeable: boolean;
   /** Whether the server lists this tool. */
   hasTool(name: string): boolean;
 }
@@ -58,13 +63,38 @@ export class GroupRouter {
     members: ReadonlyMap<string, MemberView>,
     dryRun = false,
   ): RouteDecision {
+    const running = this.pass(group, call, members, dryRun, (m) => m.status === 'running', '');
+    if (running.by !== 'none') return running;
+    // Nothing runs that could serve: the same steps again with the members a call would wake or wait for (a group
+    // whose members all went idle must still be callable).
+    const waking = this.pass(group, call, members, dryRun, (m) => m.wakeable, ' (to wake or wait for)');
+    if (waking.by === 'none') return running;
+    const steps = [
+      ...running.steps.slice(0, -1),
+      'no member runs: the ones a call would wake or wait for',
+      ...waking.steps,
+    ];
+    return { ...waking, steps };
+  }
+
+  private pass(
+    group: GroupForRouting,
+    call: { tool: string; args: unknown },
+    members: ReadonlyMap<string, MemberView>,
+    dryRun: boolean,
+    usable: (member: MemberView) => boolean,
+    note: string,
+  ): RouteDecision {
     const steps: string[] = [];
     const candidate = (id: string, weight: number): Candidate => {
       const member = members.get(id);
       const tool = this.toolOn(member, call.tool);
       return { id, weight, tool, status: member?.status ?? 'missing', hasTool: member?.hasTool(tool) === true };
     };
-    const serving = (c: Candidate) => c.status === 'running' && c.hasTool;
+    const serving = (c: Candidate) => {
+      const member = members.get(c.id);
+      return member !== undefined && c.hasTool && usable(member);
+    };
     const describe = (list: Candidate[]) =>
       list.map((c) => `${c.id} (${c.status}${c.hasTool ? '' : ', no such tool'})`).join(', ');
 
@@ -88,7 +118,8 @@ export class GroupRouter {
         continue;
       }
       const chosen = this.pick(`${group.project}/${group.id}/rule:${rule.id}`, ready, dryRun);
-      steps.push(`rule ${rule.id}: matched; ${chosen.id} chosen${ready.length > 1 ? ' by weighted round robin' : ''}`);
+      const how = ready.length > 1 ? ' by weighted round robin' : '';
+      steps.push(`rule ${rule.id}: matched; ${chosen.id} chosen${how}${note}`);
       return { server: chosen.id, tool: chosen.tool, by: 'rule', rule: rule.id, candidates, steps };
     }
 
@@ -98,7 +129,7 @@ export class GroupRouter {
     if (prefixed) {
       const c = candidate(prefixed.id, 1);
       if (serving(c)) {
-        steps.push(`namespace ${prefixed.namespace}: ${prefixed.id}`);
+        steps.push(`namespace ${prefixed.namespace}: ${prefixed.id}${note}`);
         return { server: c.id, tool: c.tool, by: 'namespace', candidates: [c], steps };
       }
       steps.push(`namespace ${prefixed.namespace}: ${describe([c])}; falling back`);
@@ -108,9 +139,8 @@ export class GroupRouter {
     const ready = all.filter(serving);
     if (ready.length > 0) {
       const chosen = this.pick(`${group.project}/${group.id}/tool:${call.tool}`, ready, dryRun);
-      steps.push(
-        `tool ${call.tool}: ${chosen.id}${ready.length > 1 ? ' by round robin among the members that have it' : ''}`,
-      );
+      const how = ready.length > 1 ? ' by round robin among the members that have it' : '';
+      steps.push(`tool ${call.tool}: ${chosen.id}${how}${note}`);
       return { server: chosen.id, tool: chosen.tool, by: 'tool', candidates: all, steps };
     }
     steps.push(`no member can serve ${call.tool}: ${describe(all) || 'the group is empty'}`);
@@ -159,7 +189,7 @@ export interface MemberSource {
   server(
     id: string,
   ): Promise<{ id: string; project?: string | undefined; namespace?: string | undefined; enabled?: boolean } | null>;
-  runtime(id: string): Promise<{ status: string } | null>;
+  runtime(id: string): Promise<{ status: string; reason?: string | undefined } | null>;
   tool(id: string, name: string): Promise<unknown | null>;
 }
 
@@ -184,8 +214,18 @@ export async function cachedMembers(
       const name = tool.startsWith(prefix) ? tool.slice(prefix.length) : tool;
       const [runtime, found] = await Promise.all([cache.runtime(id), cache.tool(id, name)]);
       const listed = found !== null && found !== undefined;
-      out.set(id, { id, namespace, status: runtime?.status ?? 'stopped', hasTool: (n) => listed && n === name });
+      const status = runtime?.status ?? 'stopped';
+      out.set(id, { id, namespace, status, wakeable: wakeable(runtime), hasTool: (n) => listed && n === name });
     }),
   );
   return out;
+}
+
+/** Statuses a worker comes back from on its own (a call waits for it, as on the direct route). */
+const COMING_BACK = new Set(['pending', 'starting', 'restarting', 'backoff', 'unhealthy']);
+
+/** Whether a call would get this server's worker: stopped for idleness (woken) or on its way back. */
+export function wakeable(runtime: { status: string; reason?: string | undefined } | null): boolean {
+  if (!runtime) return false;
+  return (runtime.status === 'stopped' && runtime.reason === 'idle') || COMING_BACK.has(runtime.status);
 }

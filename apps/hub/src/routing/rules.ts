@@ -53,6 +53,10 @@ export const RulesSchema = z
   .array(RuleSchema)
   .max(MAX_RULES, `a group holds at most ${MAX_RULES} rules`)
   .refine((rules) => new Set(rules.map((r) => r.id)).size === rules.length, 'rule ids must not repeat')
+  .refine(
+    (rules) => rules.every((r) => new Set(targetsOf(r).map((t) => t.id)).size === targetsOf(r).length),
+    'a rule names each target once',
+  )
   .default([]);
 
 /** The servers a rule sends calls to, with their weights. */
@@ -132,6 +136,9 @@ function valueAt(args: unknown, path: string): unknown {
   return value;
 }
 
+/** Longest argument value a prefix or regex match reads: a longer one does not match (bounded work per call). */
+export const MAX_MATCHED_CHARS = 4_096;
+
 /** Why a rule's condition does not match a call, or undefined when it matches. */
 export function conditionMismatch(rule: Rule, tool: string, args: unknown): string | undefined {
   const { condition } = rule;
@@ -144,6 +151,7 @@ export function conditionMismatch(rule: Rule, tool: string, args: unknown): stri
       match.op === 'eq'
         ? value === match.value
         : typeof value === 'string' &&
+          value.length <= MAX_MATCHED_CHARS &&
           (match.op === 'prefix'
             ? value.startsWith(String(match.value))
             : regexOf(String(match.value))?.test(value) === true);

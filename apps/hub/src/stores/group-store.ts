@@ -10,7 +10,7 @@ import {
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import type { MemberView } from '../routing/router.js';
+import { type MemberView, wakeable } from '../routing/router.js';
 import { checkRules, RuleSchema, RulesSchema, targetsOf } from '../routing/rules.js';
 import { compare, projectNotFound, RedisRecordStore, sortById } from './store-records.js';
 
@@ -64,6 +64,14 @@ export const GroupHealthSchema = z.object({
 });
 export type GroupHealth = z.output<typeof GroupHealthSchema>;
 
+export const GroupToolSchema = z.object({
+  name: z.string(),
+  description: z.string().optional(),
+  inputSchema: z.record(z.string(), z.unknown()),
+  servers: z.array(z.object({ id: z.string(), status: z.string() })),
+});
+export type GroupTool = z.output<typeof GroupToolSchema>;
+
 /**
  * KEYS[1] the project's groups hash; ARGV[1] group id, ARGV[2] the JSON read ('' = absent), ARGV[3] the JSON to
  * write ('' = delete). Writes only if the group is still what was read: `ok`, else `changed`.
@@ -93,6 +101,8 @@ export class GroupStore extends RedisRecordStore {
   private readonly redis: Redis & GroupCommands;
   /** Groups as the call path reads them, parsed, for CACHE_TTL_MS (this hub's own writes drop them at once). */
   private readonly cached = new Map<string, { group: Group; at: number }>();
+  /** Bumped by each write through this hub: a read that started before a write does not cache what it read. */
+  private writes = 0;
 
   constructor(
     redis: Redis,
@@ -129,12 +139,14 @@ export class GroupStore extends RedisRecordStore {
     const hit = this.cached.get(key);
     const now = performance.now();
     if (hit && now - hit.at < CACHE_TTL_MS) return hit.group;
+    const writes = this.writes;
     const json = await this.redis.hget(this.keys.groups(project), id);
     const group = json === null ? null : this.parse(this.keys.groups(project), id, json, GroupSchema);
     if (!group) {
       this.cached.delete(key);
       throw groupNotFound(project, id);
     }
+    if (writes !== this.writes) return group;
     if (!this.cached.has(key) && this.cached.size >= MAX_CACHED) this.cached.clear();
     this.cached.set(key, { group, at: now });
     return group;
@@ -142,6 +154,7 @@ export class GroupStore extends RedisRecordStore {
 
   /** Drops a group from the call path's memory (written or deleted through this hub). */
   private dropCached(project: string, id: string): void {
+    this.writes++;
     this.cached.delete(`${project}/${id}`);
   }
 
@@ -157,7 +170,9 @@ export class GroupStore extends RedisRecordStore {
     }
     const now = this.nowIso();
     const group: Group = { ...this.fields(input), id: input.id, project, createdAt: now, updatedAt: now };
-    if ((await this.redis.hsetnx(key, group.id, JSON.stringify(group))) === 0) {
+    const created = await this.redis.hsetnx(key, group.id, JSON.stringify(group));
+    this.dropCached(project, group.id);
+    if (created === 0) {
       throw new AppError('group_exists', `group "${group.id}" already exists in project "${project}"`);
     }
     return group;
@@ -187,8 +202,9 @@ export class GroupStore extends RedisRecordStore {
   /** Deletes group `id`, answering what it was; throws group_not_found. */
   async remove(project: string, id: string): Promise<Group> {
     const before = await this.get(project, id);
+    const deleted = await this.redis.hdel(this.keys.groups(project), id);
     this.dropCached(project, id);
-    if ((await this.redis.hdel(this.keys.groups(project), id)) === 0) throw groupNotFound(project, id);
+    if (deleted === 0) throw groupNotFound(project, id);
     return before;
   }
 
@@ -248,6 +264,34 @@ export class GroupStore extends RedisRecordStore {
     };
   }
 
+  /**
+   * The tools a call through the group can name, from the registry's tool lists (never an upstream): each bare
+   * name once, with the members that list it and their runtime status (a call goes to one that runs).
+   */
+  async tools(group: Group): Promise<GroupTool[]> {
+    const byName = new Map<string, GroupTool>();
+    const [lists, runtimes, specs] = await Promise.all([
+      Promise.all(group.serverIds.map((id) => this.registry.listTools(id))),
+      Promise.all(group.serverIds.map((id) => this.registry.getRuntime(id))),
+      Promise.all(group.serverIds.map((id) => this.registry.getServer(id))),
+    ]);
+    group.serverIds.forEach((id, i) => {
+      if (specs[i]?.project !== group.project) return;
+      const status = runtimes[i]?.status ?? 'stopped';
+      for (const tool of lists[i] ?? []) {
+        const entry = byName.get(tool.name) ?? {
+          name: tool.name,
+          ...(tool.description === undefined ? {} : { description: tool.description }),
+          inputSchema: tool.inputSchema,
+          servers: [],
+        };
+        entry.servers.push({ id, status });
+        byName.set(tool.name, entry);
+      }
+    });
+    return [...byName.values()].sort((a, b) => compare(a.name, b.name));
+  }
+
   /** What the router needs of each member now: namespace, runtime status, and its tools (read from Redis). */
   async members(group: Group): Promise<Map<string, MemberView>> {
     const out = new Map<string, MemberView>();
@@ -258,12 +302,14 @@ export class GroupStore extends RedisRecordStore {
           this.registry.getRuntime(id),
           this.registry.listTools(id),
         ]);
-        if (!spec || spec.project !== group.project) return;
+        // As on the call path (routing/router.ts cachedMembers): another project's or a disabled server is left out.
+        if (!spec || spec.project !== group.project || spec.enabled === false) return;
         const names = new Set(tools.map((t) => t.name));
         out.set(id, {
           id,
           namespace: spec.namespace ?? spec.id,
           status: runtime?.status ?? 'stopped',
+          wakeable: wakeable(runtime),
           hasTool: (name) => names.has(name),
         });
       }),
