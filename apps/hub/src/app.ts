@@ -45,6 +45,7 @@ import { RedisReachability } from './redis-reachability.js';
 import { RegistryCache } from './registry-cache.js';
 import { alertRoutes } from './routes/alerts.js';
 import { discoveryRoutes } from './routes/discovery.js';
+import { endpointRoutes } from './routes/endpoints.js';
 import { eventRoutes } from './routes/events.js';
 import { groupRoutes } from './routes/groups.js';
 import { healthRoutes } from './routes/health.js';
@@ -54,9 +55,11 @@ import { metricsRoutes } from './routes/metrics.js';
 import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
+import { EndpointAccess } from './routing/endpoint-access.js';
 import { cachedMembers, GroupRouter } from './routing/router.js';
 import { AuditStream } from './stores/audit-stream.js';
 import { AuditTrail } from './stores/audit-trail.js';
+import { EndpointStore } from './stores/endpoint-store.js';
 import { GroupStore } from './stores/group-store.js';
 import { ProjectStore } from './stores/project-store.js';
 import { UsageRecorder } from './stores/usage.js';
@@ -387,6 +390,13 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   );
   const groupRouter = new GroupRouter(config.toolSeparator);
   await app.register(groupRoutes, { groups, projects: store, audit, router: groupRouter });
+  const endpoints = new EndpointStore(redis, keys, {
+    projectExists: async (project) => (await store.getProject(project)) !== null,
+    requireGroup: (project, id) => groups.get(project, id),
+    keyOf: async (project, keyId) => (await store.apiKeys.getKeyRecord(keyId))?.project === project,
+  });
+  const endpointAccess = new EndpointAccess(endpoints, groups, registry);
+  await app.register(endpointRoutes, { endpoints, access: endpointAccess, groups, audit });
   const workers = new WorkerLocator(cache, registry, log, {
     wakeTimeoutMs: config.wakeTimeoutMs,
     workerWaitMs: config.workerWaitMs,
@@ -407,6 +417,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       store: groups,
       router: groupRouter,
       members: (group, tool) => cachedMembers(cache, config.toolSeparator, group, tool),
+      endpoints: endpointAccess,
     },
   });
   if (metrics) await app.register(metricsRoutes, { metrics });

@@ -104,6 +104,13 @@ async function createWebhook(): Promise<string> {
   return (res.json() as { id: string }).id;
 }
 
+/** A connection endpoint of project A (any key of A may use it): its id and token. */
+async function endpointOfA(): Promise<{ id: string; token: string }> {
+  const res = await call('POST', `/api/projects/${A}/endpoints`, admin, { name: 'matrix' });
+  expect(res.statusCode, res.body).toBe(201);
+  return res.json() as { id: string; token: string };
+}
+
 /** A server group of project A holding `server`. */
 async function groupOfA(id: string, server: string): Promise<void> {
   const res = await call('POST', `/api/projects/${A}/groups`, admin, { id, name: id, serverIds: [server] });
@@ -245,6 +252,7 @@ const ROLE_KEYS: Record<Role, 'owner' | 'developer' | 'reporter'> = {
 /** The 404 code another project's key gets for a route, from the route's own params: the first one checked wins. */
 function foreignResource(url: string): string | undefined {
   if (url.includes(':pid')) return 'project_not_found';
+  if (url.includes(':token')) return 'endpoint_not_found';
   if (url.includes(':id')) return 'server_not_found';
   if (url.includes(':keyId')) return 'key_not_found';
   return undefined;
@@ -332,6 +340,8 @@ const SAMPLE_BODIES: Record<string, (n: number) => unknown> = {
   'PUT /api/projects/:pid/groups/:gid': () => ({ name: 'replaced by the matrix', serverIds: [] }),
   'POST /api/projects/:pid/groups/:gid/route': () => ({ tool: 'echo' }),
   'POST /api/projects/:pid/groups/:gid/tools/:tool': () => ({}),
+  'POST /api/projects/:pid/endpoints': () => ({ name: 'made by the matrix' }),
+  'POST /e/:token/tools/:tool': () => ({}),
   'POST /api/servers': (n) => ({
     id: `made-${n}`,
     transport: 'streamable-http',
@@ -430,6 +440,7 @@ describe('every route × every credential', () => {
     const webhook = pattern.includes(':webhookId') ? await createWebhook() : '';
     const group = `group-${n}`;
     if (pattern.includes(':gid')) await groupOfA(group, serverId);
+    const endpoint = pattern.includes(':eid') || pattern.includes(':token') ? await endpointOfA() : undefined;
     const url =
       pattern
         .replace(/:(\w+)/g, (_, param: string) => {
@@ -440,6 +451,8 @@ describe('every route × every credential', () => {
             tool: 'echo',
             webhookId: webhook,
             gid: group,
+            eid: endpoint?.id ?? '',
+            token: endpoint?.token ?? '',
           };
           const value = fill[param];
           if (value === undefined) throw new Error(`no sample value for :${param} (${row}): add one to the matrix`);

@@ -353,7 +353,7 @@ describe('every route refuses a foreign Host and a foreign Origin (all but /heal
       if (method !== 'POST' && method !== 'PUT') continue;
       // No body: the Origin rule covers them.
       // (A group's membership PUT names its server in the path.)
-      const bodyless = ['/restart', '/reset', '/test', '/groups/:gid/servers/:id'];
+      const bodyless = ['/restart', '/reset', '/test', '/reissue', '/groups/:gid/servers/:id'];
       if (bodyless.some((end) => row.endsWith(end))) continue;
       for (const [type, body] of [
         [undefined, undefined],

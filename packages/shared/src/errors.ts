@@ -16,6 +16,7 @@ export const ERROR_STATUS = {
   key_not_found: 404,
   webhook_not_found: 404,
   group_not_found: 404,
+  endpoint_not_found: 404,
   tool_not_found: 404,
   route_not_found: 404,
   method_not_allowed: 405,

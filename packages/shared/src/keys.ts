@@ -24,6 +24,10 @@ export interface RedisKeys {
   supervisorStats(supervisorId: string): string;
   /** hash: group id → JSON server group (name, description, serverIds, timestamps), one per project */
   groups(project: string): string;
+  /** hash: endpoint id → JSON connection endpoint (name, group, bound keyIds, token SHA-256, dates), one per project */
+  endpoints(project: string): string;
+  /** hash: SHA-256 of an endpoint token → `project/endpointId` */
+  readonly endpointTokens: string;
   /** hash: alert webhook id → JSON webhook (url, events, sealed signing secret, createdAt) */
   readonly alertWebhooks: string;
   /** Alert deliveries waiting for their next attempt: a sorted set (member: the delivery as JSON, score: due ms). */
@@ -74,6 +78,8 @@ export function createKeys(prefix: string = DEFAULT_KEY_PREFIX): RedisKeys {
     /** The server's last failures, newest first (a capped list of JSON records: FailureRecord). */
     failures: (serverId: string) => `${prefix}failures:${serverId}`,
     groups: (project: string) => `${prefix}groups:${project}`,
+    endpoints: (project: string) => `${prefix}endpoints:${project}`,
+    endpointTokens: `${prefix}endpoint_tokens`,
     alertWebhooks: `${prefix}alert_webhooks`,
     alertRetries: `${prefix}alert_retries`,
     supervisorStats: (supervisorId: string) => `${prefix}supervisor_stats:${supervisorId}`,

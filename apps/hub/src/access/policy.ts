@@ -83,6 +83,14 @@ export const ROUTE_POLICIES: Readonly<Record<string, Policy>> = {
   // A call through a group: its rules pick the server (limits and usage count per server, as any call).
   'POST /api/projects/:pid/groups/:gid/tools/:tool': member('reporter', 'tools:call', inProject),
   'GET /api/groups': admin,
+  // Connection endpoints: URLs with an unguessable token, for the keys bound to them (checked in the routes).
+  'POST /api/projects/:pid/endpoints': member('developer', 'servers:write', inProject),
+  'GET /api/projects/:pid/endpoints': member('reporter', 'servers:read', inProject),
+  'GET /api/projects/:pid/endpoints/:eid': member('reporter', 'servers:read', inProject),
+  'POST /api/projects/:pid/endpoints/:eid/reissue': member('developer', 'servers:write', inProject),
+  'DELETE /api/projects/:pid/endpoints/:eid': member('developer', 'servers:write', inProject),
+  'GET /e/:token/tools': member('reporter', 'tools:call'),
+  'POST /e/:token/tools/:tool': member('reporter', 'tools:call'),
 
   'GET /api/servers': member('reporter', 'servers:read'),
   // stdio servers run a command on the host: the route also requires `owner` for those.

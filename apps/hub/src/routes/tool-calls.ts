@@ -18,8 +18,9 @@ import type { CallGuard } from '../access/call-guard.js';
 import { StreamAnswer } from '../http/stream-answer.js';
 import type { HubMetrics } from '../metrics/hub-metrics.js';
 import type { RegistryCache } from '../registry-cache.js';
-import type { GroupRouter, MemberView, RouteDecision } from '../routing/router.js';
-import type { Group, GroupStore } from '../stores/group-store.js';
+import type { EndpointAccess } from '../routing/endpoint-access.js';
+import type { GroupForRouting, GroupRouter, MemberView, RouteDecision } from '../routing/router.js';
+import type { GroupStore } from '../stores/group-store.js';
 import { type WorkerClient, workerOrigin } from '../workers/worker-client.js';
 import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
 
@@ -38,7 +39,8 @@ export interface ToolCallRoutesOptions {
     store: GroupStore;
     router: GroupRouter;
     /** What the router needs of each member for a call of `tool` (from the registry cache). */
-    members(group: Group, tool: string): Promise<Map<string, MemberView>>;
+    members(group: GroupForRouting, tool: string): Promise<Map<string, MemberView>>;
+    endpoints: EndpointAccess;
   };
 }
 
@@ -82,49 +84,74 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
   );
 
   if (opts.groups) {
-    const { store: groups, router, members } = opts.groups;
+    const { store: groups, router, members, endpoints } = opts.groups;
     // A call through a server group: its rules pick the member (routing/router.ts), then it is a call of that
     // server's tool like the one above (arguments checked, limits and usage per server, SSE or JSON answer).
     app.post<{ Params: { pid: string; gid: string; tool: string } }>(
       '/api/projects/:pid/groups/:gid/tools/:tool',
       { config: { logRequest: false } },
-      async (req, reply) => {
+      (req, reply) => {
         const { pid, gid, tool } = req.params;
-        let decision: RouteDecision;
-        try {
+        return routedCall(req, reply, tool, `${pid}/${gid}`, async () => {
           if (!SLUG_RE.test(gid)) throw new AppError('group_not_found', `group "${gid}" not found`);
-          const group = await groups.forCall(pid, gid);
-          // Names past this length are no tool of any server (and would only cost the rules' matching).
-          if (tool.length > MAX_TOOL_NAME) throw new AppError('tool_not_found', `no tool "${tool.slice(0, 64)}…"`);
-          decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));
-          if (decision.server === undefined || decision.tool === undefined) {
-            if (decision.candidates.every((c) => !c.hasTool)) {
-              throw new AppError('tool_not_found', `no member of group "${gid}" has a tool "${tool}"`);
-            }
-            throw new AppError('worker_unavailable', `no member of group "${gid}" can serve "${tool}" now`, {
-              candidates: decision.candidates.map(({ id, status }) => ({ id, status })),
-            });
-          }
-        } catch (err) {
-          if (err instanceof AppError) {
-            log.warn(
-              {
-                event: 'tool.call.failed',
-                request_id: req.id,
-                group: `${pid}/${gid}`,
-                tool: tool.slice(0, 256),
-                error: err.message,
-                code: err.code,
-              },
-              'tool call failed',
-            );
-            markLogged(err);
-          }
-          throw err;
-        }
-        return handleCall(req, reply, decision.server, decision.tool, { group: `${pid}/${gid}`, rule: decision.rule });
+          return groups.forCall(pid, gid);
+        });
       },
     );
+
+    // A call through a connection endpoint (`/e/<token>/tools/<tool>`): the endpoint's group, or every server of its
+    // project, routed the same way; only keys bound to it (and the admin) may use it.
+    app.post<{ Params: { token: string; tool: string } }>(
+      '/e/:token/tools/:tool',
+      { config: { logRequest: false } },
+      async (req, reply) => {
+        const endpoint = await endpoints.authorize(req.params.token, req.principal);
+        return routedCall(req, reply, req.params.tool, `endpoint:${endpoint.id}`, () => endpoints.routing(endpoint));
+      },
+    );
+
+    /** Lets `router` pick the server for a call of `tool` among what `target` resolves to, then calls it. */
+    const routedCall = async (
+      req: FastifyRequest,
+      reply: FastifyReply,
+      tool: string,
+      name: string,
+      target: () => Promise<GroupForRouting>,
+    ) => {
+      let decision: RouteDecision;
+      let group: GroupForRouting;
+      try {
+        group = await target();
+        // Names past this length are no tool of any server (and would only cost the rules' matching).
+        if (tool.length > MAX_TOOL_NAME) throw new AppError('tool_not_found', `no tool "${tool.slice(0, 64)}…"`);
+        decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));
+        if (decision.server === undefined || decision.tool === undefined) {
+          if (decision.candidates.every((c) => !c.hasTool)) {
+            throw new AppError('tool_not_found', `no server of "${name}" has a tool "${tool}"`);
+          }
+          throw new AppError('worker_unavailable', `no server of "${name}" can serve "${tool}" now`, {
+            candidates: decision.candidates.map(({ id, status }) => ({ id, status })),
+          });
+        }
+      } catch (err) {
+        if (err instanceof AppError) {
+          log.warn(
+            {
+              event: 'tool.call.failed',
+              request_id: req.id,
+              group: name,
+              tool: tool.slice(0, 256),
+              error: err.message,
+              code: err.code,
+            },
+            'tool call failed',
+          );
+          markLogged(err);
+        }
+        throw err;
+      }
+      return handleCall(req, reply, decision.server, decision.tool, { group: name, rule: decision.rule });
+    };
   }
 
   /**

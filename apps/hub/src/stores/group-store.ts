@@ -268,7 +268,7 @@ export class GroupStore extends RedisRecordStore {
    * The tools a call through the group can name, from the registry's tool lists (never an upstream): each bare
    * name once, with the members that list it and their runtime status (a call goes to one that runs).
    */
-  async tools(group: Group): Promise<GroupTool[]> {
+  async tools(group: { project: string; serverIds: readonly string[] }): Promise<GroupTool[]> {
     const byName = new Map<string, GroupTool>();
     const [lists, runtimes, specs] = await Promise.all([
       Promise.all(group.serverIds.map((id) => this.registry.listTools(id))),
