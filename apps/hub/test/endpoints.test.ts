@@ -157,3 +157,17 @@ async function callJson(base: string, url: string, tool: string, key: string, bo
   });
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
+
+describe('endpoint tokens stay out of logs', () => {
+  it('logs an unknown route under an endpoint URL without its token', async () => {
+    const secret = 'mcpe_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';
+    const res = await fetch(`${stack.base}/e/${secret}/no-such-route`, {
+      headers: { authorization: `Bearer ${ADMIN}` },
+    });
+    const body = await res.text();
+    expect(res.status).toBe(404);
+    expect(body).not.toContain(secret);
+    expect(stack.hubLogs.text()).not.toContain(secret);
+    expect(stack.hubLogs.lines.some((l) => l.url === '/e/<token>/no-such-route')).toBe(true);
+  });
+});

@@ -67,7 +67,13 @@ export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
       );
     } else if (appError.statusCode >= 500 && !logged.has(appError)) {
       log.warn(
-        { event: 'api.error', request_id: req.id, code: appError.code, error: appError.message, url: req.url },
+        {
+          event: 'api.error',
+          request_id: req.id,
+          code: appError.code,
+          error: appError.message,
+          url: loggedPath(req.url),
+        },
         'request failed',
       );
     }
@@ -75,7 +81,16 @@ export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
   });
 
   app.setNotFoundHandler((req: FastifyRequest, reply: FastifyReply) => {
-    const err = new AppError('route_not_found', `no route for ${req.method} ${req.url.split('?')[0]}`);
+    const err = new AppError('route_not_found', `no route for ${req.method} ${loggedPath(req.url)}`);
     return reply.status(err.statusCode).send(errorBody(err, req.id));
   });
+}
+
+/**
+ * A request path as logs and error messages may show it: without the query, and with the secret of a connection
+ * endpoint URL (`/e/<token>/…`) replaced by `<token>`.
+ */
+export function loggedPath(url: string): string {
+  const path = url.split('?')[0] ?? '';
+  return path.replace(/^\/e\/[^/]*/, '/e/<token>');
 }

@@ -41,7 +41,7 @@ export {
   isAppError,
   UNAVAILABLE_RETRY_AFTER_S,
 } from './errors.js';
-export { markLogged, registerErrorHandling, toAppError } from './http-errors.js';
+export { loggedPath, markLogged, registerErrorHandling, toAppError } from './http-errors.js';
 export {
   DEFAULT_ADMIN_TOKEN_FILE,
   DEFAULT_BODY_LIMIT_BYTES,
