@@ -171,3 +171,12 @@ describe('endpoint tokens stay out of logs', () => {
     expect(stack.hubLogs.lines.some((l) => l.url === '/e/<token>/no-such-route')).toBe(true);
   });
 });
+
+describe('endpoint token redaction', () => {
+  it('replaces a token by its shape, however the path spells the route', async () => {
+    const { loggedPath } = await import('@mcp-hub/shared');
+    expect(loggedPath('/e/mcpe_abc/tools?x=1')).toBe('/e/<token>/tools');
+    expect(loggedPath('/%65/mcpe_AAAAAAAA/tools')).toBe('/%65/<token>/tools');
+    expect(loggedPath('/api/servers/x')).toBe('/api/servers/x');
+  });
+});

@@ -62,7 +62,13 @@ export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
     const appError = toAppError(err);
     if (appError.code === 'internal_error') {
       log.error(
-        { event: 'api.error', request_id: req.id, err: appError.cause ?? err, code: appError.code, url: req.url },
+        {
+          event: 'api.error',
+          request_id: req.id,
+          err: appError.cause ?? err,
+          code: appError.code,
+          url: loggedPath(req.url),
+        },
         'request failed',
       );
     } else if (appError.statusCode >= 500 && !logged.has(appError)) {
@@ -92,5 +98,6 @@ export function registerErrorHandling(app: FastifyInstance, log: Logger): void {
  */
 export function loggedPath(url: string): string {
   const path = url.split('?')[0] ?? '';
-  return path.replace(/^\/e\/[^/]*/, '/e/<token>');
+  // By the token's shape wherever it is (a router decodes `%65` to `e`, so the path's own spelling cannot be trusted).
+  return path.replace(/^\/e\/[^/]*/, '/e/<token>').replace(/mcpe(_|%5[Ff])[A-Za-z0-9_%-]*/g, '<token>');
 }

@@ -42,7 +42,11 @@ export const endpointRoutes: FastifyPluginAsyncZod<EndpointRoutesOptions> = asyn
     async (req, reply) => {
       const { endpoint, token } = await endpoints.create(req.params.pid, req.body);
       await audit.record(req, 'endpoint.create', target(endpoint), endpoint.project, null, endpoint);
-      return reply.status(201).send({ ...endpoint, token, urls: urls(token) });
+      // The token is in the answer: nobody keeps a copy (as for a new API key).
+      return reply
+        .status(201)
+        .header('cache-control', 'no-store')
+        .send({ ...endpoint, token, urls: urls(token) });
     },
   );
 
@@ -61,11 +65,11 @@ export const endpointRoutes: FastifyPluginAsyncZod<EndpointRoutesOptions> = asyn
   app.post(
     '/api/projects/:pid/endpoints/:eid/reissue',
     { config: { bodyless: true }, schema: { params: PidEid, response: { 200: IssuedSchema, ...errorResponses } } },
-    async (req) => {
+    async (req, reply) => {
       const before = await endpoints.get(req.params.pid, req.params.eid);
       const { endpoint, token } = await endpoints.reissue(req.params.pid, req.params.eid);
       await audit.record(req, 'endpoint.reissue', target(endpoint), endpoint.project, before, endpoint);
-      return { ...endpoint, token, urls: urls(token) };
+      return reply.header('cache-control', 'no-store').send({ ...endpoint, token, urls: urls(token) });
     },
   );
 

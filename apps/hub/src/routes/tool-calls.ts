@@ -94,7 +94,7 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         const { pid, gid, tool } = req.params;
         return routedCall(req, reply, tool, `${pid}/${gid}`, async () => {
           if (!SLUG_RE.test(gid)) throw new AppError('group_not_found', `group "${gid}" not found`);
-          return groups.forCall(pid, gid);
+          return { group: await groups.forCall(pid, gid) };
         });
       },
     );
@@ -105,8 +105,11 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       '/e/:token/tools/:tool',
       { config: { logRequest: false } },
       async (req, reply) => {
-        const endpoint = await endpoints.authorize(req.params.token, req.principal);
-        return routedCall(req, reply, req.params.tool, `endpoint:${endpoint.id}`, () => endpoints.routing(endpoint));
+        // Refusals (an unknown token, an unbound key) are logged like any failed call, under `endpoint`: never the token.
+        return routedCall(req, reply, req.params.tool, 'endpoint', async () => {
+          const endpoint = await endpoints.authorize(req.params.token, req.principal);
+          return { group: await endpoints.routing(endpoint), name: `endpoint:${endpoint.id}` };
+        });
       },
     );
 
@@ -115,13 +118,16 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       req: FastifyRequest,
       reply: FastifyReply,
       tool: string,
-      name: string,
-      target: () => Promise<GroupForRouting>,
+      named: string,
+      target: () => Promise<{ group: GroupForRouting; name?: string }>,
     ) => {
+      let name = named;
       let decision: RouteDecision;
       let group: GroupForRouting;
       try {
-        group = await target();
+        const resolved = await target();
+        group = resolved.group;
+        name = resolved.name ?? name;
         // Names past this length are no tool of any server (and would only cost the rules' matching).
         if (tool.length > MAX_TOOL_NAME) throw new AppError('tool_not_found', `no tool "${tool.slice(0, 64)}…"`);
         decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));

@@ -1,5 +1,12 @@
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
-import { AppError, type InvalidRecordHandler, parseOrThrow, type RedisKeys, SLUG_RE } from '@mcp-hub/shared';
+import {
+  AppError,
+  defineScripts,
+  type InvalidRecordHandler,
+  parseOrThrow,
+  type RedisKeys,
+  SLUG_RE,
+} from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
 import { projectNotFound, RedisRecordStore } from './store-records.js';
@@ -38,6 +45,28 @@ type StoredEndpoint = z.output<typeof StoredEndpointSchema>;
 export const EndpointSchema = StoredEndpointSchema.omit({ tokenHash: true });
 export type Endpoint = z.output<typeof EndpointSchema>;
 
+/**
+ * Swaps or drops an endpoint's token only if the record is still what was read (a delete and a re-issue racing each
+ * other cannot bring a deleted endpoint back, nor leave a token mapped that opens nothing).
+ * KEYS[1] the project's endpoints, KEYS[2] endpoint_tokens; ARGV[1] id, ARGV[2] the JSON read, ARGV[3] its token
+ * hash, ARGV[4] the new JSON ('' = delete), ARGV[5] the new token hash, ARGV[6] `project/id`. 1 when applied.
+ */
+const SWAP_TOKEN = `
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[2], ARGV[3])
+if ARGV[4] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[4])
+  redis.call('HSET', KEYS[2], ARGV[5], ARGV[6])
+end
+return 1
+`;
+
+interface EndpointCommands {
+  mcpSwapEndpointToken(...args: string[]): Promise<number>;
+}
+
 const hash = (token: string) => createHash('sha256').update(token).digest('hex');
 const view = ({ tokenHash: _t, ...rest }: StoredEndpoint): Endpoint => rest;
 
@@ -52,8 +81,10 @@ function endpointNotFound(id: string): AppError {
  * answer 404 at once, on every hub (no hub caches the map).
  */
 export class EndpointStore extends RedisRecordStore {
+  private readonly redis: Redis & EndpointCommands;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     private readonly keys: RedisKeys,
     private readonly checks: {
       projectExists(id: string): Promise<boolean>;
@@ -66,6 +97,9 @@ export class EndpointStore extends RedisRecordStore {
     onInvalid: InvalidRecordHandler = () => {},
   ) {
     super(clock, onInvalid);
+    this.redis = defineScripts<EndpointCommands>(redis, {
+      mcpSwapEndpointToken: { numberOfKeys: 2, lua: SWAP_TOKEN },
+    });
   }
 
   async create(project: string, body: CreateEndpointBody): Promise<{ endpoint: Endpoint; token: string }> {
@@ -114,26 +148,34 @@ export class EndpointStore extends RedisRecordStore {
 
   /** A new token for the endpoint; the old one stops working at once. */
   async reissue(project: string, id: string): Promise<{ endpoint: Endpoint; token: string }> {
-    const before = await this.stored(project, id);
-    const token = newToken();
-    const next: StoredEndpoint = { ...before, tokenHash: hash(token), issuedAt: this.nowIso() };
-    await this.redis
-      .multi()
-      .hdel(this.keys.endpointTokens, before.tokenHash)
-      .hset(this.keys.endpointTokens, next.tokenHash, `${project}/${id}`)
-      .hset(this.keys.endpoints(project), id, JSON.stringify(next))
-      .exec();
-    return { endpoint: view(next), token };
+    return this.retry(async () => {
+      const { stored: before, json } = await this.read(project, id);
+      const token = newToken();
+      const next: StoredEndpoint = { ...before, tokenHash: hash(token), issuedAt: this.nowIso() };
+      const applied = await this.swap(project, id, json, before.tokenHash, JSON.stringify(next), next.tokenHash);
+      return applied ? { endpoint: view(next), token } : undefined;
+    });
   }
 
   async remove(project: string, id: string): Promise<Endpoint> {
-    const before = await this.stored(project, id);
-    await this.redis
-      .multi()
-      .hdel(this.keys.endpointTokens, before.tokenHash)
-      .hdel(this.keys.endpoints(project), id)
-      .exec();
-    return view(before);
+    return this.retry(async () => {
+      const { stored: before, json } = await this.read(project, id);
+      return (await this.swap(project, id, json, before.tokenHash, '', '')) ? view(before) : undefined;
+    });
+  }
+
+  private async swap(project: string, id: string, json: string, oldHash: string, next: string, newHash: string) {
+    const applied = await this.redis.mcpSwapEndpointToken(
+      this.keys.endpoints(project),
+      this.keys.endpointTokens,
+      id,
+      json,
+      oldHash,
+      next,
+      newHash,
+      `${project}/${id}`,
+    );
+    return applied === 1;
   }
 
   /** The endpoint a token opens, or null (a malformed, re-issued or deleted token). */
@@ -149,11 +191,15 @@ export class EndpointStore extends RedisRecordStore {
   }
 
   private async stored(project: string, id: string): Promise<StoredEndpoint> {
+    return (await this.read(project, id)).stored;
+  }
+
+  private async read(project: string, id: string): Promise<{ stored: StoredEndpoint; json: string }> {
     await this.requireProject(project);
     const json = await this.redis.hget(this.keys.endpoints(project), id);
     const stored = json === null ? null : this.parse(this.keys.endpoints(project), id, json, StoredEndpointSchema);
-    if (!stored) throw endpointNotFound(id);
-    return stored;
+    if (!stored || json === null) throw endpointNotFound(id);
+    return { stored, json };
   }
 
   private async requireProject(project: string): Promise<void> {
