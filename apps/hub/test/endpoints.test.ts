@@ -158,6 +158,44 @@ async function callJson(base: string, url: string, tool: string, key: string, bo
   return { status: res.status, json: (await res.json()) as Record<string, unknown> };
 }
 
+describe('tool filtering per endpoint', () => {
+  it('neither lists nor calls a denied tool, on the list and the call alike', async () => {
+    const denied = await api('POST', `/api/projects/${P}/endpoints`, { name: 'no-meta', tools: { deny: ['meta'] } });
+    expect(denied.status).toBe(201);
+    const url = `/e/${denied.json.token as string}`;
+    const open = hubApi(() => stack.base, keys.unbound.key);
+    const names = ((await open('GET', `${url}/tools`)).json.tools as { name: string }[]).map((t) => t.name);
+    expect(names).toContain('echo');
+    expect(names).not.toContain('meta');
+    const call = await callJson(stack.base, url, 'meta', keys.unbound.key, {});
+    expect(call.status).toBe(404);
+    expect((call.json.error as { code: string }).code).toBe('tool_not_found');
+    expect((await callJson(stack.base, url, 'ep-one__meta', keys.unbound.key, {})).status).toBe(404);
+  });
+
+  it('with an allow list by server, offers only that server’s tools', async () => {
+    const only = await api('POST', `/api/projects/${P}/endpoints`, {
+      name: 'two-only',
+      tools: { allow: ['ep-two/*'] },
+    });
+    const url = `/e/${only.json.token as string}`;
+    const open = hubApi(() => stack.base, keys.unbound.key);
+    const tools = (await open('GET', `${url}/tools`)).json.tools as { name: string; servers: { id: string }[] }[];
+    expect(new Set(tools.flatMap((t) => t.servers.map((s) => s.id)))).toEqual(new Set(['ep-two']));
+    for (let i = 0; i < 3; i++) {
+      const requestId = `two-only-${i}`;
+      expect(await request(stack.base, url, 'echo', keys.unbound.key, requestId)).toBe(200);
+      const line = stack.hubLogs.lines.find((l) => l.event === 'tool.call.accepted' && l.request_id === requestId);
+      expect(line?.server).toBe('ep-two');
+    }
+    expect((await callJson(stack.base, url, 'ep-one__echo', keys.unbound.key, { message: 'x' })).status).toBe(404);
+    // A malformed entry is refused when written.
+    expect((await api('POST', `/api/projects/${P}/endpoints`, { name: 'x', tools: { deny: ['a/b/c'] } })).status).toBe(
+      400,
+    );
+  });
+});
+
 describe('endpoint tokens stay out of logs', () => {
   it('logs an unknown route under an endpoint URL without its token', async () => {
     const secret = 'mcpe_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA';

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { z } from 'zod';
 import type { EndpointAccess } from '../routing/endpoint-access.js';
+import { toolAllowed } from '../routing/tool-filter.js';
 import type { AuditTrail } from '../stores/audit-trail.js';
 import {
   CreateEndpointBodySchema,
@@ -88,7 +89,12 @@ export const endpointRoutes: FastifyPluginAsyncZod<EndpointRoutesOptions> = asyn
     { schema: { params: Token, response: { 200: z.object({ tools: z.array(GroupToolSchema) }), ...errorResponses } } },
     async (req) => {
       const endpoint = await opts.access.authorize(req.params.token, req.principal);
-      return { tools: await opts.groups.tools(await opts.access.routing(endpoint)) };
+      const all = await opts.groups.tools(await opts.access.routing(endpoint));
+      // The same decision as a call's: a denied tool is not listed (routing/tool-filter.ts).
+      const tools = all
+        .map((t) => ({ ...t, servers: t.servers.filter((s) => toolAllowed(endpoint.tools, s.id, t.name)) }))
+        .filter((t) => t.servers.length > 0);
+      return { tools };
     },
   );
 };

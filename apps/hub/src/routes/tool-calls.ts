@@ -20,6 +20,7 @@ import type { HubMetrics } from '../metrics/hub-metrics.js';
 import type { RegistryCache } from '../registry-cache.js';
 import type { EndpointAccess } from '../routing/endpoint-access.js';
 import type { GroupForRouting, GroupRouter, MemberView, RouteDecision } from '../routing/router.js';
+import { toolAllowed } from '../routing/tool-filter.js';
 import type { GroupStore } from '../stores/group-store.js';
 import { type WorkerClient, workerOrigin } from '../workers/worker-client.js';
 import { safeToRepeat, type WorkerLocator } from '../workers/worker-locator.js';
@@ -108,7 +109,12 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         // Refusals (an unknown token, an unbound key) are logged like any failed call, under `endpoint`: never the token.
         return routedCall(req, reply, req.params.tool, 'endpoint', async () => {
           const endpoint = await endpoints.authorize(req.params.token, req.principal);
-          return { group: await endpoints.routing(endpoint), name: `endpoint:${endpoint.id}` };
+          const filter = endpoint.tools;
+          return {
+            group: await endpoints.routing(endpoint),
+            name: `endpoint:${endpoint.id}`,
+            ...(filter ? { allows: (server: string, name: string) => toolAllowed(filter, server, name) } : {}),
+          };
         });
       },
     );
@@ -119,7 +125,12 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
       reply: FastifyReply,
       tool: string,
       named: string,
-      target: () => Promise<{ group: GroupForRouting; name?: string }>,
+      target: () => Promise<{
+        group: GroupForRouting;
+        name?: string;
+        /** The endpoint's tool filter: a tool it denies is no tool of that server here. */
+        allows?: (server: string, tool: string) => boolean;
+      }>,
     ) => {
       let name = named;
       let decision: RouteDecision;
@@ -130,7 +141,12 @@ export async function toolCallRoutes(app: FastifyInstance, opts: ToolCallRoutesO
         name = resolved.name ?? name;
         // Names past this length are no tool of any server (and would only cost the rules' matching).
         if (tool.length > MAX_TOOL_NAME) throw new AppError('tool_not_found', `no tool "${tool.slice(0, 64)}…"`);
-        decision = router.decide(group, { tool, args: req.body ?? {} }, await members(group, tool));
+        const found = await members(group, tool);
+        const allows = resolved.allows;
+        const visible = allows
+          ? new Map([...found].map(([id, m]) => [id, { ...m, hasTool: (n: string) => m.hasTool(n) && allows(id, n) }]))
+          : found;
+        decision = router.decide(group, { tool, args: req.body ?? {} }, visible);
         if (decision.server === undefined || decision.tool === undefined) {
           if (decision.candidates.every((c) => !c.hasTool)) {
             throw new AppError('tool_not_found', `no server of "${name}" has a tool "${tool}"`);

@@ -9,6 +9,7 @@ import {
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
+import { ToolFilterSchema } from '../routing/tool-filter.js';
 import { projectNotFound, RedisRecordStore } from './store-records.js';
 
 /** Endpoints one project may have, and keys one endpoint may be bound to. */
@@ -27,6 +28,8 @@ export const CreateEndpointBodySchema = z.strictObject({
     .max(MAX_ENDPOINT_KEYS)
     .refine((ids) => new Set(ids).size === ids.length, 'keyIds must not repeat a key')
     .default([]),
+  /** Which tools it offers (routing/tool-filter.ts); absent: every tool of its servers. */
+  tools: ToolFilterSchema.optional(),
 });
 export type CreateEndpointBody = z.input<typeof CreateEndpointBodySchema>;
 
@@ -36,6 +39,7 @@ const StoredEndpointSchema = z.object({
   name: z.string(),
   group: z.string().optional(),
   keyIds: z.array(z.string()),
+  tools: ToolFilterSchema.optional(),
   /** SHA-256 of the current token (the token itself is shown once, when issued). */
   tokenHash: z.string(),
   createdAt: z.string(),
@@ -122,6 +126,7 @@ export class EndpointStore extends RedisRecordStore {
       name: input.name,
       ...(input.group === undefined ? {} : { group: input.group }),
       keyIds: input.keyIds,
+      ...(input.tools === undefined ? {} : { tools: input.tools }),
       tokenHash: hash(token),
       createdAt: now,
       issuedAt: now,
