@@ -69,6 +69,27 @@ describe('GroupRouter', () => {
     expect(mixed).toMatchObject({ server: 'a', by: 'tool' });
   });
 
+  it('keeps a call on a rule that does not fall back: its targets or nothing', () => {
+    const router = new GroupRouter('__');
+    const rules = [rule({ id: 'eu-only', fallback: false, condition: { tool: 'search' }, target: { server: 'a' } })];
+    const view = members(member('a', 'crashed'), member('b'));
+    const held = router.decide(group(rules, ['a', 'b']), { tool: 'search', args: {} }, view);
+    expect(held).toMatchObject({ by: 'none', rule: 'eu-only' });
+    expect(held.server).toBeUndefined();
+    expect(held.steps.at(-1)).toBe(
+      'rule eu-only: matched, but no target can serve: a (crashed); it does not fall back',
+    );
+    // Other tools are not held by it.
+    expect(router.decide(group(rules, ['a', 'b']), { tool: 'echo', args: {} }, view).server).toBe('b');
+    // A target a call would wake is still used (the second look).
+    const idle = router.decide(
+      group(rules, ['a', 'b']),
+      { tool: 'search', args: {} },
+      members(member('a', 'idle'), member('b')),
+    );
+    expect(idle).toMatchObject({ server: 'a', rule: 'eu-only' });
+  });
+
   it('answers none, with every candidate and its state, when nothing can serve', () => {
     const router = new GroupRouter('__');
     const decision = router.decide(

@@ -114,6 +114,12 @@ export class GroupRouter {
       const candidates = targetsOf(rule).map((t) => candidate(t.id, t.weight));
       const ready = candidates.filter(serving);
       if (ready.length === 0) {
+        if (!rule.fallback) {
+          steps.push(
+            `rule ${rule.id}: matched, but no target can serve: ${describe(candidates)}; it does not fall back`,
+          );
+          return { by: 'none', rule: rule.id, candidates, steps };
+        }
         steps.push(`rule ${rule.id}: matched, but no target can serve: ${describe(candidates)}; falling back`);
         continue;
       }

@@ -39,6 +39,11 @@ export const RuleSchema = z.strictObject({
   id: slug,
   priority: z.number().int().min(-1_000).max(1_000).default(0),
   enabled: z.boolean().default(true),
+  /**
+   * false: a call this rule matches goes to its targets or nowhere (503 while none can serve), never on to later
+   * rules or other members: for calls that must stay on some servers (their data, their region).
+   */
+  fallback: z.boolean().default(true),
   condition: z
     .strictObject({
       tool: z.string().min(1).max(128).optional(),
