@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { Pool, request } from 'undici';
 import { createRun, envNumber, startEchoStack, startHub, waitForCall } from './harness.mjs';
 import { median, table } from './lib.mjs';
+import { printLogSummary } from './on-off.mjs';
 
 const PAIRS = Math.round(envNumber('BENCH_GROUPS_PAIRS', 4_000));
 const WARMUP = 500;
@@ -82,10 +83,7 @@ console.log(
 );
 const pairedMs = result.paired;
 console.log(`\nPaired difference (group − direct, median of ${PAIRS} pairs): ${(pairedMs * 1000).toFixed(1)} µs.`);
-if (logSummary.length > 0) {
-  console.log('\nWarnings and errors in the logs\n');
-  console.log(table([['service', 'level', 'event', 'error', 'message', 'count'], ...logSummary]));
-}
+printLogSummary(logSummary);
 console.log('\nVerdict (issue 16, this run)\n');
 console.log(
   `${pairedMs <= 0.05 ? 'MET   ' : 'MISSED'} a call through 10 rules ≤ 0.05 ms over the direct route: ${(pairedMs * 1000).toFixed(1)} µs`,

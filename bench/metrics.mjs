@@ -1,16 +1,7 @@
-// What the Prometheus metrics cost on a tool call (issue 15: ≤ 5 % of the throughput, ≤ 20 µs at p50):
-// `POST /mcp/echo/echo` through two hubs on one Redis, supervisor and worker, one with metrics (the default)
-// and one with HUB_METRICS=off, both with the admin token and at LOG_LEVEL=info, compared side by side
-// (bench/on-off.mjs: paired sequential calls, then ABBA throughput rounds at 64 callers).
-// Then the number of series the hub exposes after this traffic, and after one call of every tool of 20 more servers
-// of 20 tools each (bench/many-tools-server.mjs): what a scrape costs as servers and tools grow.
-// Usage: pnpm bench metrics. Env: BENCH_METRICS_PAIRS (4000), BENCH_METRICS_ROUNDS (6), BENCH_SECONDS (3),
-// BENCH_METRICS_SERVERS (20), BENCH_METRICS_TOOLS (20).
-import { randomBytes } from 'node:crypto';
 import { Pool, request } from 'undici';
-import { createRun, envNumber, startEchoStack, startHub, waitForCall, waitRunning } from './harness.mjs';
-import { alive, descendantsOf, ROOT, sleep, table } from './lib.mjs';
-import { compareHubs, comparisonTable } from './on-off.mjs';
+import { createRun, envNumber, startEchoStack, waitRunning } from './harness.mjs';
+import { alive, descendantsOf, ROOT, sleep } from './lib.mjs';
+import { compareHubs, comparisonTable, printLogSummary, startHubPair } from './on-off.mjs';
 
 const PAIRS = Math.round(envNumber('BENCH_METRICS_PAIRS', 4_000));
 const ROUNDS = Math.round(envNumber('BENCH_METRICS_ROUNDS', 6));
@@ -88,16 +79,15 @@ async function manyServersSeries(stack, origin, headers) {
 
 try {
   const stack = await startEchoStack(run, { prefix: 'bench-metrics:' });
-  const token = randomBytes(24).toString('hex');
-  const env = { HUB_AUTH: 'token', HUB_ADMIN_TOKEN: token, LOG_LEVEL: 'info' };
-  const on = { name: 'metrics on', ...(await startHub(run, stack, { name: 'hub', env })) };
-  const off = {
-    name: 'metrics off',
-    ...(await startHub(run, stack, { name: 'hub-off', env: { ...env, HUB_METRICS: 'off' } })),
-  };
-  const headers = { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${token}` };
-  for (const hub of [on, off]) await waitForCall(`${hub.origin}${TOOL_PATH}`, { authorization: headers.authorization });
-
+  const {
+    a: on,
+    b: off,
+    headers,
+  } = await startHubPair(run, stack, {
+    a: { name: 'metrics on', env: {} },
+    b: { name: 'metrics off', env: { HUB_METRICS: 'off' } },
+    path: TOOL_PATH,
+  });
   compared = await compareHubs(run, {
     a: on,
     b: off,
@@ -135,10 +125,7 @@ console.log(
     `(${manySeries.mcp} mcp_*; most: ${top}); one scrape ${manySeries.ms.toFixed(0)} ms, ` +
     `${(manySeries.bytes / 1024).toFixed(0)} KiB.`,
 );
-if (logSummary.length > 0) {
-  console.log('\nWarnings and errors in the logs\n');
-  console.log(table([['service', 'level', 'event', 'error', 'message', 'count'], ...logSummary]));
-}
+printLogSummary(logSummary);
 console.log('\nVerdicts (issue 15, this run)\n');
 console.log(`${ratio >= 0.95 ? 'MET   ' : 'MISSED'} metrics cost ≤ 5 % of throughput: on/off ${ratio.toFixed(3)}`);
 console.log(`${pairedUs <= 20 ? 'MET   ' : 'MISSED'} metrics cost ≤ 20 µs at p50: ${pairedUs.toFixed(1)} µs (paired)`);

@@ -2,7 +2,9 @@
 //   - sequential calls alternating between the two hubs, call by call (one connection each): p50 of each and the
 //     median of the paired differences, so that a noisy moment hits both alike;
 //   - throughput at 64 callers in rounds in ABBA order (bench/load.mjs, its own process).
+import { randomBytes } from 'node:crypto';
 import { Pool } from 'undici';
+import { startHub, waitForCall } from './harness.mjs';
 import { median, table } from './lib.mjs';
 
 const WARMUP_PAIRS = 500;
@@ -79,4 +81,25 @@ export function comparisonTable({ a, b }, { seq, rates }, rounds) {
     ratio: median(rates.a) / median(rates.b),
     pairedUs: seq.paired * 1000,
   };
+}
+
+/**
+ * Two hubs on `stack`'s worker, both at LOG_LEVEL=info with one admin token, `a.env` and `b.env` added to each; waits
+ * until both answer `path`. Resolves { a, b, headers } (a and b with their name and origin).
+ */
+export async function startHubPair(run, stack, { a, b, path }) {
+  const token = randomBytes(24).toString('hex');
+  const env = { HUB_AUTH: 'token', HUB_ADMIN_TOKEN: token, LOG_LEVEL: 'info' };
+  const hubA = { name: a.name, ...(await startHub(run, stack, { name: 'hub', env: { ...env, ...a.env } })) };
+  const hubB = { name: b.name, ...(await startHub(run, stack, { name: 'hub-off', env: { ...env, ...b.env } })) };
+  const headers = { 'content-type': 'application/json', accept: 'application/json', authorization: `Bearer ${token}` };
+  for (const hub of [hubA, hubB]) await waitForCall(`${hub.origin}${path}`, { authorization: headers.authorization });
+  return { a: hubA, b: hubB, headers };
+}
+
+/** Prints the warnings and errors a run's logs held (run.finish), if any. */
+export function printLogSummary(logSummary) {
+  if (logSummary.length === 0) return;
+  console.log('\nWarnings and errors in the logs\n');
+  console.log(table([['service', 'level', 'event', 'error', 'message', 'count'], ...logSummary]));
 }

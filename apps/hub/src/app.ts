@@ -57,7 +57,7 @@ import { projectRoutes } from './routes/projects.js';
 import { serverRoutes } from './routes/servers.js';
 import { toolCallRoutes } from './routes/tool-calls.js';
 import { EndpointAccess } from './routing/endpoint-access.js';
-import { cachedMembers, GroupRouter } from './routing/router.js';
+import { cachedMembers, type GroupForRouting, GroupRouter } from './routing/router.js';
 import { AuditStream } from './stores/audit-stream.js';
 import { AuditTrail } from './stores/audit-trail.js';
 import { EndpointStore } from './stores/endpoint-store.js';
@@ -390,7 +390,9 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
       log.warn({ event: 'registry.invalid_record', key, field, err }, 'skipped a stored record that does not parse'),
   );
   const groupRouter = new GroupRouter(config.toolSeparator);
-  await app.register(groupRoutes, { groups, projects: store, audit, router: groupRouter });
+  const groupMembers = (group: GroupForRouting, tool: string) =>
+    cachedMembers(cache, config.toolSeparator, group, tool);
+  await app.register(groupRoutes, { groups, projects: store, audit, router: groupRouter, members: groupMembers });
   const endpoints = new EndpointStore(redis, keys, {
     projectExists: async (project) => (await store.getProject(project)) !== null,
     requireGroup: (project, id) => groups.get(project, id),
@@ -406,18 +408,14 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
   // The one client for every path that talks to a worker; it tracks what is open so closing can end it.
   const client = new WorkerClient();
   const drain = new RequestDrain(app.server);
+  // What every route that calls a worker shares.
+  const callPath = { cache, workers, client, guard, log, metrics, tracer };
   await app.register(toolCallRoutes, {
-    cache,
-    workers,
-    client,
-    guard,
-    log,
-    metrics,
-    tracer,
+    ...callPath,
     groups: {
       store: groups,
       router: groupRouter,
-      members: (group, tool) => cachedMembers(cache, config.toolSeparator, group, tool),
+      members: groupMembers,
       endpoints: endpointAccess,
     },
   });
@@ -469,13 +467,7 @@ export async function buildHub(deps: HubDeps): Promise<FastifyInstance> {
     }, LIST_CHANGED_DEBOUNCE_MS);
   };
   await app.register(mcpProxyRoutes, {
-    cache,
-    workers,
-    client,
-    guard,
-    log,
-    metrics,
-    tracer,
+    ...callPath,
     sessionUsed: (keyId, serverId) => reaper.remember(keyId, serverId),
   });
   await app.register(mcpAggregateRoutes, { aggregate, metrics });

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncZod } from '@fastify/type-provider-zod';
 import { SLUG_RE } from '@mcp-hub/shared';
 import { z } from 'zod';
-import type { GroupRouter } from '../routing/router.js';
+import type { GroupRouter, MemberView } from '../routing/router.js';
 import type { AuditTrail } from '../stores/audit-trail.js';
 import {
   CreateGroupBodySchema,
@@ -20,6 +20,8 @@ export interface GroupRoutesOptions {
   projects: ProjectStore;
   audit: AuditTrail;
   router: GroupRouter;
+  /** What the router needs of a group's members for a call of `tool`: the same as the call path's. */
+  members(group: Group, tool: string): Promise<Map<string, MemberView>>;
 }
 
 const Pid = z.strictObject({ pid: z.string().min(1).max(128) });
@@ -155,7 +157,7 @@ export const groupRoutes: FastifyPluginAsyncZod<GroupRoutesOptions> = async (app
     async (req) => {
       const group = await groups.get(req.params.pid, req.params.gid);
       const call = { tool: req.body.tool, args: req.body.arguments };
-      return opts.router.decide(group, call, await groups.members(group), true);
+      return opts.router.decide(group, call, await opts.members(group, call.tool), true);
     },
   );
 

@@ -10,7 +10,6 @@ import {
 } from '@mcp-hub/shared';
 import type { Redis } from 'ioredis';
 import { z } from 'zod';
-import { type MemberView, wakeable } from '../routing/router.js';
 import { checkRules, RuleSchema, RulesSchema, targetsOf } from '../routing/rules.js';
 import { compare, projectNotFound, RedisRecordStore, sortById } from './store-records.js';
 
@@ -290,31 +289,6 @@ export class GroupStore extends RedisRecordStore {
       }
     });
     return [...byName.values()].sort((a, b) => compare(a.name, b.name));
-  }
-
-  /** What the router needs of each member now: namespace, runtime status, and its tools (read from Redis). */
-  async members(group: Group): Promise<Map<string, MemberView>> {
-    const out = new Map<string, MemberView>();
-    await Promise.all(
-      group.serverIds.map(async (id) => {
-        const [spec, runtime, tools] = await Promise.all([
-          this.registry.getServer(id),
-          this.registry.getRuntime(id),
-          this.registry.listTools(id),
-        ]);
-        // As on the call path (routing/router.ts cachedMembers): another project's or a disabled server is left out.
-        if (!spec || spec.project !== group.project || spec.enabled === false) return;
-        const names = new Set(tools.map((t) => t.name));
-        out.set(id, {
-          id,
-          namespace: spec.namespace ?? spec.id,
-          status: runtime?.status ?? 'stopped',
-          wakeable: wakeable(runtime),
-          hasTool: (name) => names.has(name),
-        });
-      }),
-    );
-    return out;
   }
 
   private async requireProject(project: string): Promise<void> {
