@@ -1,7 +1,12 @@
 import { createHmac } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { loadHubConfig, type ServerSpecBody } from '@mcp-hub/shared';
+import {
+  DEFAULT_WORKER_BASE_PORT,
+  DEFAULT_WORKER_PORT_RANGE,
+  loadHubConfig,
+  type ServerSpecBody,
+} from '@mcp-hub/shared';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hubApi } from '../../../test/hub-api.js';
 import { echoServer, fixture, waitFor } from '../../../test/processes.js';
@@ -52,7 +57,13 @@ beforeAll(async () => {
       res.writeHead(answered).end();
     });
   });
-  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  // Any free port but the workers' range (MCP_WORKER_BASE_PORT…): webhook URLs may not aim there (403).
+  for (;;) {
+    await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+    const port = (receiver.address() as AddressInfo).port;
+    if (port < DEFAULT_WORKER_BASE_PORT || port >= DEFAULT_WORKER_BASE_PORT + DEFAULT_WORKER_PORT_RANGE) break;
+    await new Promise((r) => receiver.close(r));
+  }
   receiverBase = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}`;
 }, 30_000);
 

@@ -134,6 +134,8 @@ export { SSE_KEEP_ALIVE_INTERVAL_MS, SSE_MAX_UNREAD_BYTES, SseStream } from './s
 export { checkStdioLaunch, type StdioLaunch, type StdioPolicy } from './stdio-policy.js';
 export { drained } from './streams.js';
 export {
+  DEFAULT_WORKER_BASE_PORT,
+  DEFAULT_WORKER_PORT_RANGE,
   loadSupervisorConfig,
   SUPERVISOR_HEARTBEATS_MISSED,
   type SupervisorConfig,
